@@ -1,0 +1,1 @@
+"""Influence collapse: transformed, relabelled query copies and the flagging rules."""

@@ -1,0 +1,64 @@
+"""The seven published test-time transformations, applied in pixel space ``[0, 1]``.
+
+Each one is meant to break a trigger's link to the target class while keeping the
+image recognisable; parameters are the published ones (SPEC §1). They act on
+pixels *before* normalisation (normalisation lives in the model), so colour
+jitter and invert mean what they say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torchvision.transforms import v2
+
+from ..registry import Registry
+
+ImageTransform = Callable[[torch.Tensor], torch.Tensor]
+"""Maps one ``[C, H, W]`` image in ``[0, 1]`` to another; randomness from torch's RNG."""
+
+
+def _channel_swap(img: torch.Tensor) -> torch.Tensor:
+    """Swap red and green; a single-channel image has nothing to swap."""
+    if img.shape[0] < 2:
+        return img.clone()
+    out = img.clone()
+    out[[0, 1]] = img[[1, 0]]
+    return out
+
+
+def _colour_only(tf: v2.Transform) -> ImageTransform:
+    """Saturation/hue need three channels; grayscale images get the rest of the jitter."""
+
+    def apply(img: torch.Tensor) -> torch.Tensor:
+        if img.shape[0] == 3:
+            return tf(img)
+        return v2.ColorJitter(brightness=tf.brightness, contrast=tf.contrast)(img)
+
+    return apply
+
+
+TRANSFORMS: Registry[ImageTransform] = Registry("transformation")
+TRANSFORMS.register("flip", v2.RandomHorizontalFlip(p=1.0), "horizontal flip")
+TRANSFORMS.register(
+    "color_jitter",
+    _colour_only(v2.ColorJitter(brightness=(0.9, 1.1), contrast=(0.9, 1.1), saturation=(0.6, 1.4),
+                                hue=(-0.1, 0.1))),
+    "colour jitter (brightness, contrast, saturation, hue)",
+)
+TRANSFORMS.register("affine", v2.RandomAffine(degrees=(-180, 180), scale=(1, 2), shear=10),
+                    "random rotation, zoom and shear")
+TRANSFORMS.register("elastic", v2.ElasticTransform(alpha=150.0), "elastic deformation")
+TRANSFORMS.register("blur", v2.GaussianBlur(kernel_size=(5, 9), sigma=(8, 10)), "strong Gaussian blur")
+TRANSFORMS.register("invert", v2.RandomInvert(p=1.0), "colour inversion")
+TRANSFORMS.register("channel_swap", _channel_swap, "red/green channel swap")
+
+
+def apply_transform(name: str, image: torch.Tensor, seed: int) -> torch.Tensor:
+    """Apply transformation ``name`` to one image with its own seeded RNG (reproducible)."""
+    fn = TRANSFORMS.get(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = fn(image)
+    return out.clamp(0.0, 1.0).to(torch.float32)

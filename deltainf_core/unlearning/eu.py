@@ -1,0 +1,25 @@
+"""Exact unlearning (EU): retrain from scratch on the retain set with the same recipe.
+
+The gold standard: whatever the flagged set missed is still learned, whatever it
+caught is gone. Costs a full training run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..training import train_model
+from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set
+
+
+def unlearn(ctx: UnlearnContext) -> UnlearnResult:
+    forget = check_forget_set(ctx)
+    retain = ctx.train.without(forget)
+    torch.manual_seed(ctx.train_config.seed)
+    model = ctx.build_model()
+    epochs = ctx.cfg.epochs or ctx.train_config.epochs
+    with Timer() as t:
+        train_model(model, retain, ctx.train_config, augment_flip=ctx.augment_flip,
+                    progress=ctx.progress, device=ctx.device, epochs=epochs)
+    passes = epochs * len(retain) / len(ctx.train)
+    return UnlearnResult(model, t.seconds, passes, {"retained": len(retain), "epochs": epochs})

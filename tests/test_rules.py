@@ -1,0 +1,115 @@
+"""Known-answer tests for the flagging rules on synthetic Δ matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deltainf_core import (
+    CollapseConfig,
+    ImageSet,
+    build_queries,
+    delta_scores,
+    effect_size_rule,
+    influence_collapse,
+    per_image_effect_size,
+    pooled_effect_size,
+    published_vote,
+)
+
+
+def synthetic_scores(n_train=200, poisons=(3, 50, 120), copies=(50, 20, 20), seed=0, scale=1e5):
+    """Score matrix where poisons lose support on every copy; clean images wobble around 0."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in copies:
+        orig = rng.normal(0, 1, n_train) * scale
+        orig[list(poisons)] = np.array([5.0, 80.0, 3000.0]) * scale  # wildly different magnitudes
+        rows.append(orig)
+        for _ in range(n):
+            copy = orig + rng.normal(0, 1, n_train) * scale
+            copy[list(poisons)] = orig[list(poisons)] * rng.uniform(-0.2, 0.1, len(poisons))
+            rows.append(copy)
+    return np.stack(rows).astype(np.float32)
+
+
+def fake_queries(copies=(50, 20, 20)):
+    k = len(copies)
+    images = torch.rand(k, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    affected = ImageSet(images, torch.zeros(k, dtype=torch.long), tuple("0123"))
+    cfg = CollapseConfig(transforms=("flip", "invert"), n_copies=copies[0],
+                         n_copies_extra=copies[1] if k > 1 else 1, max_affected=k)
+    return build_queries(affected, 0, cfg)
+
+
+def test_query_layout_and_labels():
+    q = fake_queries()
+    assert len(q.queries) == 3 + 50 + 20 + 20
+    assert q.n_affected == 3
+    assert (q.queries.labels[torch.as_tensor(q.is_original)] == 0).all()
+    assert (q.queries.labels[torch.as_tensor(~q.is_original)] != 0).all()
+    # every copy points at the original of its own image
+    orig = q.original_row_of()
+    assert (q.image_of[orig] == q.image_of[q.copy_rows()]).all()
+    assert set(q.transform[q.copy_rows()]) <= {"flip", "invert"}
+
+
+def test_queries_are_seeded():
+    a, b = fake_queries(), fake_queries()
+    assert torch.equal(a.queries.images, b.queries.images)
+    assert torch.equal(a.queries.labels, b.queries.labels)
+
+
+def test_effect_size_finds_poisons_whatever_their_scale():
+    q = fake_queries()
+    s = synthetic_scores()
+    d = pooled_effect_size(influence_collapse(s, q))
+    flagged = effect_size_rule(d, 2.0)
+    assert set(flagged.tolist()) >= {3, 50, 120}
+    assert len(flagged) <= 10  # clean images do not collapse consistently
+
+
+def test_effect_size_is_scale_free():
+    q = fake_queries()
+    s = synthetic_scores().astype(np.float64)
+    d1 = pooled_effect_size(influence_collapse(s, q))
+    d2 = pooled_effect_size(influence_collapse(s * 1e-4, q))
+    assert np.allclose(d1, d2)
+
+
+def test_effect_size_known_values():
+    c = np.array([[1.0, 2.0, 0.0], [3.0, 2.0, 0.0]])
+    d = pooled_effect_size(c)
+    assert d[0] == 2.0  # mean 2, population std 1
+    assert np.isinf(d[1]) and d[1] > 0  # constant positive collapse
+    assert d[2] == 0.0
+    assert effect_size_rule(d, 2.0).tolist() == [0, 1]
+
+
+def test_delta_is_copy_minus_original():
+    q = fake_queries((3,))
+    s = np.arange(4 * 5, dtype=np.float32).reshape(4, 5)
+    delta, rows = delta_scores(s, q)
+    assert rows.tolist() == [1, 2, 3]
+    assert np.allclose(delta, s[1:] - s[0])
+
+
+def test_transform_filter_keeps_only_its_copies():
+    q = fake_queries()
+    s = synthetic_scores()
+    _delta, rows = delta_scores(s, q, transforms=["invert"])
+    assert len(rows) == int((q.transform == "invert").sum())
+
+
+def test_published_vote_known_answer():
+    delta = np.array([[-1, -1, 1], [-1, 1, 1], [-1, -1, 1], [-1, -1, -1]], dtype=float)
+    assert published_vote(delta, th=0, n_tolerate=0).tolist() == [0]
+    assert published_vote(delta, th=0, n_tolerate=1).tolist() == [0, 1]
+    assert published_vote(delta, th=-2, n_tolerate=1).tolist() == []
+
+
+def test_per_image_variant_averages_images():
+    c = np.array([[1.0], [3.0], [2.0], [2.0]])
+    image_of = np.array([0, 0, 1, 1])
+    d = per_image_effect_size(c, image_of)
+    assert d[0] == (2.0 + 1e6) / 2  # image 1 is constant, clipped to 1e6
