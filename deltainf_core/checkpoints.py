@@ -39,10 +39,14 @@ def read_checkpoint(source: str | bytes) -> dict[str, torch.Tensor] | dict:
         with fh:
             obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(
-            f"{name} contains code or objects other than weights and was refused ({first[:120]})"
-        ) from None
+        text = str(err)
+        marker = text.find("GLOBAL")
+        if marker >= 0:  # the file names code to import and run: refuse, never execute
+            what = text[marker + len("GLOBAL"):].split()[0] if text[marker + 6:].split() else "code"
+            raise CheckpointError(
+                f"{name} contains code ({what}), not just weights, and was refused for safety"
+            ) from None
+        raise CheckpointError(f"{name} is not a readable PyTorch checkpoint (corrupt or not a weights file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as err:
         raise CheckpointError(f"{name} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
     if not isinstance(obj, dict):

@@ -122,6 +122,25 @@ class UnlearnOutcome:
     gaussian: dict | None = None
 
 
+@dataclass
+class Investigation:
+    """What ``Pipeline.investigate`` found and did.
+
+    affected_idx: indices into the attack's ``psr_set`` used as affected images.
+    flagged: union of every round's flagged training indices.
+    outcome: the unlearned model after the last round (None if nothing was flagged).
+    rounds: per-round summary (flag counts, precision/recall when known, PSR, accuracy).
+    """
+
+    affected_idx: np.ndarray
+    flagged: np.ndarray
+    outcome: UnlearnOutcome | None
+    rounds: list[dict]
+    precision: float | None
+    recall: float | None
+    timings: dict
+
+
 def _file_hash(path: str) -> str:
     import hashlib
 
@@ -362,18 +381,21 @@ class Pipeline:
                                             poisoned.noise, sigma)
 
     # -- the whole path, headless -----------------------------------------------------
-    def run(self, scn: Scenario) -> dict:
-        """Everything the CLI reports (SPEC §3), with the closed loop of finding 5."""
-        timings = {"train": 0.0, "factors": 0.0, "scores": 0.0, "detect": 0.0, "unlearn": 0.0}
-        t0 = time.perf_counter()
+    def investigate(self, scn: Scenario, affected_idx: np.ndarray | None = None) -> Investigation:
+        """Detect → unlearn, repeated while an affected image still shows the attack (finding 5).
+
+        Each round scores the affected images on the latest unlearned model, adds what
+        it flags to the set, and unlearns the union from the model under investigation.
+        Ground truth is only used to report precision/recall, never to decide.
+        """
+        timings = {"factors": 0.0, "scores": 0.0, "detect": 0.0, "unlearn": 0.0}
         tm = self.trained(scn)
         poisoned = self.poisoned(scn)
-        timings["train"] = time.perf_counter() - t0
-        affected_idx = self.default_affected(scn)
-        affected = self.affected_set(scn, affected_idx)
-        target = poisoned.target_class if poisoned.target_class is not None else None
         truth = poisoned.poison_indices if len(poisoned.poison_indices) else None
-
+        if affected_idx is None:
+            affected_idx = self.default_affected(scn)
+        affected = self.affected_set(scn, affected_idx)
+        target = poisoned.target_class
         flagged = np.zeros(0, dtype=np.int64)
         model = tm.model
         rounds: list[dict] = []
@@ -381,6 +403,7 @@ class Pipeline:
         uses_influence = scn.detect.method in INFLUENCE_DETECTORS
         for r in range(max(1, scn.max_rounds)):
             t = time.perf_counter()
+            eng = None
             if uses_influence:
                 eng = self.engine(scn, model)
                 eng.fit_factors()
@@ -388,7 +411,7 @@ class Pipeline:
             t_det = time.perf_counter()
             detection = self.detect(scn, affected, target, model)
             spent = time.perf_counter() - t_det
-            score_time = eng.score_seconds if uses_influence else 0.0
+            score_time = eng.score_seconds if eng is not None else 0.0
             timings["scores"] += score_time
             timings["detect"] += max(0.0, spent - score_time)
             new_flags = np.setdiff1d(detection.flagged, flagged)
@@ -411,7 +434,22 @@ class Pipeline:
                 break
             model = outcome.model
         precision, recall = precision_recall(flagged, truth)
-        result = {
+        return Investigation(np.asarray(affected_idx), flagged, outcome, rounds, precision, recall, timings)
+
+    def audit_known_poisons(self, scn: Scenario) -> UnlearnOutcome:
+        """Gaussian poisoning has no affected image: unlearn the known noisy images and
+        report the statistic, which shows whether their trace is gone."""
+        poisoned = self.poisoned(scn)
+        return self.unlearn(scn, poisoned.poison_indices)
+
+    def run(self, scn: Scenario) -> dict:
+        """Everything the CLI reports (SPEC §3)."""
+        t0 = time.perf_counter()
+        tm = self.trained(scn)
+        poisoned = self.poisoned(scn)
+        timings = {"train": time.perf_counter() - t0}
+        truth = poisoned.poison_indices if len(poisoned.poison_indices) else None
+        result: dict = {
             "scenario": {**self._scenario_summary(scn), "config": scn.as_dict()},
             "poisoned": {
                 "clean_accuracy": tm.clean_accuracy,
@@ -419,30 +457,52 @@ class Pipeline:
                 "n_train": len(poisoned.train),
                 "n_poisons": len(poisoned.poison_indices),
                 "attack_info": _jsonable(poisoned.info),
+                "gaussian": self.gaussian_check(scn, tm.model),
             },
-            "affected_test_index": int(poisoned.psr_source_indices[affected_idx[0]]),
-            "affected_test_indices": [int(poisoned.psr_source_indices[i]) for i in affected_idx],
-            "detection": {
-                "method": scn.detect.method, "flagged": flagged.tolist(), "n_flagged": int(flagged.size),
-                "flagged_fraction": float(flagged.size / len(poisoned.train)),
-                "precision": precision, "recall": recall,
-            },
-            "rounds": rounds,
-            "unlearned": None,
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "device": str(self.device),
         }
-        if outcome is not None:
-            result["unlearned"] = {
-                "method": outcome.method, "clean_accuracy": outcome.clean_accuracy,
-                "poison_success_rate": outcome.poison_success_rate,
-                "oracle_clean_accuracy": self.oracle_accuracy(scn) if truth is not None else None,
-                "accuracy_change": outcome.clean_accuracy - tm.clean_accuracy,
-                "seconds": outcome.seconds, "passes": outcome.passes, "info": _jsonable(outcome.info),
-                "gaussian": outcome.gaussian,
-            }
+        if poisoned.noise is not None and len(poisoned.psr_set) == 0:
+            t = time.perf_counter()
+            out = self.audit_known_poisons(scn)
+            timings.update({"factors": 0.0, "scores": 0.0, "detect": 0.0, "unlearn": time.perf_counter() - t})
+            result.update({"affected_test_index": None, "affected_test_indices": [],
+                           "detection": {"method": "known (gaussian audit)",
+                                         "flagged": poisoned.poison_indices.tolist(),
+                                         "n_flagged": len(poisoned.poison_indices), "precision": 1.0,
+                                         "recall": 1.0},
+                           "rounds": [], "unlearned": self._unlearned_json(out, tm, None)})
+        else:
+            inv = self.investigate(scn)
+            timings.update(inv.timings)
+            result.update({
+                "affected_test_index": int(poisoned.psr_source_indices[inv.affected_idx[0]]),
+                "affected_test_indices": [int(poisoned.psr_source_indices[i]) for i in inv.affected_idx],
+                "detection": {
+                    "method": scn.detect.method, "flagged": inv.flagged.tolist(), "n_flagged": int(inv.flagged.size),
+                    "flagged_fraction": float(inv.flagged.size / len(poisoned.train)),
+                    "precision": inv.precision, "recall": inv.recall,
+                },
+                "rounds": inv.rounds,
+                "unlearned": None,
+            })
+            if inv.outcome is not None:
+                t = time.perf_counter()
+                oracle = self.oracle_accuracy(scn) if truth is not None else None
+                timings["oracle"] = time.perf_counter() - t
+                result["unlearned"] = self._unlearned_json(inv.outcome, tm, oracle)
+        result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         result["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
         return result
+
+    @staticmethod
+    def _unlearned_json(out: UnlearnOutcome, tm: TrainedModel, oracle: float | None) -> dict:
+        return {
+            "method": out.method, "clean_accuracy": out.clean_accuracy,
+            "poison_success_rate": out.poison_success_rate, "oracle_clean_accuracy": oracle,
+            "accuracy_change": out.clean_accuracy - tm.clean_accuracy,
+            "seconds": out.seconds, "passes": out.passes, "info": _jsonable(out.info),
+            "gaussian": out.gaussian,
+        }
 
     def _scenario_summary(self, scn: Scenario) -> dict:
         acfg = self.attack_config(scn)

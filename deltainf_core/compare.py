@@ -1,0 +1,222 @@
+"""Detectors × attacks (× unlearners) comparison — the paper's Figures 3 and 4 as live tables.
+
+Every cell goes through the same cached ``Pipeline`` as the app, so a comparison
+after an investigation reuses its models, factors and scores. Output: a JSON file
+under ``results/``, a Markdown table and a PNG in the paper's style (PSR after
+unlearning with ✓ when below 5%, clean accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import time
+from dataclasses import replace
+
+from .attacks import ATTACKS
+from .config import AttackConfig, DataConfig, TrainConfig
+from .detectors import DETECTORS
+from .errors import ConfigError, DeltaInfError
+from .metrics import SUCCESS_PSR
+from .pipeline import Pipeline, Scenario, StageProgress, quiet
+from .store import Store
+from .unlearning import UNLEARNERS
+
+DEFAULT_ATTACKS = ("badnet", "smooth", "witches_brew")
+"""The paper's three attacks (gaussian has no success rate to compare)."""
+
+
+def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unlearners: list[str],
+                   progress: StageProgress = quiet, out_dir: str = "results",
+                   pipeline: Pipeline | None = None) -> dict:
+    """Run every (attack, detector) with EU — and every unlearner on Δ-Influence's set.
+
+    Rows whose cell fails (e.g. an attack that does not implant, so no affected image
+    exists) are kept with an ``error`` sentence instead of aborting the table.
+    """
+    for name in attacks:
+        ATTACKS.get(name)
+    for name in detectors:
+        DETECTORS.get(name)
+    for name in unlearners:
+        UNLEARNERS.get(name)
+    pipe = pipeline or Pipeline(progress=progress)
+    rows: list[dict] = []
+    cells = [(a, d, "eu") for a in attacks for d in detectors]
+    cells += [(a, "delta", u) for a in attacks for u in unlearners if u != "eu" or "delta" not in detectors]
+    started = time.perf_counter()
+    for i, (attack, detector, unlearner) in enumerate(cells):
+        progress("compare", i / len(cells), f"{attack} × {detector} × {unlearner}")
+        scn = replace(base, attack=replace(base.attack, name=attack),
+                      detect=replace(base.detect, method=detector),
+                      unlearn=replace(base.unlearn, method=unlearner))
+        row = {"attack": attack, "detector": detector, "unlearner": unlearner}
+        try:
+            t0 = time.perf_counter()
+            tm = pipe.trained(scn)
+            inv = pipe.investigate(scn)
+            out = inv.outcome
+            row.update({
+                "psr_before": tm.poison_success_rate, "acc_before": tm.clean_accuracy,
+                "psr_after": out.poison_success_rate if out else None,
+                "acc_after": out.clean_accuracy if out else None,
+                "n_flagged": int(inv.flagged.size), "precision": inv.precision, "recall": inv.recall,
+                "rounds": len(inv.rounds), "unlearn_seconds": out.seconds if out else None,
+                "seconds": time.perf_counter() - t0,
+            })
+            row["success"] = row["psr_after"] is not None and row["psr_after"] < SUCCESS_PSR
+        except DeltaInfError as err:
+            row.update({"error": str(err), "success": False})
+        rows.append(row)
+    _add_relative_time(rows)
+    result = {
+        "dataset": base.data.data_dir or base.data.dataset, "model": base.train.model,
+        "seed": base.train.seed, "attacks": attacks, "detectors": detectors, "unlearners": unlearners,
+        "rows": rows, "seconds": time.perf_counter() - started,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    result["markdown"] = markdown_table(result)
+    progress("compare", 1.0, f"{len(rows)} cells")
+    return save_comparison(result, out_dir)
+
+
+def _add_relative_time(rows: list[dict]) -> None:
+    """Unlearning wall time relative to EU on the same flagged set (Figure 4's cost column)."""
+    eu = {r["attack"]: r.get("unlearn_seconds") for r in rows if r["detector"] == "delta" and r["unlearner"] == "eu"}
+    for r in rows:
+        base = eu.get(r["attack"])
+        secs = r.get("unlearn_seconds")
+        r["time_vs_eu"] = (secs / base) if base and secs is not None else None
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def markdown_table(result: dict) -> str:
+    """Figure 3 (detectors, EU) and Figure 4 (unlearners on Δ-Influence) as Markdown."""
+    lines = [f"Dataset `{result['dataset']}`, model `{result['model']}`, seed {result['seed']}. "
+             "PSR after unlearning (✓ when < 5%) / clean accuracy after, in %.", ""]
+
+    def table(rows: list[dict], key: str) -> list[str]:
+        attacks = result["attacks"]
+        out = [f"| {key} | " + " | ".join(attacks) + " |", "|---|" + "---|" * len(attacks)]
+        for name in dict.fromkeys(r[key] for r in rows):
+            cells = []
+            for a in attacks:
+                r = next((x for x in rows if x[key] == name and x["attack"] == a), None)
+                if r is None:
+                    cells.append("")
+                elif "error" in r:
+                    cells.append(f"error: {r['error'][:60]}")
+                else:
+                    mark = "✓" if r["success"] else "×"
+                    extra = f", {r['n_flagged']} flagged"
+                    if r.get("recall") is not None:
+                        extra += f", P {_pct(r['precision'])} R {_pct(r['recall'])}"
+                    if key == "unlearner" and r.get("time_vs_eu") is not None:
+                        extra += f", {r['time_vs_eu']:.2f}× EU time"
+                    cells.append(f"{mark} {_pct(r['psr_after'])} / {_pct(r['acc_after'])}{extra}")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        return out
+
+    fig3 = [r for r in result["rows"] if r["unlearner"] == "eu"]
+    lines += ["**Detection methods, each unlearned with EU (Figure 3)**", "", *table(fig3, "detector")]
+    fig4 = [r for r in result["rows"] if r["detector"] == "delta"]
+    if len({r["unlearner"] for r in fig4}) > 1:
+        lines += ["", "**Unlearning methods on Δ-Influence's flagged set (Figure 4)**", ""]
+        lines += table(fig4, "unlearner")
+    before = {r["attack"]: r for r in result["rows"] if "psr_before" in r}
+    lines += ["", "Poisoned model: " + "; ".join(
+        f"{a}: PSR {_pct(r['psr_before'])}, accuracy {_pct(r['acc_before'])}" for a, r in before.items())]
+    return "\n".join(lines) + "\n"
+
+
+def save_comparison(result: dict, out_dir: str) -> dict:
+    """Write JSON, Markdown and PNG atomically; returns the result with the file paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, f"compare-{_slug(result['dataset'])}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from .figures_png import comparison_png
+
+    png = f"{stem}.png"
+    comparison_png(result, png)
+    result["figure_png"] = png
+    with open(f"{stem}.md", "w") as fh:
+        fh.write(result["markdown"])
+    tmp = f"{stem}.json.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=2)
+    os.replace(tmp, f"{stem}.json")
+    result["json_path"] = f"{stem}.json"
+    return result
+
+
+def latest_comparison(out_dir: str = "results") -> dict | None:
+    """The newest ``compare-*.json`` under ``out_dir`` (None when there is none or it is unreadable)."""
+    paths = sorted(glob.glob(os.path.join(out_dir, "compare-*.json")), key=os.path.getmtime)
+    for path in reversed(paths):
+        try:
+            with open(path) as fh:
+                return json.load(fh)
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in os.path.basename(os.path.normpath(text)))
+
+
+def _names(text: str, registry, default: tuple[str, ...]) -> list[str]:
+    if text in ("", None):
+        return list(default)
+    if text == "all":
+        return registry.names()
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    for n in names:
+        registry.get(n)
+    return names
+
+
+def add_compare_args(p: argparse.ArgumentParser) -> None:
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", default="mnist5k")
+    data.add_argument("--data-dir", help="ImageFolder root with train/ and test/")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--max-train", type=int)
+    p.add_argument("--model", default="smallcnn")
+    p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), help="comma list or 'all'")
+    p.add_argument("--detectors", default="all", help="comma list or 'all'")
+    p.add_argument("--unlearners", default="eu", help="comma list or 'all' (Figure 4 on Δ-Influence's set)")
+    p.add_argument("--poison-frac", type=float, default=0.01)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=Scenario.max_rounds)
+    p.add_argument("--out-dir", default="results")
+    p.add_argument("--cache-dir")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--debug", action="store_true")
+
+
+def run_compare(args: argparse.Namespace, progress: StageProgress) -> int:
+    attacks = [a for a in _names(args.attacks, ATTACKS, DEFAULT_ATTACKS) if a not in ("none", "gaussian")]
+    if not attacks:
+        raise ConfigError("choose at least one attack with a success rate (badnet, smooth, witches_brew)")
+    base = Scenario(
+        data=DataConfig(dataset=args.dataset, data_dir=args.data_dir, data_root=args.data_root,
+                        max_train=args.max_train),
+        attack=AttackConfig(poison_frac=args.poison_frac, seed=args.seed),
+        train=TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed),
+        max_rounds=args.rounds,
+    )
+    base.collapse = replace(base.collapse, seed=args.seed)
+    result = run_comparison(base, attacks, _names(args.detectors, DETECTORS, ()),
+                            _names(args.unlearners, UNLEARNERS, ("eu",)), progress, args.out_dir,
+                            Pipeline(Store(args.cache_dir), progress))
+    if hasattr(progress, "close"):
+        progress.close()
+    print(result["markdown"])
+    print(f"wrote {result['json_path']} and {result['figure_png']}")
+    return 0

@@ -1,0 +1,103 @@
+"""The cached pipeline on a tiny scenario: stages, cache reuse, killed runs, bad training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from deltainf_core import Pipeline, Store, TrainConfig, delta_scores
+from deltainf_core.errors import TrainingError
+from deltainf_core.influence import ClassificationTask
+
+
+@pytest.fixture(scope="module")
+def trained(pipeline, tiny_scenario):
+    return pipeline.trained(tiny_scenario)
+
+
+def test_poisoned_set_keeps_ground_truth_apart(pipeline, tiny_scenario):
+    p = pipeline.poisoned(tiny_scenario)
+    clean = pipeline.dataset(tiny_scenario.data).train
+    assert len(p.poison_indices) == 16  # 2% of 800
+    assert (p.train.labels[p.poison_indices] == p.target_class).all()
+    assert (clean.labels[p.poison_indices] == p.victim_class).all()
+    untouched = np.setdiff1d(np.arange(len(clean)), p.poison_indices)
+    assert torch.equal(p.train.images[untouched], clean.images[untouched])
+    assert (p.psr_set.labels == p.victim_class).all()
+
+
+def test_trained_model_is_evaluated(trained):
+    assert 0.5 < trained.clean_accuracy <= 1.0
+    assert trained.poison_success_rate is not None
+
+
+def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, trained):
+    cands = pipeline.affected_candidates(tiny_scenario)
+    if cands.size == 0:
+        pytest.skip("tiny model did not implant the trigger")
+    affected = pipeline.affected_set(tiny_scenario, cands[:2])
+    cr = pipeline.collapse(tiny_scenario, affected)
+    n_q = 2 + tiny_scenario.collapse.n_copies + tiny_scenario.collapse.n_copies_extra
+    assert cr.scores.shape == (n_q, 800) and cr.scores.dtype == np.float32
+    assert np.isfinite(cr.scores).all()
+    # scoring one query on its own gives the same row as scoring it inside the batch
+    eng = pipeline.engine(tiny_scenario)
+    alone = eng.scores(cr.queries.queries.subset([0]))
+    assert np.allclose(alone[0], cr.scores[0], rtol=1e-3, atol=1e-3 * np.abs(cr.scores[0]).max())
+    delta, rows = delta_scores(cr.scores, cr.queries)
+    assert delta.shape == (n_q - 2, 800)
+
+
+def test_second_pipeline_reuses_every_stage(pipeline, tiny_scenario, trained, cache_dir):
+    first = pipeline.run(tiny_scenario)
+    again = Pipeline(Store(cache_dir))
+    tm = again.trained(tiny_scenario)
+    assert tm.cached
+    assert torch.equal(next(iter(tm.model.state_dict().values())).cpu(),
+                       next(iter(trained.model.state_dict().values())).cpu())
+    second = again.run(tiny_scenario)
+    assert second["detection"]["flagged"] == first["detection"]["flagged"]
+    assert second["unlearned"] == first["unlearned"]
+
+
+def test_killed_training_leaves_nothing_half_written(tiny_scenario, cache_dir):
+    scn = replace(tiny_scenario, train=replace(tiny_scenario.train, seed=11))
+
+    def kill(stage, frac, msg):
+        if stage == "train" and frac > 0.5:
+            raise KeyboardInterrupt
+
+    store = Store(cache_dir)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(store, kill).trained(scn)
+    pipe = Pipeline(store)
+    key = pipe.model_key(scn)
+    assert key not in store  # no torn entry
+    assert pipe.store.get(pipe.store.key("poison", scn.data, pipe.attack_config(scn), None)) is not None
+    tm = pipe.trained(scn)
+    assert not tm.cached and key in store
+
+
+def test_diverging_training_is_one_sentence(pipeline, tiny_scenario):
+    scn = replace(tiny_scenario, train=TrainConfig(epochs=1, lr=1e9, seed=5))
+    with pytest.raises(TrainingError, match="loss became .*lower the learning rate"):
+        pipeline.trained(scn)
+
+
+def test_training_is_deterministic_on_cpu(tiny_scenario, tmp_path):
+    scn = replace(tiny_scenario, train=replace(tiny_scenario.train, epochs=1, seed=3))
+    a = Pipeline(Store(str(tmp_path / "a"))).trained(scn).model.state_dict()
+    b = Pipeline(Store(str(tmp_path / "b"))).trained(scn).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_loss_is_float64():
+    """Finding 1: float32 rounds p-1 to 0 for well-fit poisons; the task must use float64."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    batch = (torch.rand(2, 1, 2, 2), torch.tensor([0, 2]))
+    task = ClassificationTask()
+    assert task.compute_train_loss(batch, model).dtype == torch.float64
+    assert task.compute_measurement(batch, model).dtype == torch.float64
