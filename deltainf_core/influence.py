@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -30,6 +31,9 @@ from .config import InfluenceConfig, stable_hash
 from .data.base import ImageSet
 from .errors import InfluenceError
 from .training import Progress, no_progress, pick_device
+
+# kronfluence 1.0.1 calls a deprecated CUDA GradScaler constructor on every pass.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"kronfluence\.")
 
 TRAIN_CHUNK = 8192
 """Score the training set in chunks of this many images: progress and resumability."""

@@ -21,7 +21,7 @@ T = TypeVar("T")
 STAGE_VERSIONS: dict[str, int] = {
     "poison": 1,
     "train": 1,
-    "detect": 1,
+    "detect": 2,
     "unlearn": 1,
     "oracle": 1,
     "scores": 1,

@@ -113,3 +113,24 @@ def test_per_image_variant_averages_images():
     image_of = np.array([0, 0, 1, 1])
     d = per_image_effect_size(c, image_of)
     assert d[0] == (2.0 + 1e6) / 2  # image 1 is constant, clipped to 1e6
+
+
+def test_within_image_std_ignores_between_image_scale():
+    """An image that collapses on every copy of two affected images of different scale."""
+    c = np.array([[1.0], [1.2], [0.8], [10.0], [12.0], [8.0]])
+    image_of = np.array([0, 0, 0, 1, 1, 1])
+    total = pooled_effect_size(c)[0]
+    within = pooled_effect_size(c, image_of)[0]
+    assert total < 2.0 < within  # the scale difference is not evidence against collapse
+    one = pooled_effect_size(c[:3], image_of[:3])[0]
+    assert np.isclose(one, pooled_effect_size(c[:3])[0])  # one image: both forms agree
+
+
+def test_collapse_effect_size_matches_manual_pooling():
+    from deltainf_core import collapse_effect_size
+
+    q = fake_queries()
+    s = synthetic_scores()
+    delta, rows = delta_scores(s, q)
+    assert np.allclose(collapse_effect_size(s, q), pooled_effect_size(-delta, q.image_of[rows]))
+    assert set(effect_size_rule(collapse_effect_size(s, q)).tolist()) >= {3, 50, 120}

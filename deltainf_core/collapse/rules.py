@@ -5,7 +5,8 @@
 
 Raw EK-FAC magnitudes are meaningless across (and even within) models, so the
 default rule is a per-training-image effect size: ``d_i = mean(c_i) / std(c_i)``
-pooled over every copy of every affected image, flagged at ``d_i ≥ 2``. It is the
+pooled over every copy of every affected image (std within each affected image),
+flagged at ``d_i ≥ 2``. It is the
 magnitude-aware form of the published "Δ < 0 on nearly all copies" vote and needs
 no per-scenario threshold (SPEC §4, findings 2-4).
 """
@@ -43,13 +44,35 @@ def influence_collapse(scores: np.ndarray, queries: CollapseQueries,
     return -delta
 
 
-def pooled_effect_size(collapse: np.ndarray) -> np.ndarray:
-    """``mean / std`` (population std) of each column; ``±inf`` where std is 0 but mean isn't."""
+def collapse_effect_size(scores: np.ndarray, queries: CollapseQueries,
+                         transforms: Sequence[str] | None = None) -> np.ndarray:
+    """The default rule's statistic straight from a score matrix: pooled ``d`` per training image."""
+    delta, rows = delta_scores(scores, queries, transforms)
+    return pooled_effect_size(-delta, queries.image_of[rows])
+
+
+def pooled_effect_size(collapse: np.ndarray, image_of_copy: np.ndarray | None = None) -> np.ndarray:
+    """``mean / std`` of each training image's collapse values (population std).
+
+    With ``image_of_copy`` (which affected image each copy row comes from) the std is
+    the *within-image* pooled std: how strongly an image supported one affected image
+    versus another is not evidence against its collapse, only the wobble of its
+    collapse across one image's copies is. With one affected image both forms agree.
+    ``±inf`` where the std is 0 but the mean is not.
+    """
     c = np.asarray(collapse, dtype=np.float64)
     if c.shape[0] == 0:
         return np.zeros(c.shape[1])
     mean = c.mean(axis=0)
-    std = c.std(axis=0)
+    if image_of_copy is None:
+        std = c.std(axis=0)
+    else:
+        image_of_copy = np.asarray(image_of_copy)
+        resid = np.empty_like(c)
+        for k in np.unique(image_of_copy):
+            rows = image_of_copy == k
+            resid[rows] = c[rows] - c[rows].mean(axis=0)
+        std = np.sqrt((resid**2).mean(axis=0))
     with np.errstate(divide="ignore", invalid="ignore"):
         d = np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.sign(mean) * np.inf)
     return np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)

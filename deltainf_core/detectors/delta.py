@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..collapse.queries import build_queries
-from ..collapse.rules import effect_size_rule, influence_collapse, pooled_effect_size
+from ..collapse.rules import collapse_effect_size, effect_size_rule
 from ..errors import ConfigError
 from .base import Detection, DetectionContext
 
@@ -22,7 +22,7 @@ def collapse_scores(ctx: DetectionContext) -> tuple[np.ndarray, object]:
 
 def detect(ctx: DetectionContext) -> Detection:
     scores, queries = collapse_scores(ctx)
-    d = pooled_effect_size(influence_collapse(scores, queries))
+    d = collapse_effect_size(scores, queries)
     flagged = effect_size_rule(d, ctx.cfg.effect_size)
     return Detection("delta", flagged, d, {"effect_size": ctx.cfg.effect_size,
                                             "n_queries": len(queries.queries),
