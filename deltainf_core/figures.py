@@ -1,0 +1,442 @@
+"""Plotly figures and image helpers for the app (and for exports); no Streamlit here.
+
+The collapse scatter follows the paper's Figure 2: one panel per transformation,
+each training image a point — x its influence on the original affected image(s),
+y how much that influence changed on the transformed, relabelled copies (mean
+``Δ`` over that transformation's copies). Poisons sit far right and far below
+zero ("influence collapse"); clean images scatter around ``Δ = 0``. A first
+panel shows the pooled effect size ``d`` the default rule thresholds.
+
+Raw EK-FAC scores span ±10⁶, so both score axes use a symmetric log scale
+(``sign(v)·log10(1 + |v|/c)``) with ticks labelled in raw units. Every trace is
+WebGL (``go.Scattergl``) with float32 arrays; ``customdata`` holds the int32
+training index, so hovering names the image and a selection maps back to
+training images without 50,000 text labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .collapse.queries import CollapseQueries
+
+CLEAN = "#9ecae1"
+"""Light blue: clean training images when ground truth is known."""
+NEUTRAL = "#a3a3a3"
+"""Grey: every training image when there is no ground truth."""
+POISON = "#f28e2b"
+"""Orange: the attack's poisons (ground truth)."""
+FLAGGED = "#3b0f70"
+"""Dark purple rings: images the current rule flags (the fill stays visible inside)."""
+THRESHOLD = "#444444"
+
+TRANSFORM_TITLES = {
+    "flip": "horizontal flip", "color_jitter": "colour jitter", "affine": "random affine",
+    "elastic": "elastic", "blur": "Gaussian blur", "invert": "invert", "channel_swap": "red/green swap",
+}
+D_CLIP = 12.0
+"""Effect sizes are drawn clipped to ±D_CLIP (an item with zero spread has d = ±inf)."""
+
+
+# -- collapse scatter ------------------------------------------------------------------
+@dataclass
+class CollapseStats:
+    """Per-transformation sufficient statistics of influence collapse ``c = −Δ``.
+
+    Computed once per scoring pass; any subset of transformations then gives the
+    per-panel means and the pooled effect size in O(T · n_train) — the toggle is
+    instant however many copies were scored. Sums are taken around ``shift`` (each
+    image's mean collapse over all copies) so the variance has no cancellation.
+    """
+
+    transforms: list[str]
+    counts: np.ndarray
+    shift: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    original: np.ndarray
+
+    @property
+    def n_train(self) -> int:
+        return int(self.original.shape[0])
+
+
+def collapse_stats(scores: np.ndarray, queries: CollapseQueries) -> CollapseStats:
+    """Group the copy rows by transformation: counts, Σ(c − shift) and Σ(c − shift)² per image."""
+    s = np.asarray(scores)
+    original = s[np.flatnonzero(queries.is_original)].astype(np.float64).mean(axis=0)
+    rows = queries.copy_rows()
+    orig = queries.original_row_of()
+    names = queries.transform[rows]
+    present = [t for t in dict.fromkeys(names.tolist()) if t]
+    n = s.shape[1]
+    if rows.size == 0:
+        z = np.zeros((0, n))
+        return CollapseStats([], np.zeros(0, dtype=np.int64), np.zeros(n), z, z, original.astype(np.float32))
+    collapse = s[orig].astype(np.float64) - s[rows]  # c = original − copy
+    shift = collapse.mean(axis=0)
+    collapse -= shift
+    s1 = np.empty((len(present), n))
+    s2 = np.empty((len(present), n))
+    counts = np.empty(len(present), dtype=np.int64)
+    for k, t in enumerate(present):
+        block = collapse[names == t]
+        counts[k] = block.shape[0]
+        s1[k] = block.sum(axis=0)
+        s2[k] = np.einsum("ij,ij->j", block, block)
+    return CollapseStats(present, counts, shift, s1, s2, original.astype(np.float32))
+
+
+@dataclass
+class CollapsePanels:
+    """Per-training-image numbers behind the collapse scatter.
+
+    original: mean influence on the original affected image(s), ``[n_train]``.
+    delta: transformation name -> mean ``Δ`` over that transformation's copies.
+    effect_size: pooled ``d`` over the copies of every selected transformation
+        (the default rule's statistic, same definition as ``pooled_effect_size``).
+    n_copies: transformation name -> number of copies behind its panel.
+    """
+
+    original: np.ndarray
+    delta: dict[str, np.ndarray]
+    effect_size: np.ndarray
+    n_copies: dict[str, int]
+
+    @property
+    def transforms(self) -> list[str]:
+        return list(self.delta)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.original.shape[0])
+
+
+def collapse_panels(source: CollapseStats | np.ndarray, queries: CollapseQueries | None = None,
+                    transforms: Sequence[str] | None = None) -> CollapsePanels:
+    """One mean-``Δ`` row per selected transformation plus the pooled effect size.
+
+    ``source`` is a ``CollapseStats`` (fast path for toggling) or the raw
+    ``scores [n_query, n_train]`` together with ``queries``.
+    """
+    if isinstance(source, CollapseStats):
+        stats = source
+    else:
+        if queries is None:
+            raise ValueError("raw scores need their queries")
+        stats = collapse_stats(source, queries)
+    wanted = stats.transforms if transforms is None else [t for t in transforms if t in stats.transforms]
+    pos = [stats.transforms.index(t) for t in wanted]
+    per = {t: (-(stats.shift + stats.s1[k] / stats.counts[k])).astype(np.float32) for t, k in zip(wanted, pos,
+                                                                                                  strict=True)}
+    counts = {t: int(stats.counts[k]) for t, k in zip(wanted, pos, strict=True)}
+    total = int(stats.counts[pos].sum()) if pos else 0
+    if total == 0:
+        d = np.zeros(stats.n_train)
+    else:
+        a = stats.s1[pos].sum(axis=0) / total
+        mean = stats.shift + a
+        std = np.sqrt(np.maximum(stats.s2[pos].sum(axis=0) / total - a * a, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.sign(mean) * np.inf)
+        d = np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    return CollapsePanels(stats.original, per, d.astype(np.float32), counts)
+
+
+def symlog(values: np.ndarray, c: float) -> np.ndarray:
+    """``sign(v) · log10(1 + |v| / c)`` as float32 (0 stays 0, sign is kept)."""
+    v = np.asarray(values, dtype=np.float64)
+    return (np.sign(v) * np.log10(1.0 + np.abs(v) / c)).astype(np.float32)
+
+
+def symlog_scale(values: Iterable[np.ndarray], sample: int = 20_000) -> float:
+    """A linear-zone width ``c``: the decade just below the 5th percentile of non-zero |values|."""
+    mags = np.concatenate([np.abs(np.asarray(v, dtype=np.float64)).ravel()[:sample] for v in values])
+    mags = mags[np.isfinite(mags) & (mags > 0)]
+    if mags.size == 0:
+        return 1.0
+    return float(10.0 ** math.floor(math.log10(np.percentile(mags, 5))))
+
+
+def _superscript(k: int) -> str:
+    table = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+    return str(k).translate(table)
+
+
+def symlog_ticks(c: float, lo: float, hi: float, max_per_side: int = 4,
+                 max_ticks: int = 7) -> tuple[list[float], list[str]]:
+    """Tick positions (in symlog units) and raw-unit labels at 0 and ±powers of ten within ``[lo, hi]``.
+
+    Labels never crowd: 0 is kept, then the largest decades, each at least
+    ``(hi − lo) / max_ticks`` away from the ones already kept.
+    """
+    first = round(math.log10(c))
+    decades = []
+    for k in range(first, first + 40):
+        pos = float(math.log10(1.0 + 10.0**k / c))
+        if pos > max(abs(lo), abs(hi)) * 1.02:
+            break
+        decades.append((k, pos))
+    step = max(1, math.ceil(len(decades) / max_per_side))
+    decades = decades[::-1][::step][::-1]  # keep the largest decade, thin out the small ones
+    vals, text = [0.0], ["0"]
+    for k, pos in decades:
+        label = f"10{_superscript(k)}"
+        if pos <= hi * 1.02:
+            vals.append(pos)
+            text.append(label)
+        if -pos >= lo * 1.02:
+            vals.append(-pos)
+            text.append(f"−{label}")
+    gap = (max(hi, 0.0) - min(lo, 0.0)) / max(1, max_ticks)
+    kept: list[tuple[float, str]] = []
+    for v, t in sorted(zip(vals, text, strict=True), key=lambda pair: (pair[0] != 0.0, -abs(pair[0]))):
+        if all(abs(v - k) >= gap for k, _ in kept):
+            kept.append((v, t))
+    kept.sort()
+    return [v for v, _ in kept], [t for _, t in kept]
+
+
+def _mask(n: int, indices: np.ndarray | None) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    if indices is not None and len(indices):
+        mask[np.asarray(indices, dtype=np.int64)] = True
+    return mask
+
+
+def _axis_name(kind: str, p: int) -> str:
+    return kind if p == 0 else f"{kind}{p + 1}"
+
+
+def collapse_figure(panels: CollapsePanels, poisons: np.ndarray | None = None,
+                    flagged: np.ndarray | None = None, threshold: float | None = 2.0,
+                    max_cols: int = 4, panel_height: int = 300, show_effect_size: bool = True) -> go.Figure:
+    """Figure-2-style scatter, one WebGL panel per transformation (plus the effect-size panel).
+
+    poisons: ground-truth poison indices (orange) or None (all points neutral grey).
+    flagged: indices the current rule flags, drawn as dark rings on top.
+    The layout is written as one dict (no per-panel ``update_*`` calls), which keeps a
+    redraw with 50,000 points × 8 panels well under a second.
+    """
+    n = panels.n_train
+    names: list[str] = (["__d__"] if show_effect_size else []) + panels.transforms
+    n_panels = max(1, len(names))
+    cols = min(max_cols, n_panels)
+    rows = math.ceil(n_panels / cols)
+    hgap, vgap = 0.05, (0.14 if rows > 1 else 0.0)
+    width = (1.0 - hgap * (cols - 1)) / cols
+    height = (1.0 - vgap * (rows - 1)) / rows
+    idx = np.arange(n, dtype=np.int32)
+    cx = symlog_scale([panels.original])
+    x_all = symlog(panels.original, cx)
+    cy = symlog_scale(panels.delta.values()) if panels.delta else 1.0
+    x_ticks = symlog_ticks(cx, float(x_all.min(initial=0)), float(x_all.max(initial=0)),
+                           max_ticks=5 if cols > 2 else 7)
+
+    groups: list[tuple[str, str, np.ndarray, dict]] = []
+    if poisons is None:
+        groups.append(("training images", "all", idx, {"color": NEUTRAL, "size": 4, "opacity": 0.7}))
+    else:
+        poison_mask = _mask(n, poisons)
+        groups.append(("clean", "clean", idx[~poison_mask], {"color": CLEAN, "size": 4, "opacity": 0.9}))
+        groups.append(("poisoned (ground truth)", "poison", idx[poison_mask],
+                       {"color": POISON, "size": 7, "opacity": 1.0, "line": {"color": "#9a4a00", "width": 0.5}}))
+    flag_idx = idx[_mask(n, flagged)]
+    if flag_idx.size:
+        groups.append(("flagged by the rule", "flagged", flag_idx,
+                       {"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": FLAGGED, "width": 1.2}}))
+
+    traces: list[dict] = []
+    layout: dict[str, Any] = {}
+    annotations: list[dict] = []
+    shapes: list[dict] = []
+    grid = {"showgrid": True, "gridcolor": "#f0f0f0", "zeroline": True, "zerolinecolor": "#c8c8c8"}
+    for p, name in enumerate(names):
+        r, c = divmod(p, cols)
+        xa, ya = _axis_name("x", p), _axis_name("y", p)
+        x0 = c * (width + hgap)
+        y1 = 1.0 - r * (height + vgap)
+        if name == "__d__":
+            y_all = np.clip(np.nan_to_num(panels.effect_size, nan=0.0), -D_CLIP, D_CLIP).astype(np.float32)
+            title = "effect size d, all selected" + (f" (flag at d ≥ {threshold:g})" if threshold else "")
+            y_axis = {"title": {"text": "effect size d"} if c == 0 else None}
+            hover = "train #%{customdata}<br>d %{y:.2f}"
+            if threshold is not None:
+                shapes.append({"type": "line", "xref": f"{xa} domain", "x0": 0, "x1": 1, "yref": ya,
+                               "y0": threshold, "y1": threshold,
+                               "line": {"color": THRESHOLD, "dash": "dash", "width": 1}})
+        else:
+            y_all = symlog(panels.delta[name], cy)
+            k = panels.n_copies.get(name, 0)
+            title = f"{TRANSFORM_TITLES.get(name, name)} · {k} cop{'y' if k == 1 else 'ies'}"
+            ticks = symlog_ticks(cy, float(y_all.min(initial=0)), float(y_all.max(initial=0)))
+            y_axis = {"tickvals": ticks[0], "ticktext": ticks[1],
+                      "title": {"text": "Δ score (copy − original)"} if c == 0 else None}
+            hover = "train #%{customdata}"
+        for label, group, sel, marker in groups:
+            traces.append({
+                "type": "scattergl", "mode": "markers", "x": x_all[sel], "y": y_all[sel], "customdata": sel,
+                "name": label, "legendgroup": group, "showlegend": p == 0, "marker": marker,
+                "xaxis": xa, "yaxis": ya, "hovertemplate": hover + f"<extra>{label}</extra>",
+            })
+        x_axis = {"domain": [round(x0, 6), min(1.0, round(x0 + width, 6))], "anchor": ya,
+                  "tickvals": x_ticks[0], "ticktext": x_ticks[1], "tickangle": 0, **grid}
+        if r == rows - 1:
+            x_axis["title"] = {"text": "influence on the original"}
+        layout[_axis_name("xaxis", p)] = x_axis
+        layout[_axis_name("yaxis", p)] = {
+            "domain": [max(0.0, round(y1 - height, 6)), min(1.0, round(y1, 6))], "anchor": xa, **grid,
+            **{k: v for k, v in y_axis.items() if v is not None},
+        }
+        annotations.append({"text": title, "xref": "paper", "yref": "paper", "x": x0 + width / 2, "y": y1,
+                            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
+    layout.update(
+        height=panel_height * rows + 80, margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0 + 0.06 / rows, "x": 0},
+        dragmode="select", hovermode="closest", plot_bgcolor="white", annotations=annotations, shapes=shapes,
+    )
+    return go.Figure({"data": traces, "layout": layout})
+
+
+def selected_training_indices(event: Any) -> np.ndarray:
+    """Training indices behind a ``st.plotly_chart(on_select="rerun")`` event.
+
+    Reads ``customdata`` (scalar index or ``[index, ...]``) of every selected point:
+    per-trace ``point_index`` values are ambiguous when a figure has several traces.
+    Accepts the event object, its ``selection`` part, or None; returns sorted unique int64.
+    """
+    if event is None:
+        return np.zeros(0, dtype=np.int64)
+    selection = _get(event, "selection", event)
+    points = _get(selection, "points", None) or []
+    out = []
+    for pt in points:
+        cd = _get(pt, "customdata", None)
+        if cd is None:
+            continue
+        if isinstance(cd, Mapping):  # plotly.js may send a typed-array-like dict
+            cd = list(cd.values())
+        first = cd[0] if isinstance(cd, (list, tuple, np.ndarray)) else cd
+        try:
+            value = float(first)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value) and value >= 0:
+            out.append(round(value))
+    return np.unique(np.asarray(out, dtype=np.int64))
+
+
+def _get(obj: Any, key: str, default: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+# -- before / after ----------------------------------------------------------------------
+def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, float | None],
+                        after_label: str = "after unlearning", oracle_accuracy: float | None = None,
+                        success_psr: float = 0.05) -> go.Figure:
+    """Clean accuracy and poison success rate, before vs. after, as two bar panels (percent).
+
+    before/after: ``{"clean_accuracy": float, "poison_success_rate": float | None}``.
+    oracle_accuracy: accuracy of a retrain without exactly the true poisons (grey bar).
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean test accuracy", "poison success rate"),
+                        horizontal_spacing=0.14)
+    colours = {"poisoned model": "#7f7f7f", after_label: "#2b8cbe", "oracle retrain": "#c7c7c7"}
+
+    def bar(label: str, value: float | None, col: int) -> None:
+        if value is None:
+            return
+        fig.add_trace(go.Bar(
+            x=[label], y=[100.0 * value], marker_color=colours.get(label, "#2b8cbe"), name=label,
+            text=[f"{100.0 * value:.1f}%"], textposition="outside", showlegend=False,
+            hovertemplate=f"{label}: %{{y:.1f}}%<extra></extra>",
+        ), row=1, col=col)
+
+    bar("poisoned model", before.get("clean_accuracy"), 1)
+    bar(after_label, after.get("clean_accuracy"), 1)
+    if oracle_accuracy is not None:
+        bar("oracle retrain", oracle_accuracy, 1)
+    psr_known = before.get("poison_success_rate") is not None or after.get("poison_success_rate") is not None
+    bar("poisoned model", before.get("poison_success_rate"), 2)
+    bar(after_label, after.get("poison_success_rate"), 2)
+    if psr_known:
+        fig.add_hline(y=100.0 * success_psr, line={"color": "#d62728", "dash": "dash", "width": 1},
+                      annotation_text=f"success < {100 * success_psr:g}%", annotation_position="top right",
+                      row=1, col=2)
+    else:
+        fig.add_annotation(text="no ground truth:<br>not measurable", showarrow=False, xref="x2 domain",
+                           yref="y2 domain", x=0.5, y=0.5, font={"color": "#777"})
+    fig.update_yaxes(range=[0, 112], ticksuffix="%", gridcolor="#eee")
+    fig.update_layout(height=340, margin={"l": 50, "r": 20, "t": 50, "b": 40}, plot_bgcolor="white",
+                      bargap=0.35)
+    return fig
+
+
+# -- images -------------------------------------------------------------------------------
+def to_display(image: Any, min_side: int = 84) -> np.ndarray:
+    """A ``[C, H, W]``/``[H, W]`` image in ``[0, 1]`` as uint8 ``[H, W]`` or ``[H, W, 3]``.
+
+    Small images are enlarged by an integer factor with nearest-neighbour, so a 28-px
+    digit stays crisp and a 3-px trigger stays visible.
+    """
+    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3):  # [C, H, W] as the core stores images
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    factor = max(1, math.ceil(min_side / max(1, min(arr.shape[0], arr.shape[1]))))
+    if factor > 1:
+        arr = arr.repeat(factor, axis=0).repeat(factor, axis=1)
+    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def image_strip(images: Any, ncols: int = 8, pad: int = 2, min_side: int = 56,
+                background: int = 255) -> np.ndarray:
+    """Tile ``[N, C, H, W]`` images into one uint8 RGB array (rows of ``ncols``)."""
+    tiles = [to_display(img, min_side) for img in images]
+    if not tiles:
+        return np.full((min_side, min_side, 3), background, dtype=np.uint8)
+    tiles = [np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t for t in tiles]
+    h, w = tiles[0].shape[:2]
+    ncols = max(1, min(ncols, len(tiles)))
+    nrows = math.ceil(len(tiles) / ncols)
+    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), background, dtype=np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, ncols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = t
+    return out
+
+
+def framed(image: Any, colour: tuple[int, int, int] | None, width: int = 3, min_side: int = 84) -> np.ndarray:
+    """``to_display`` with a coloured frame (e.g. orange for a known poison); RGB uint8."""
+    tile = to_display(image, min_side)
+    if tile.ndim == 2:
+        tile = np.repeat(tile[..., None], 3, axis=2)
+    if colour is None:
+        return tile
+    out = np.empty((tile.shape[0] + 2 * width, tile.shape[1] + 2 * width, 3), dtype=np.uint8)
+    out[:] = np.asarray(colour, dtype=np.uint8)
+    out[width:-width, width:-width] = tile
+    return out
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
+
+
+__all__ = [
+    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "TRANSFORM_TITLES", "CollapsePanels", "CollapseStats",
+    "before_after_figure", "collapse_figure", "collapse_panels", "collapse_stats", "framed", "hex_to_rgb",
+    "image_strip", "selected_training_indices", "symlog", "symlog_scale", "symlog_ticks", "to_display",
+]

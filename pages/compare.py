@@ -1,0 +1,125 @@
+"""Compare: detection × unlearning methods side by side (the paper's Figure 3 as a live table)."""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import json
+import os
+
+import pandas as pd
+import streamlit as st
+
+import ui_state as ui
+from deltainf_core import ATTACKS, DATASETS, DETECTORS, UNLEARNERS
+
+ss = st.session_state
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.environ.get("DELTAINF_RESULTS") or os.path.join(ROOT, "results")
+"""Where ``compare-*.json`` files are read from and written to."""
+PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "precision", "recall")
+
+
+def latest_result(directory: str = RESULTS) -> tuple[str, dict] | None:
+    """The newest ``compare-*.json`` that parses, or None."""
+    paths = sorted(glob.glob(os.path.join(directory, "compare-*.json")), key=os.path.getmtime, reverse=True)
+    for path in paths:
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("rows"), list):
+            return path, data
+    return None
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in PERCENT:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce") * 100.0
+    return df
+
+
+def show(path: str, data: dict) -> None:
+    st.subheader(f"Latest comparison · {data.get('dataset', '?')}")
+    st.caption(f"{os.path.relpath(path, ROOT)} · {len(data['rows'])} runs")
+    df = table(data["rows"])
+    config = {c: st.column_config.NumberColumn(c.replace("_", " "), format="%.1f%%") for c in PERCENT if c in df}
+    config["success"] = st.column_config.CheckboxColumn("success (PSR < 5%)")
+    config["seconds"] = st.column_config.NumberColumn("seconds", format="%.0f")
+    st.dataframe(df, column_config=config, hide_index=True, width="stretch")
+    png = data.get("figure_png")
+    if png:
+        png_path = png if os.path.isabs(png) else os.path.join(ROOT, png)
+        if os.path.isfile(png_path):
+            st.image(png_path)
+    if data.get("markdown"):
+        with st.expander("As Markdown"):
+            st.code(data["markdown"], language="markdown")
+
+
+def launcher() -> None:
+    try:
+        from deltainf_core.compare import run_comparison
+    except ImportError:
+        st.info("Running a comparison from the app needs `deltainf_core.compare.run_comparison`, which this "
+                "version does not have yet; use `python -m deltainf_core compare` instead.")
+        return
+    with st.expander("Run a new comparison", expanded=latest_result() is None):
+        a, b = st.columns(2)
+        ds = DATASETS.names()
+        a.selectbox("Dataset", ds, index=ds.index("mnist5k") if "mnist5k" in ds else 0, **ui.keep("cmp_dataset"))
+        b.number_input("Max training images (0 = all)", min_value=0, step=500, value=0, **ui.keep("cmp_max_train"))
+        attacks = [n for n in ATTACKS.names() if n != "none"]
+        st.multiselect("Attacks", attacks, default=[n for n in ("badnet",) if n in attacks], **ui.keep("cmp_attacks"))
+        st.multiselect("Detectors", DETECTORS.names(), default=DETECTORS.names(), **ui.keep("cmp_detectors"))
+        st.multiselect("Unlearning methods", UNLEARNERS.names(),
+                       default=[n for n in ("eu",) if n in UNLEARNERS.names()], **ui.keep("cmp_unlearners"))
+        if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
+            ok, base = ui.attempt("Reading the settings", comparison_base)
+            if not ok:
+                return
+            offered = {
+                "base": base, "attacks": list(ss["cmp_attacks"]), "detectors": list(ss["cmp_detectors"]),
+                "unlearners": list(ss["cmp_unlearners"]), "out_dir": RESULTS, "pipeline": ui.pipeline(),
+            }
+            params = inspect.signature(run_comparison).parameters
+            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            kwargs = {k: v for k, v in offered.items() if takes_any or k in params}
+
+            def call(**kw):
+                if takes_any or "progress" in params:
+                    kw["progress"] = ui.pipeline().progress  # the bar that run_long installed
+                return run_comparison(**kw)
+
+            ok, _ = ui.run_long("Comparing methods", call, **kwargs)
+            if ok:
+                st.success("Comparison finished; the table below is the new one.")
+
+
+def comparison_base():
+    """The scenario page's settings (epochs, seed, influence, copies) on the chosen dataset."""
+    from dataclasses import replace
+
+    scn = ui.scenario_from_state()
+    data = replace(scn.data, dataset=ss["cmp_dataset"], data_dir=None, max_train=int(ss["cmp_max_train"]) or None)
+    return replace(scn, data=data)
+
+
+def render() -> None:
+    st.title("Compare methods")
+    st.caption("Detection methods × unlearning methods on the same attacks: poison success rate and clean "
+               "accuracy before/after, flagged-set precision and recall.")
+    found = latest_result()
+    launcher()
+    found = latest_result() or found
+    if found is None:
+        st.info("No comparison yet: run one above or with `python -m deltainf_core compare`; results appear "
+                "here from `results/compare-*.json`.")
+        return
+    show(*found)
+
+
+render()

@@ -1,0 +1,157 @@
+"""Step 3 · Influence collapse: score the affected images and their transformed copies, explore Δ."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import streamlit as st
+
+import ui_state as ui
+from deltainf_core import effect_size_rule
+from deltainf_core.figures import (
+    POISON,
+    TRANSFORM_TITLES,
+    collapse_figure,
+    collapse_panels,
+    framed,
+    hex_to_rgb,
+    selected_training_indices,
+    to_display,
+)
+
+ss = st.session_state
+MAX_SHOWN = 40
+SHORT = {"flip": "flip", "color_jitter": "jitter", "affine": "affine", "elastic": "elastic", "blur": "blur",
+         "invert": "invert", "channel_swap": "R↔G"}
+
+
+def compute(act: ui.Active, aff, cfg):
+    pipe = ui.pipeline()
+    scn = replace(act.scenario, collapse=cfg)
+    return pipe.collapse(scn, aff, target_class=ui.affected_target(act), model=ss["round"]["model"])
+
+
+def controls(act: ui.Active, aff) -> None:
+    cfg = ui.collapse_config(act, len(aff))
+    have = ui.current_collapse(act) is not None
+    a, b, c = st.columns([1, 1, 1.2], vertical_alignment="bottom")
+    a.number_input("Copies of the first image", min_value=1, max_value=500, step=5, **ui.keep("scn_copies"),
+                   help=ui.HELP["n_copies"])
+    b.number_input("Copies of each further image", min_value=1, max_value=500, step=5, **ui.keep("scn_copies_extra"),
+                   help=ui.HELP["n_copies_extra"], disabled=len(aff) < 2)
+    label = "Recompute" if have else "Compute influence collapse"
+    n_queries = len(aff) + cfg.n_copies + cfg.n_copies_extra * (len(aff) - 1)
+    if c.button(label, type="secondary" if have else "primary", icon=":material/calculate:", key="col_compute",
+                help=f"{n_queries} queries scored against every training image in one pass"):
+        cfg = ui.collapse_config(act, len(aff))
+        ok, result = ui.run_long("Influence collapse", compute, act, aff, cfg)
+        if ok:
+            ss["collapse"] = {"sig": ui.collapse_signature(act, cfg), "result": result}
+            ui.reset_downstream("collapse")
+            st.rerun()  # redraw the whole page (button label, sidebar) around the new result
+
+
+def selection_panel(act: ui.Active, result, idx: np.ndarray, evidence: np.ndarray) -> None:
+    pipe = ui.pipeline()
+    train = pipe.poisoned(act.scenario).train
+    truth = ui.ground_truth(act)
+    poison = set(truth.tolist()) if truth is not None else set()
+    st.markdown(f"**{len(idx)} training image{'s' if len(idx) != 1 else ''} selected**"
+                + (f" ({len(poison & set(idx.tolist()))} known poisons)" if truth is not None else ""))
+    shown = idx[np.argsort(-np.nan_to_num(evidence[idx], nan=-np.inf))][:MAX_SHOWN]
+    st.image([framed(train.images[i], hex_to_rgb(POISON) if i in poison else None) for i in shown], width=76,
+             caption=[f"#{i} · label {int(train.labels[i])} · d {evidence[i]:.1f}" for i in shown])
+    if len(idx) > MAX_SHOWN:
+        st.caption(f"showing the {MAX_SHOWN} with the largest effect size")
+    if st.button("Add these to the triage list", icon=":material/playlist_add:", key="col_add"):
+        ss["tri_added"] = set(ss["tri_added"]) | {int(i) for i in idx}
+        ss["tri_rejected"] = set(ss["tri_rejected"]) - {int(i) for i in idx}
+        st.toast(f"{len(idx)} images added to the triage list")
+
+
+@st.fragment
+def explore(act: ui.Active, result) -> None:
+    """Transformation toggles and the scatter; interactions rerun only this part of the page."""
+    present = [t for t in dict.fromkeys(result.queries.transform.tolist()) if t]
+    if ss.get("col_transforms") is None or any(t not in present for t in ss["col_transforms"]):
+        ss["col_transforms"] = [t for t in (ss.get("col_transforms") or present) if t in present]
+    counts = {t: int((result.queries.transform == t).sum()) for t in present}
+    st.pills("Transformations", present, selection_mode="multi", **ui.keep("col_transforms"),
+             format_func=lambda t: f"{TRANSFORM_TITLES.get(t, t)} ({counts[t]})",
+             help="toggle which transformed copies count: the rule and the plots update instantly, no rescoring")
+    transforms = ui.enabled_transforms(result)
+    if not transforms:
+        st.warning("Select at least one transformation.")
+        return
+    truth = ui.ground_truth(act)
+    panels = collapse_panels(ui.current_stats(act), transforms=transforms)
+    rule = ss["tri_rule"]
+    if rule == "delta":  # instant from the per-transformation sums (same statistic as the core's rule)
+        flagged, ready = effect_size_rule(panels.effect_size, float(ss["tri_effect_size"])), True
+    else:
+        flags = ui.current_flags(act)
+        flagged, ready = flags.flagged, flags.ready
+    rule_text = {"delta": f"pooled effect size d ≥ {float(ss['tri_effect_size']):g}",
+                 "delta_published": "the published vote"}.get(rule, rule)
+    p, r = ui.precision_recall_text(flagged, truth)
+    line = f"**{len(flagged)}** training images flagged by {rule_text}"
+    if truth is not None:
+        line += f" · precision {p} · recall {r} ({len(truth)} true poisons)"
+    st.markdown(line + " — change the rule on the Triage page.")
+    threshold = float(ss["tri_effect_size"]) if rule == "delta" else None
+    fig = collapse_figure(panels, truth, flagged if ready else None, threshold=threshold)
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="col_chart",
+                            config={"displaylogo": False, "scrollZoom": False})
+    st.caption("Each point is a training image: x its influence on the original affected image(s), y how that "
+               "influence changed on the transformed, relabelled copies (symmetric log scales). Poisons lose "
+               "their support on every copy. Drag a box or lasso to see the images.")
+    idx = selected_training_indices(event)
+    if idx.size:
+        selection_panel(act, result, idx, panels.effect_size)
+
+
+def copies_gallery(result) -> None:
+    q = result.queries
+    transforms = ui.enabled_transforms(result)
+    rows = [i for i in range(len(q.queries)) if q.image_of[i] == 0 and (q.is_original[i] or q.transform[i] in
+                                                                         transforms)]
+    classes = q.queries.classes
+    with st.expander(f"The first affected image and its {len(rows) - 1} selected transformed copies", expanded=True):
+        names = ["original" if q.is_original[i] else SHORT.get(q.transform[i], q.transform[i]) for i in rows[:60]]
+        st.image([to_display(q.queries.images[i]) for i in rows[:60]], width=72,
+                 caption=[f"{name} → {ui.class_name(classes, int(q.queries.labels[i]))}"
+                          for name, i in zip(names, rows[:60], strict=True)])
+        st.caption("Captions: transformation → the copy's random label (never the attack target). The poisons' "
+                   "support for the target vanishes on every copy; a clean image's influence does not move "
+                   "consistently.")
+
+
+def render() -> None:
+    st.title("Influence collapse")
+    act = ui.require_active()
+    if act is None:
+        return
+    aff = ui.affected_images(act)
+    if aff is None:
+        st.info("Pick an affected image first.")
+        st.page_link("pages/affected_image.py", label="Go to Affected image", icon=":material/arrow_forward:")
+        return
+    if ss["round"]["n"] > 1:
+        st.info(f"Round {ss['round']['n']}: influence is computed on the unlearned model to find what the "
+                "previous round missed.")
+    controls(act, aff)
+    result = ui.current_collapse(act)
+    if result is None:
+        st.info(f"{len(aff)} affected image{'s' if len(aff) > 1 else ''} ready. Computing fits influence factors "
+                "once per model (cached on disk) and scores every copy in one pass.")
+        return
+    st.caption(f"{len(result.queries.queries)} queries ({result.queries.n_affected} affected images and their "
+               f"copies) × {result.scores.shape[1]:,} training images · factors {result.factor_seconds:.1f}s · "
+               f"scores {result.score_seconds:.1f}s")
+    explore(act, result)
+    copies_gallery(result)
+    st.page_link("pages/triage.py", label="Next: triage the flagged images", icon=":material/arrow_forward:")
+
+
+render()

@@ -1,0 +1,200 @@
+"""Step 1 · Scenario: train a (poisoned) model, or load an existing one to investigate."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+import ui_state as ui
+from deltainf_core import ATTACKS, DATASETS, MODELS, checkpoint_bytes, predict, read_checkpoint
+from deltainf_core.figures import to_display
+
+ss = st.session_state
+INFLUENCE_STRATEGIES = ("ekfac", "kfac", "diagonal", "identity")
+
+
+def _sanitize(key: str, options: list) -> None:
+    if ss.get(key) not in options:
+        ss[key] = options[0]
+
+
+def dataset_widgets(col) -> None:
+    options = [*DATASETS.names(), ui.FOLDER]
+    _sanitize("scn_dataset", options)
+    col.selectbox(
+        "Dataset", options, **ui.keep("scn_dataset"), help=ui.HELP["dataset"],
+        format_func=lambda n: "ImageFolder on this machine…" if n == ui.FOLDER else f"{n} · {DATASETS.help(n)}",
+    )
+    if ss["scn_dataset"] == ui.FOLDER:
+        col.text_input("ImageFolder root", **ui.keep("scn_data_dir"), placeholder="/path/with/train/and/test",
+                       help=ui.HELP["data_dir"])
+
+
+def model_widget(col) -> None:
+    options = MODELS.names()
+    _sanitize("scn_model", options)
+    col.selectbox("Model", options, **ui.keep("scn_model"), help=ui.HELP["model"],
+                  format_func=lambda n: f"{n} · {MODELS.help(n)}")
+
+
+def advanced_widgets(with_training: bool) -> None:
+    with st.expander("Advanced: size, speed and attack parameters"):
+        a, b, c = st.columns(3)
+        a.number_input("Max training images (0 = all)", min_value=0, step=100, **ui.keep("scn_max_train"),
+                       help=ui.HELP["max_train"])
+        b.number_input("Max test images (0 = all)", min_value=0, step=100, **ui.keep("scn_max_test"),
+                       help=ui.HELP["max_test"])
+        if with_training:
+            c.number_input("Epochs", min_value=1, max_value=200, step=1, **ui.keep("scn_epochs"),
+                           help=ui.HELP["epochs"])
+        a.number_input("Copies of the first affected image", min_value=1, max_value=500, step=5,
+                       **ui.keep("scn_copies"), help=ui.HELP["n_copies"])
+        b.number_input("Copies of each further affected image", min_value=1, max_value=500, step=5,
+                       **ui.keep("scn_copies_extra"), help=ui.HELP["n_copies_extra"])
+        c.number_input("Affected images used by default", min_value=1, max_value=ui.MAX_AFFECTED, step=1,
+                       **ui.keep("scn_max_affected"), help=ui.HELP["max_affected"])
+        _sanitize("scn_strategy", list(INFLUENCE_STRATEGIES))
+        a.selectbox("Influence strategy", INFLUENCE_STRATEGIES, **ui.keep("scn_strategy"), help=ui.HELP["strategy"])
+        if with_training:
+            b.text_input("Attack parameters (JSON)", **ui.keep("scn_attack_params"), placeholder='{"pattern": "dark4"}',
+                         help=ui.HELP["params"])
+
+
+def activate(scn, mode: str, tm, checkpoint_name: str | None = None) -> None:
+    pipe = ui.pipeline()
+    poisoned = pipe.poisoned(scn)
+    ss["active"] = ui.Active(scn, mode, tm.key, checkpoint_name, {
+        "clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate,
+        "n_train": len(poisoned.train), "n_poisons": len(poisoned.poison_indices),
+    })
+    ui.reset_downstream("model")
+
+
+def train_section() -> None:
+    c1, c2, c3 = st.columns(3)
+    dataset_widgets(c1)
+    model_widget(c2)
+    attacks = ATTACKS.names()
+    _sanitize("scn_attack", attacks)
+    c3.selectbox("Attack", attacks, **ui.keep("scn_attack"), help=ui.HELP["name"],
+                 format_func=lambda n: f"{n} · {ATTACKS.help(n)}")
+    no_attack = ss["scn_attack"] == "none"
+    d1, d2, d3, d4 = st.columns(4)
+    d1.number_input("Poisoned fraction", min_value=0.001, max_value=0.5, step=0.005, format="%.3f",
+                    **ui.keep("scn_poison_frac"), disabled=no_attack, help=ui.HELP["poison_frac"])
+    d2.number_input("Victim class (blank: 0)", min_value=0, step=1, **ui.keep("scn_victim"), disabled=no_attack,
+                    help=ui.HELP["victim_class"])
+    d3.number_input("Target class (blank: 1)", min_value=0, step=1, **ui.keep("scn_target"), disabled=no_attack,
+                    help=ui.HELP["target_class"])
+    d4.number_input("Seed", min_value=0, step=1, **ui.keep("scn_seed"), help="seed for poisons, training and copies")
+    advanced_widgets(with_training=True)
+    if st.button("Train", type="primary", icon=":material/play_arrow:", key="scn_train"):
+        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_state)
+        if ok:
+            ok, tm = ui.run_long("Training", ui.pipeline().trained, scn)
+            if ok:
+                activate(scn, "train", tm)
+
+
+def checkpoint_section() -> None:
+    st.caption("A checkpoint of one of the registered architectures (weights only; files holding code are "
+               "refused) plus the data it was trained on. There is no ground truth here, so points stay "
+               "neutral grey and precision/recall are not shown.")
+    upload = st.file_uploader("Model checkpoint", type=["pt", "pth", "ckpt", "bin"], key="scn_ckpt_file")
+    c1, c2 = st.columns(2)
+    dataset_widgets(c1)
+    model_widget(c2)
+    advanced_widgets(with_training=False)
+    if st.button("Load model", type="primary", icon=":material/upload:", disabled=upload is None,
+                 key="scn_load"):
+        data = upload.getvalue()
+        ok, _ = ui.attempt("Reading the checkpoint", read_checkpoint, data)
+        if not ok:
+            return
+        directory = os.path.join(ui.cache_dir(), "uploads")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"{ui.sha256(data)}.pt")
+        if not os.path.exists(path):
+            tmp = f"{path}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_state, None, path)
+        if ok:
+            ok, tm = ui.run_long("Loading the model", ui.pipeline().trained, scn)
+            if ok:
+                activate(scn, "checkpoint", tm, upload.name)
+
+
+def results(act: ui.Active) -> None:
+    pipe = ui.pipeline()
+    ok, tm = ui.attempt("Loading the model", ui.trained, act)
+    if not ok:
+        return
+    poisoned = pipe.poisoned(act.scenario)
+    splits = pipe.dataset(act.scenario.data)
+    truth = ui.ground_truth(act)
+    st.divider()
+    title = "The model under investigation" if act.mode == "train" else f"Loaded model: {act.checkpoint_name}"
+    st.subheader(title)
+    cols = st.columns(5)
+    cols[0].metric("Clean accuracy", ui.pct(tm.clean_accuracy), help="accuracy on the clean test set")
+    cols[1].metric("Poison success rate", ui.pct(tm.poison_success_rate),
+                   help="share of triggered victim-class test images predicted as the target")
+    cols[2].metric("Training images", f"{len(poisoned.train):,}")
+    cols[3].metric("Poisoned images", "unknown" if truth is None else f"{len(truth):,}")
+    cols[4].metric("Training time", "loaded" if act.mode != "train" else f"{tm.seconds:.1f}s",
+                   help="trained earlier with these settings; loaded from the cache" if tm.cached else None)
+    if truth is not None and act.scenario.attack.name != "none":
+        classes = splits.classes
+        shown = truth[:10]
+        target = ui.class_name(classes, poisoned.target_class)
+        st.markdown(f"**Poisoned training images** ({len(truth)} of {len(poisoned.train):,}; "
+                    f"attack `{act.scenario.attack.name}`, target class {target})")
+        st.image([to_display(poisoned.train.images[i]) for i in shown], width=84,
+                 caption=[f"#{i} · label {int(poisoned.train.labels[i])}" for i in shown])
+        if len(poisoned.psr_set):
+            pred = predict(tm.model, poisoned.psr_set.images[:10]).tolist()
+            st.markdown("**Triggered test images** and what the model predicts for them")
+            st.image([to_display(img) for img in poisoned.psr_set.images[:10]], width=84,
+                     caption=[f"true {int(y)} → {p}" for y, p in zip(poisoned.psr_set.labels[:10].tolist(), pred,
+                                                                     strict=True)])
+    left, right = st.columns([3, 1])
+    left.page_link("pages/affected_image.py", label="Next: pick the affected image", icon=":material/arrow_forward:")
+    right.download_button(
+        "Download this model", data=lambda: checkpoint_bytes(tm.model, act.scenario.train.model, splits.classes),
+        file_name=f"deltainf-{act.scenario.train.model}-{act.model_key.split(':')[-1][:8]}.pt",
+        mime="application/octet-stream", icon=":material/download:", key="scn_download",
+    )
+
+
+def settings_changed(act: ui.Active) -> bool:
+    try:
+        now = ui.scenario_from_state(checkpoint=act.scenario.checkpoint)
+    except Exception:  # noqa: BLE001 - an unfinished edit (bad JSON, empty folder) is not "changed" yet
+        return False
+    keep = ("data", "attack", "train", "influence")
+    return any(now.as_dict()[k] != act.scenario.as_dict()[k] for k in keep)
+
+
+def render() -> None:
+    st.title("Scenario")
+    st.caption("Pick what to investigate. The defaults train a small CNN on the built-in MNIST digits with a "
+               "BadNet backdoor — one click on **Train**.")
+    st.radio("Investigate", ["train", "checkpoint"], **ui.keep("scn_mode"), horizontal=True,
+             format_func=lambda m: "a model trained here under a known attack" if m == "train"
+             else "an existing model (upload a checkpoint)")
+    if ss["scn_mode"] == "train":
+        train_section()
+    else:
+        checkpoint_section()
+    act = ui.active()
+    if act is not None:
+        if (act.mode == "train") == (ss["scn_mode"] == "train") and settings_changed(act):
+            st.warning("The settings above differ from the model below; press "
+                       f"**{'Train' if act.mode == 'train' else 'Load model'}** to use them.")
+        results(act)
+
+
+render()

@@ -1,0 +1,162 @@
+"""Step 4 · Triage: review the flagged training images, approve or reject them, export the list."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import streamlit as st
+
+import ui_state as ui
+from deltainf_core import DETECTORS, DetectConfig
+from deltainf_core.figures import POISON, framed, hex_to_rgb
+
+ss = st.session_state
+PAGE_SIZE = 32
+COLUMNS = 8
+INFLUENCE_RULES = ("delta", "delta_published")
+
+
+def _set_all(indices: list[int], approve: bool) -> None:
+    rejected = set(ss["tri_rejected"])
+    if approve:
+        rejected -= set(indices)
+    else:
+        rejected |= set(indices)
+    ss["tri_rejected"] = rejected
+
+
+def _toggle(index: int, key: str) -> None:
+    _set_all([index], bool(ss[key]))
+
+
+def run_detector(act: ui.Active, method: str) -> None:
+    from dataclasses import replace
+
+    pipe = ui.pipeline()
+    aff = ui.affected_images(act)
+    if aff is None:
+        st.error("Pick an affected image first: every detector here explains one.")
+        return
+    scn = replace(act.scenario, detect=DetectConfig(method=method),
+                  collapse=ui.collapse_config(act, len(aff)))
+    ok, det = ui.run_long(f"Running {method}", pipe.detect, scn, aff, ui.affected_target(act),
+                          ss["round"]["model"])
+    if ok:
+        ss["tri_detections"] = {**ss["tri_detections"], method: {"sig": ui.affected_signature(act), "detection": det}}
+
+
+def rule_controls(act: ui.Active) -> None:
+    names = DETECTORS.names()
+    if ss["tri_rule"] not in names:
+        ss["tri_rule"] = names[0]
+    a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
+    a.selectbox("Flagging rule", names, **ui.keep("tri_rule"), format_func=lambda n: f"{n} · {DETECTORS.help(n)}")
+    rule = ss["tri_rule"]
+    if rule == "delta":
+        b.slider("Effect size threshold d", min_value=0.5, max_value=6.0, step=0.1, **ui.keep("tri_effect_size"),
+                 help="flag a training image when mean/std of its influence collapse over all copies ≥ this; "
+                      "2 works across attacks without tuning")
+    elif rule == "delta_published":
+        b.number_input("th (score change below)", step=10.0, **ui.keep("tri_th"),
+                       help="a copy votes when the image's score change Δ is below th (published: 0 or −40)")
+        c.number_input("copies allowed not to vote", min_value=0, step=1, **ui.keep("tri_n_tolerate"),
+                       help="the published rule tolerated 0–2")
+    else:
+        if b.button(f"Run {rule}", type="primary", icon=":material/play_arrow:", key="tri_run"):
+            run_detector(act, rule)
+
+
+def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray | None) -> None:
+    pipe = ui.pipeline()
+    train = pipe.poisoned(act.scenario).train
+    poison = set(truth.tolist()) if (truth is not None and ss["tri_show_truth"]) else set()
+    flagged = set(flags.flagged.tolist())
+    n_pages = max(1, -(-len(cands) // PAGE_SIZE))
+    ss["tri_page"] = min(max(1, int(ss["tri_page"])), n_pages)
+    top = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
+    page = int(ss["tri_page"])
+    on_page = [int(i) for i in cands[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
+    top[0].button("Approve all", on_click=_set_all, args=(cands.tolist(), True), key="tri_all_yes",
+                  icon=":material/done_all:")
+    top[1].button("Reject all", on_click=_set_all, args=(cands.tolist(), False), key="tri_all_no",
+                  icon=":material/remove_done:")
+    top[2].button("Approve page", on_click=_set_all, args=(on_page, True), key="tri_page_yes")
+    top[3].button("Reject page", on_click=_set_all, args=(on_page, False), key="tri_page_no")
+    if n_pages > 1:
+        top[4].number_input(f"Page (of {n_pages}, strongest evidence first)", min_value=1, max_value=n_pages,
+                            step=1, **ui.keep("tri_page"))
+    rejected = ss["tri_rejected"]
+    cols = st.columns(COLUMNS)
+    for j, i in enumerate(on_page):
+        key = f"tri_ok_{i}"
+        ss[key] = i not in rejected
+        origin = "" if i in flagged else (" · added" if i in ss["tri_added"] else " · earlier round")
+        with cols[j % COLUMNS]:
+            st.image(framed(train.images[i], hex_to_rgb(POISON) if i in poison else None), width="stretch",
+                     caption=f"#{i} · label {int(train.labels[i])} · {flags.evidence_name or 'score'} "
+                             f"{flags.evidence[i]:.2f}{origin}")
+            st.checkbox("approve", key=key, on_change=_toggle, args=(i, key))
+
+
+def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.ndarray | None) -> None:
+    train = ui.pipeline().poisoned(act.scenario).train
+    poison = set(truth.tolist()) if truth is not None else None
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["train_index", "label", "evidence", "known_poison"])
+    for i in approved.tolist():
+        writer.writerow([i, int(train.labels[i]), f"{flags.evidence[i]:.6g}",
+                         "" if poison is None else int(i in poison)])
+    payload = {"scenario": act.scenario.as_dict(), "model_key": act.model_key, "rule": flags.rule,
+               "effect_size": float(ss["tri_effect_size"]) if flags.rule == "delta" else None,
+               "transforms": list(ss["col_transforms"]) if flags.rule in INFLUENCE_RULES else None,
+               "approved": approved.tolist(), "n_approved": int(approved.size)}
+    a, b, _ = st.columns([1, 1, 3])
+    a.download_button("Approved list (CSV)", buf.getvalue(), file_name="approved.csv", mime="text/csv",
+                      icon=":material/download:", key="tri_csv")
+    b.download_button("Approved list (JSON)", json.dumps(payload, indent=2), file_name="approved.json",
+                      mime="application/json", icon=":material/download:", key="tri_json")
+
+
+def render() -> None:
+    st.title("Triage")
+    act = ui.require_active()
+    if act is None:
+        return
+    rule_controls(act)
+    flags = ui.current_flags(act)
+    if not flags.ready:
+        st.info(flags.message[0].upper() + flags.message[1:] + ".")
+        if flags.rule in INFLUENCE_RULES:
+            st.page_link("pages/influence_collapse.py", label="Go to Influence collapse",
+                         icon=":material/arrow_forward:")
+        return
+    truth = ui.ground_truth(act)
+    cands = ui.candidates(act, flags)
+    approved = ui.approved(act, flags)
+    n_train = len(ui.pipeline().poisoned(act.scenario).train)
+    m = st.columns(5)
+    m[0].metric("Flagged", f"{len(flags.flagged):,}", help=f"{len(flags.flagged) / n_train:.1%} of the training set")
+    m[1].metric("Approved", f"{len(approved):,}")
+    if truth is not None:
+        pf, rf = ui.precision_recall_text(flags.flagged, truth)
+        pa, ra = ui.precision_recall_text(approved, truth)
+        m[2].metric("Precision (approved)", pa, help=f"flagged set: {pf}")
+        m[3].metric("Recall (approved)", ra, help=f"flagged set: {rf}")
+        m[4].toggle("Known poisons", **ui.keep("tri_show_truth"), help="orange frame = a true poison")
+    else:
+        m[2].metric("Precision", "no ground truth")
+    if cands.size == 0:
+        st.info("Nothing is flagged under this rule. Lower the threshold, enable more transformations, or add "
+                "images from the scatter plot's selection.")
+        return
+    grid(act, cands, flags, truth)
+    exports(act, approved, flags, truth)
+    st.page_link("pages/unlearn.py", label=f"Next: unlearn the {len(approved)} approved images",
+                 icon=":material/arrow_forward:")
+
+
+render()

@@ -1,0 +1,148 @@
+"""Step 5 · Unlearn: remove the approved images' effect and compare before/after."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import streamlit as st
+
+import ui_state as ui
+from deltainf_core import SUCCESS_PSR, UNLEARNERS, Pipeline, UnlearnConfig, checkpoint_bytes
+from deltainf_core.figures import before_after_figure
+
+ss = st.session_state
+
+
+def run(act: ui.Active, forget: list[int]) -> None:
+    pipe = ui.pipeline()
+    method = ss["unl_method"]
+    epochs = int(ss["unl_epochs"]) or None
+    scn = replace(act.scenario, unlearn=UnlearnConfig(method=method, epochs=epochs, seed=int(ss["scn_seed"])))
+    ok, outcome = ui.run_long(f"Unlearning with {method}", pipe.unlearn, scn, forget, method)
+    if ok:
+        ss["unlearned"] = {"outcome": outcome, "forget": list(forget), "method": method,
+                           "sig": ui.stable_hash(act.model_key, forget, method, epochs)}
+
+
+def oracle(act: ui.Active) -> None:
+    ok, value = ui.run_long("Retraining without exactly the true poisons", ui.pipeline().oracle_accuracy,
+                            act.scenario)
+    if ok:
+        ss["oracle"] = {act.model_key: value}
+
+
+def next_round(act: ui.Active, outcome) -> None:
+    """Look again with the unlearned model for what this round missed (SPEC §4, finding 5)."""
+    rnd = ss["round"]
+    ss["round"] = {"n": rnd["n"] + 1, "model": outcome.model, "prior": sorted(set(ss["unlearned"]["forget"]))}
+    ss["collapse"] = None
+    ss["tri_detections"] = {}
+    ss["unlearned"] = None
+
+
+def results(act: ui.Active) -> None:
+    un = ss["unlearned"]
+    outcome = un["outcome"]
+    tm = ui.trained(act)
+    pipe = ui.pipeline()
+    classes = pipe.dataset(act.scenario.data).classes
+    st.divider()
+    st.subheader(f"Before and after {outcome.method}" + (" (cached)" if outcome.cached else ""))
+    m = st.columns(4)
+    m[0].metric("Clean accuracy after", ui.pct(outcome.clean_accuracy),
+                delta=f"{100 * (outcome.clean_accuracy - tm.clean_accuracy):+.1f} points")
+    if outcome.poison_success_rate is not None:
+        m[1].metric("Poison success rate after", ui.pct(outcome.poison_success_rate),
+                    delta=None if tm.poison_success_rate is None else
+                    f"{100 * (outcome.poison_success_rate - tm.poison_success_rate):+.1f} points",
+                    delta_color="inverse")
+    else:
+        m[1].metric("Poison success rate after", "n/a", help="no ground-truth attack to measure")
+    m[2].metric("Images removed", f"{len(un['forget']):,}")
+    m[3].metric("Unlearning time", f"{outcome.seconds:.1f}s", help=f"{outcome.passes:.1f} passes over the data")
+    if outcome.poison_success_rate is not None:
+        if outcome.poison_success_rate < SUCCESS_PSR:
+            st.success(f"The attack is defeated: poison success rate {ui.pct(outcome.poison_success_rate)} "
+                       f"< {SUCCESS_PSR:.0%}.")
+        else:
+            st.warning(f"The attack survives: poison success rate {ui.pct(outcome.poison_success_rate)} "
+                     f"≥ {SUCCESS_PSR:.0%}.")
+    truth = ui.ground_truth(act)
+    oracle_value = ss["oracle"].get(act.model_key)
+    if truth is not None and oracle_value is None and st.button(
+            "Compare with an oracle retrain (without exactly the true poisons)", key="unl_oracle",
+            icon=":material/balance:"):
+        oracle(act)
+        oracle_value = ss["oracle"].get(act.model_key)
+    fig = before_after_figure({"clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate},
+                              {"clean_accuracy": outcome.clean_accuracy,
+                               "poison_success_rate": outcome.poison_success_rate},
+                              after_label=f"after {outcome.method}", oracle_accuracy=oracle_value,
+                              success_psr=SUCCESS_PSR)
+    st.plotly_chart(fig, key="unl_chart", config={"displaylogo": False})
+    if oracle_value is not None and truth is not None:
+        st.caption(f"Oracle retrain without exactly the {len(truth)} true poisons: accuracy {ui.pct(oracle_value)} — "
+                   "the part of the accuracy change that is retraining noise rather than false positives.")
+    if outcome.gaussian:
+        g = outcome.gaussian
+        before = pipe.gaussian_check(act.scenario, tm.model) or {}
+        st.markdown(
+            "**Gaussian-poisoning check** (mean of the noise-alignment statistic on the noisy training images; "
+            "≈ 0 when the model never saw the noise): "
+            f"before {before.get('mean', float('nan')):.2f}, after {g.get('mean', float('nan')):.2f} "
+            f"(z {g.get('z', float('nan')):.1f}, p {g.get('p_value', float('nan')):.2g}, n {g.get('n', 0)})."
+        )
+    aff = ui.affected_images(act)
+    if aff is not None:
+        still = Pipeline.still_affected(outcome.model, aff, ui.affected_target(act))
+        if still:
+            st.warning(f"{still} of {len(aff)} affected image{'s are' if len(aff) > 1 else ' is'} still predicted "
+                       f"as class {ui.class_name(classes, ui.affected_target(act))}. Another round re-scores "
+                       "influence on the unlearned model, flags again and removes the union.")
+            st.button(f"Start round {ss['round']['n'] + 1}", on_click=next_round, args=(act, outcome),
+                      key="unl_round", icon=":material/replay:")
+        else:
+            st.info(f"None of the {len(aff)} affected images is predicted as the target any more.")
+    a, b, _ = st.columns([1, 1, 2])
+    a.download_button("Unlearned model", data=lambda: checkpoint_bytes(outcome.model, act.scenario.train.model,
+                                                                        classes),
+                      file_name=f"deltainf-unlearned-{outcome.method}.pt", mime="application/octet-stream",
+                      icon=":material/download:", key="unl_model")
+    b.download_button("Removed images (JSON)", json.dumps({"method": outcome.method, "removed": un["forget"],
+                                                            "model_key": act.model_key}, indent=2),
+                      file_name="removed.json", mime="application/json", icon=":material/download:",
+                      key="unl_list")
+
+
+def render() -> None:
+    st.title("Unlearn")
+    act = ui.require_active()
+    if act is None:
+        return
+    flags = ui.current_flags(act)
+    forget = ui.approved(act, flags).tolist() if flags.ready else sorted(set(ss["round"]["prior"]))
+    if not forget:
+        st.info("No approved training images yet: flag and approve them on the Triage page.")
+        st.page_link("pages/triage.py", label="Go to Triage", icon=":material/arrow_forward:")
+        return
+    names = UNLEARNERS.names()
+    if ss["unl_method"] not in names:
+        ss["unl_method"] = names[0]
+    a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
+    a.selectbox("Unlearning method", names, **ui.keep("unl_method"),
+                format_func=lambda n: f"{n} · {UNLEARNERS.help(n)}")
+    b.number_input("Epochs (0 = method's default)", min_value=0, max_value=200, step=1, **ui.keep("unl_epochs"))
+    truth = ui.ground_truth(act)
+    known = "" if truth is None else f" ({len(set(forget) & set(truth.tolist()))} of them true poisons)"
+    st.markdown(f"**{len(forget)}** approved training images will be removed{known}.")
+    if c.button("Unlearn", type="primary", icon=":material/play_arrow:", key="unl_run"):
+        run(act, forget)
+    un = ss.get("unlearned")
+    if un is not None:
+        if un["forget"] != forget or un["method"] != ss["unl_method"]:
+            st.caption("The approved set or method changed since this result; press Unlearn to update it.")
+        results(act)
+
+
+render()

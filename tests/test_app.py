@@ -1,0 +1,316 @@
+"""The Streamlit app driven through AppTest: the analyst's whole path on a tiny built-in scenario.
+
+Every number the app shows is compared with the core's own result for the same
+configs (computed here through a separate ``Pipeline`` on the same disk cache), and
+bad uploads must end in one ``st.error`` sentence while the session keeps working.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from deltainf_core import (
+    AttackConfig,
+    CollapseConfig,
+    DataConfig,
+    InfluenceConfig,
+    Scenario,
+    TrainConfig,
+    UnlearnConfig,
+    checkpoint_bytes,
+    effect_size_rule,
+    influence_collapse,
+    pooled_effect_size,
+    precision_recall,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+
+TINY = {
+    "scn_max_train": 400, "scn_max_test": 200, "scn_epochs": 5, "scn_poison_frac": 0.05,
+    "scn_copies": 8, "scn_copies_extra": 4, "scn_max_affected": 2, "scn_strategy": "diagonal",
+}
+"""The app's advanced knobs for a scenario that trains and scores in seconds."""
+
+
+def tiny_scenario() -> Scenario:
+    """The Scenario the app must build from TINY (constructed independently of the app)."""
+    return Scenario(
+        data=DataConfig(max_train=400, max_test=200),
+        attack=AttackConfig(name="badnet", poison_frac=0.05, seed=0),
+        train=TrainConfig(epochs=5, seed=0),
+        influence=InfluenceConfig(strategy="diagonal"),
+        collapse=CollapseConfig(n_copies=8, n_copies_extra=4, max_affected=2, seed=0),
+        unlearn=UnlearnConfig(seed=0),
+    )
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100.0 * x:.1f}%"
+
+
+@pytest.fixture
+def clear_caches(cache_dir):
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def new_app(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    for key, value in {**TINY, **state}.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def ok(at: AppTest) -> AppTest:
+    """No uncaught exception (a traceback) on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    return ok(at.switch_page(f"pages/{page}.py").run())
+
+
+def test_pages_explain_what_to_do_before_a_model_exists(clear_caches):
+    at = ok(new_app())
+    assert at.button(key="scn_train") is not None
+    for page in ("affected_image", "influence_collapse", "triage", "unlearn"):
+        goto(at, page)
+        assert any("Scenario" in i.value for i in at.info), page
+    goto(at, "compare")
+
+
+def test_choices_survive_page_switches(clear_caches):
+    at = ok(new_app())
+    at.number_input(key="scn_epochs").set_value(7).run()
+    at.selectbox(key="scn_strategy").set_value("kfac").run()
+    goto(at, "triage")
+    goto(at, "scenario")
+    assert at.number_input(key="scn_epochs").value == 7
+    assert at.selectbox(key="scn_strategy").value == "kfac"
+
+
+def test_whole_path_matches_the_core(clear_caches, pipeline):
+    scn = tiny_scenario()
+    at = ok(new_app())
+
+    # 1 · Scenario: one click on Train with the tiny knobs
+    at.button(key="scn_train").click().run()
+    ok(at)
+    assert not errors(at)
+    active = at.session_state["active"]
+    assert active.scenario.as_dict() == scn.as_dict()
+    tm = pipeline.trained(scn)
+    poisoned = pipeline.poisoned(scn)
+    assert active.model_key == tm.key
+    assert metric(at, "Clean accuracy") == pct(tm.clean_accuracy)
+    assert metric(at, "Poison success rate") == pct(tm.poison_success_rate)
+    assert metric(at, "Training images") == f"{len(poisoned.train):,}"
+    assert metric(at, "Poisoned images") == f"{len(poisoned.poison_indices):,}"
+
+    # 2 · Affected image: the first candidates are preselected
+    goto(at, "affected_image")
+    cands = pipeline.affected_candidates(scn)
+    assert len(cands) >= 1, "the tiny backdoor must take hold on at least one test image"
+    picked = [int(i) for i in cands[:2]]
+    assert at.session_state["aff_selected"] == picked
+    assert any(f"{len(cands)} of {len(poisoned.psr_set)}" in m.value for m in at.markdown)
+
+    # 3 · Influence collapse: one scoring pass, same scores as the core
+    goto(at, "influence_collapse")
+    at.button(key="col_compute").click().run()
+    ok(at)
+    assert not errors(at)
+    affected = pipeline.affected_set(scn, picked)
+    core = pipeline.collapse(scn, affected, target_class=poisoned.target_class)
+    app_result = at.session_state["collapse"]["result"]
+    np.testing.assert_allclose(app_result.scores, core.scores, rtol=1e-5)
+    d = pooled_effect_size(influence_collapse(core.scores, core.queries))
+    flagged = effect_size_rule(d, 2.0)
+    assert any(m.value.startswith(f"**{len(flagged)}** training images flagged") for m in at.markdown)
+
+    # toggling transformations re-flags instantly from the same scores
+    subset = [t for t in dict.fromkeys(core.queries.transform.tolist()) if t][:2]
+    at.session_state["col_transforms"] = subset
+    at.run()
+    ok(at)
+    flagged_subset = effect_size_rule(pooled_effect_size(influence_collapse(core.scores, core.queries, subset)), 2.0)
+    assert any(m.value.startswith(f"**{len(flagged_subset)}** training images flagged") for m in at.markdown)
+    at.session_state["col_transforms"] = list(dict.fromkeys(t for t in core.queries.transform.tolist() if t))
+    at.run()
+
+    # 4 · Triage: the default rule equals the core's delta detector; approve the strongest page
+    goto(at, "triage")
+    detection = pipeline.detect(scn, affected, poisoned.target_class)
+    np.testing.assert_array_equal(detection.flagged, flagged)
+    assert metric(at, "Flagged") == f"{len(flagged):,}"
+    precision, recall = precision_recall(flagged, poisoned.poison_indices)
+    assert metric(at, "Approved") == f"{len(flagged):,}"
+    assert metric(at, "Precision (approved)") == pct(precision)
+    assert metric(at, "Recall (approved)") == pct(recall)
+    at.button(key="tri_all_no").click().run()
+    assert metric(ok(at), "Approved") == "0"
+    at.button(key="tri_page_yes").click().run()
+    ok(at)
+    order = np.argsort(-d[flagged], kind="stable")
+    expected = sorted(int(i) for i in flagged[order][:32])  # one triage page holds 32 images
+    assert metric(at, "Approved") == f"{len(expected):,}"
+    # one image rejected by hand
+    first = expected[0]
+    at.checkbox(key=f"tri_ok_{first}").uncheck().run()
+    expected.remove(first)
+    assert metric(ok(at), "Approved") == f"{len(expected):,}"
+
+    # 5 · Unlearn: EU on the approved set, numbers equal the core's
+    goto(at, "unlearn")
+    at.button(key="unl_run").click().run()
+    ok(at)
+    assert not errors(at), errors(at)
+    assert at.session_state["unlearned"]["forget"] == expected
+    outcome = pipeline.unlearn(scn, expected, "eu")
+    assert metric(at, "Clean accuracy after") == pct(outcome.clean_accuracy)
+    assert metric(at, "Poison success rate after") == pct(outcome.poison_success_rate)
+    assert metric(at, "Images removed") == f"{len(expected):,}"
+
+    # the sidebar summary and every page still render
+    for page in ("scenario", "affected_image", "influence_collapse", "triage", "unlearn", "compare"):
+        goto(at, page)
+
+
+def test_compare_page_shows_the_latest_table(clear_caches, tmp_path, monkeypatch):
+    import json
+
+    rows = [{"attack": "badnet", "detector": d, "unlearner": "eu", "psr_before": 0.9, "psr_after": psr,
+             "acc_before": 0.97, "acc_after": 0.96, "n_flagged": 50, "precision": 0.4, "recall": 1.0,
+             "success": psr < 0.05, "seconds": 12.0} for d, psr in (("delta", 0.01), ("spectral", 0.5))]
+    old = tmp_path / "compare-mnist5k-old.json"
+    old.write_text(json.dumps({"dataset": "old", "rows": rows[:1], "markdown": "", "figure_png": None}))
+    new = tmp_path / "compare-mnist5k-new.json"
+    new.write_text(json.dumps({"dataset": "mnist5k", "rows": rows, "markdown": "| table |", "figure_png": None}))
+    os.utime(old, (1, 1))
+    monkeypatch.setenv("DELTAINF_RESULTS", str(tmp_path))
+    at = goto(new_app(), "compare")
+    assert any("mnist5k" in h.value for h in at.subheader)
+    table = at.dataframe[0].value
+    assert list(table["detector"]) == ["delta", "spectral"]
+    assert table["psr_after"].tolist() == pytest.approx([1.0, 50.0])  # shown in percent
+    (tmp_path / "compare-broken.json").write_text("{not json")
+    goto(at, "compare")
+
+
+class _Payload:
+    """Unpickling this would run a shell command: a weights-only loader must refuse it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_bad_uploads_give_one_sentence_and_the_session_keeps_working(clear_caches, pipeline, tmp_path):
+    scn = tiny_scenario()
+    tm = pipeline.trained(scn)
+    splits = pipeline.dataset(scn.data)
+    at = ok(new_app())
+    at.radio(key="scn_mode").set_value("checkpoint").run()
+    ok(at)
+
+    def load(name: str, data: bytes) -> list[str]:
+        at.file_uploader(key="scn_ckpt_file").set_value((name, data, "application/octet-stream"))
+        at.run()
+        at.button(key="scn_load").click().run()
+        ok(at)
+        return errors(at)
+
+    corrupt = load("corrupt.pt", b"PK\x03\x04 this is not a real checkpoint" * 20)
+    assert len(corrupt) == 1 and "not a readable PyTorch checkpoint" in corrupt[0]
+
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps({"state_dict": _Payload(str(marker))})
+    buf = io.BytesIO()
+    torch.save({"state_dict": _Payload(str(marker))}, buf)
+    for name, data in (("evil.pkl.pt", evil), ("evil.pt", buf.getvalue())):
+        msgs = load(name, data)
+        assert len(msgs) == 1 and ("refused" in msgs[0] or "not a readable" in msgs[0]), msgs
+    assert not marker.exists(), "a pickled-code checkpoint was executed"
+    assert at.session_state["active"] is None
+
+    # a genuine checkpoint of the same architecture loads: no ground truth, same accuracy
+    good = checkpoint_bytes(tm.model, "smallcnn", splits.classes)
+    assert load("model.pt", good) == []
+    active = at.session_state["active"]
+    assert active is not None and active.mode == "checkpoint"
+    assert metric(at, "Clean accuracy") == pct(tm.clean_accuracy)
+    assert metric(at, "Poison success rate") == "n/a"
+    assert metric(at, "Poisoned images") == "unknown"
+
+    # affected-image uploads
+    goto(at, "affected_image")
+
+    def upload(name: str, data: bytes) -> list[str]:
+        at.file_uploader(key="aff_upload_file").set_value((name, data, "image/png"))
+        at.run()
+        ok(at)
+        return errors(at)
+
+    text = upload("notes.png", b"this is a text file, not an image\n" * 5)
+    assert len(text) == 1 and "not an image" in text[0]
+    tiny = upload("dot.png", _png(Image.new("L", (1, 1), 255)))
+    assert len(tiny) == 1 and "1×1" in tiny[0]
+    rgba = Image.new("RGBA", (28, 28), (255, 255, 255, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    alpha = upload("alpha.png", _png(rgba))
+    assert len(alpha) == 1 and "alpha" in alpha[0]
+    assert at.session_state["aff_uploads"] == []
+
+    # a good (larger, colour) upload is converted with visible notes and used
+    digit = (splits.test.images[0, 0].numpy() * 255).astype(np.uint8)
+    big = Image.fromarray(digit).convert("RGB").resize((56, 56))
+    assert upload("digit.png", _png(big)) == []
+    notes = " ".join(i.value for i in at.info)
+    assert "grayscale" in notes and "resized" in notes
+    assert len(at.session_state["aff_uploads"]) == 1
+
+    # the investigation goes on without ground truth: collapse, then triage without precision/recall
+    goto(at, "influence_collapse")
+    at.button(key="col_compute").click().run()
+    ok(at)
+    assert not errors(at)
+    assert at.session_state["collapse"]["result"].scores.shape[0] == 2 + 8 + 4  # a gallery pick + the upload
+    goto(at, "triage")
+    assert metric(at, "Precision") == "no ground truth"
+    for page in ("unlearn", "scenario"):
+        goto(at, page)

@@ -1,0 +1,201 @@
+"""Collapse scatter, selection mapping, before/after bars and image helpers (no Streamlit)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from deltainf_core import CollapseQueries, ImageSet, influence_collapse, pooled_effect_size
+from deltainf_core.figures import (
+    CLEAN,
+    NEUTRAL,
+    POISON,
+    before_after_figure,
+    collapse_figure,
+    collapse_panels,
+    collapse_stats,
+    image_strip,
+    selected_training_indices,
+    symlog,
+    symlog_ticks,
+    to_display,
+)
+
+TRANSFORMS = ["flip", "blur", "invert"]
+POISONS = np.array([3, 7, 11])
+
+
+def synthetic(n_train: int = 40, n_images: int = 2, copies: int = 6, seed: int = 0):
+    """Scores where poisons support the originals strongly and lose it on every copy."""
+    rng = np.random.default_rng(seed)
+    image_of, is_orig, tnames = [], [], []
+    for k in range(n_images):
+        image_of.append(k)
+        is_orig.append(True)
+        tnames.append("")
+        for c in range(copies):
+            image_of.append(k)
+            is_orig.append(False)
+            tnames.append(TRANSFORMS[c % len(TRANSFORMS)])
+    q = len(image_of)
+    scores = rng.normal(0, 50, size=(q, n_train)).astype(np.float32)
+    orig = np.flatnonzero(is_orig)
+    scores[np.ix_(orig, POISONS)] = 5e4
+    copies_rows = np.flatnonzero(~np.asarray(is_orig))
+    scores[np.ix_(copies_rows, POISONS)] = rng.normal(-100, 10, size=(len(copies_rows), len(POISONS)))
+    images = ImageSet(torch.zeros(q, 1, 4, 4), torch.zeros(q, dtype=torch.long), tuple("0123456789"))
+    queries = CollapseQueries(images, np.asarray(image_of), np.asarray(is_orig), np.asarray(tnames, dtype=object))
+    return scores, queries
+
+
+def test_panels_hold_one_mean_delta_per_transformation():
+    scores, queries = synthetic()
+    panels = collapse_panels(scores, queries, TRANSFORMS)
+    assert panels.transforms == TRANSFORMS
+    rows = queries.copy_rows()
+    orig = queries.original_row_of()
+    for t in TRANSFORMS:
+        keep = queries.transform[rows] == t
+        expected = (scores[rows[keep]].astype(np.float64) - scores[orig[keep]]).mean(axis=0)
+        np.testing.assert_allclose(panels.delta[t], expected, rtol=1e-5, atol=1e-3)
+        assert panels.n_copies[t] == int(keep.sum())
+    np.testing.assert_allclose(panels.original, scores[queries.is_original].mean(axis=0), rtol=1e-6)
+    d = pooled_effect_size(influence_collapse(scores, queries, TRANSFORMS))
+    np.testing.assert_allclose(panels.effect_size, d, rtol=1e-5)
+    assert set(np.flatnonzero(panels.effect_size >= 2)) >= set(POISONS.tolist())
+
+
+def test_toggling_transformations_only_filters_copy_rows():
+    scores, queries = synthetic()
+    stats = collapse_stats(scores, queries)
+    assert stats.transforms == TRANSFORMS
+    for subset in (["blur"], ["flip", "invert"], TRANSFORMS):
+        fast = collapse_panels(stats, transforms=subset)
+        d = pooled_effect_size(influence_collapse(scores, queries, subset))
+        np.testing.assert_allclose(fast.effect_size, d, rtol=1e-5)
+        np.testing.assert_array_equal(np.flatnonzero(fast.effect_size >= 2), np.flatnonzero(d >= 2))
+    panels = collapse_panels(scores, queries, ["blur"])
+    assert panels.transforms == ["blur"]
+    d = pooled_effect_size(influence_collapse(scores, queries, ["blur"]))
+    np.testing.assert_allclose(panels.effect_size, d, rtol=1e-5)
+    empty = collapse_panels(scores, queries, [])
+    assert empty.transforms == [] and np.all(empty.effect_size == 0)
+
+
+def _panel_traces(fig: go.Figure, xaxis: str) -> list:
+    return [t for t in fig.data if t.xaxis == xaxis]
+
+
+def test_scatter_is_webgl_with_clean_then_poisoned_then_flagged():
+    scores, queries = synthetic()
+    panels = collapse_panels(scores, queries, TRANSFORMS)
+    flagged = np.array([3, 7, 20])
+    fig = collapse_figure(panels, POISONS, flagged)
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert len(fig.data) == 3 * (1 + len(TRANSFORMS))  # the d panel plus one per transformation
+    first = _panel_traces(fig, "x")
+    assert [t.legendgroup for t in first] == ["clean", "poison", "flagged"]
+    assert first[0].marker.color == CLEAN and first[1].marker.color == POISON
+    np.testing.assert_array_equal(first[1].customdata, POISONS)
+    np.testing.assert_array_equal(first[2].customdata, flagged)
+    clean_ids = first[0].customdata
+    assert np.asarray(clean_ids).dtype == np.int32
+    assert set(clean_ids) == set(range(40)) - set(POISONS.tolist())
+    for t in fig.data:
+        assert np.asarray(t.x).dtype == np.float32 and np.asarray(t.y).dtype == np.float32
+    # one legend entry per category
+    assert sum(bool(t.showlegend) for t in fig.data) == 3
+    titles = [a.text for a in fig.layout.annotations]
+    assert any("effect size" in s for s in titles) and any("Gaussian blur" in s for s in titles)
+
+
+def test_scatter_without_ground_truth_is_neutral_grey():
+    scores, queries = synthetic()
+    fig = collapse_figure(collapse_panels(scores, queries, TRANSFORMS), None, None)
+    assert {t.marker.color for t in fig.data} == {NEUTRAL}
+    assert len(fig.data) == 1 + len(TRANSFORMS)
+
+
+def test_poisons_fall_below_zero_on_every_transformation_panel():
+    scores, queries = synthetic()
+    panels = collapse_panels(scores, queries, TRANSFORMS)
+    for t in TRANSFORMS:
+        assert (panels.delta[t][POISONS] < -1e4).all()
+
+
+def test_selection_maps_back_through_customdata_across_traces():
+    scores, queries = synthetic()
+    fig = collapse_figure(collapse_panels(scores, queries, TRANSFORMS), POISONS, np.array([3, 20]))
+    # a box selection that touches points of several traces (the point_index is per trace!)
+    points = []
+    for curve, trace in enumerate(fig.data[:3]):
+        for j in range(min(2, len(trace.customdata))):
+            points.append({"curve_number": curve, "point_index": j, "customdata": int(trace.customdata[j])})
+    expected = sorted({int(fig.data[c].customdata[j]) for c in range(3)
+                       for j in range(min(2, len(fig.data[c].customdata)))})
+    event = {"selection": {"points": points, "point_indices": [p["point_index"] for p in points]}}
+    np.testing.assert_array_equal(selected_training_indices(event), expected)
+    # also as attribute access (Streamlit's event object) and with scalar customdata
+    obj = SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": 5}, {"customdata": [2.0, 1, 1]}]))
+    np.testing.assert_array_equal(selected_training_indices(obj), [2, 5])
+
+
+@pytest.mark.parametrize("event", [None, {}, {"selection": {"points": []}}, {"selection": {"points": [{"x": 1}]}}])
+def test_empty_or_odd_selections_give_no_indices(event):
+    out = selected_training_indices(event)
+    assert out.dtype == np.int64 and out.size == 0
+
+
+def test_symlog_keeps_sign_and_order():
+    v = np.array([-1e6, -10.0, 0.0, 10.0, 1e6])
+    s = symlog(v, 1.0)
+    assert s.dtype == np.float32 and s[2] == 0
+    assert np.all(np.diff(s) > 0) and s[0] == -s[-1]
+    vals, text = symlog_ticks(1.0, float(s.min()), float(s.max()))
+    assert "0" in text and any(t.startswith("−") for t in text) and vals == sorted(vals)
+
+
+def test_before_after_bars_in_percent_with_success_line():
+    fig = before_after_figure({"clean_accuracy": 0.9, "poison_success_rate": 0.95},
+                              {"clean_accuracy": 0.88, "poison_success_rate": 0.01}, after_label="after eu",
+                              oracle_accuracy=0.89)
+    ys = {(t.x[0], t.xaxis): t.y[0] for t in fig.data}
+    assert ys[("poisoned model", "x")] == pytest.approx(90.0)
+    assert ys[("after eu", "x2")] == pytest.approx(1.0)
+    assert ys[("oracle retrain", "x")] == pytest.approx(89.0)
+    assert any(s.y0 == pytest.approx(5.0) for s in fig.layout.shapes)
+
+
+def test_before_after_without_ground_truth_says_not_measurable():
+    fig = before_after_figure({"clean_accuracy": 0.9, "poison_success_rate": None},
+                              {"clean_accuracy": 0.85, "poison_success_rate": None})
+    assert all(t.xaxis == "x" for t in fig.data)
+    assert any("not measurable" in (a.text or "") for a in fig.layout.annotations)
+
+
+def test_image_helpers_make_crisp_uint8_tiles():
+    gray = torch.rand(1, 28, 28)
+    tile = to_display(gray)
+    assert tile.dtype == np.uint8 and tile.shape == (84, 84)
+    assert tile[0, 0] == tile[2, 2]  # nearest-neighbour enlargement
+    rgb = to_display(torch.rand(3, 32, 32))
+    assert rgb.shape == (96, 96, 3)
+    strip = image_strip(torch.rand(5, 1, 28, 28), ncols=3, pad=2, min_side=28)
+    assert strip.shape == (2 * 30 + 2, 3 * 30 + 2, 3)
+
+
+def test_fifty_thousand_points_build_quickly():
+    import time
+
+    n = 50_000
+    rng = np.random.default_rng(0)
+    scores, queries = synthetic(n_train=n, n_images=2, copies=14)
+    scores = scores + rng.normal(0, 1, size=scores.shape).astype(np.float32)
+    t0 = time.perf_counter()
+    fig = collapse_figure(collapse_panels(scores, queries, TRANSFORMS[:2]), POISONS, POISONS)
+    assert time.perf_counter() - t0 < 5.0
+    assert sum(len(t.x) for t in fig.data if t.legendgroup in ("clean", "poison")) == 3 * n
