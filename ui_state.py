@@ -41,11 +41,10 @@ from deltainf_core import (
     TrainConfig,
     TrainedModel,
     UnlearnConfig,
+    collapse_effect_size,
     collapse_votes,
     delta_scores,
     effect_size_rule,
-    influence_collapse,
-    pooled_effect_size,
     precision_recall,
     predict,
 )
@@ -505,7 +504,7 @@ def _compute_flags(act: Active) -> Flags:
         if not transforms:
             return Flags(rule, empty, np.zeros(n_train), "", False, "select at least one transformation")
         if rule == "delta":
-            d = pooled_effect_size(influence_collapse(result.scores, result.queries, transforms))
+            d = collapse_effect_size(result.scores, result.queries, transforms)
             flagged = effect_size_rule(d, float(ss["tri_effect_size"]))
             return Flags(rule, flagged, d, "d")
         delta, _ = delta_scores(result.scores, result.queries, transforms)

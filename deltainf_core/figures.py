@@ -48,7 +48,7 @@ D_CLIP = 12.0
 # -- collapse scatter ------------------------------------------------------------------
 @dataclass
 class CollapseStats:
-    """Per-transformation sufficient statistics of influence collapse ``c = −Δ``.
+    """Per-(transformation, affected image) sufficient statistics of influence collapse ``c = −Δ``.
 
     Computed once per scoring pass; any subset of transformations then gives the
     per-panel means and the pooled effect size in O(T · n_train) — the toggle is
@@ -69,28 +69,32 @@ class CollapseStats:
 
 
 def collapse_stats(scores: np.ndarray, queries: CollapseQueries) -> CollapseStats:
-    """Group the copy rows by transformation: counts, Σ(c − shift) and Σ(c − shift)² per image."""
+    """Group the copy rows by (transformation, affected image): counts, Σ(c − shift), Σ(c − shift)²."""
     s = np.asarray(scores)
     original = s[np.flatnonzero(queries.is_original)].astype(np.float64).mean(axis=0)
     rows = queries.copy_rows()
     orig = queries.original_row_of()
     names = queries.transform[rows]
+    images = queries.image_of[rows]
+    n_images = int(queries.image_of.max()) + 1 if len(queries.image_of) else 0
     present = [t for t in dict.fromkeys(names.tolist()) if t]
     n = s.shape[1]
     if rows.size == 0:
-        z = np.zeros((0, n))
-        return CollapseStats([], np.zeros(0, dtype=np.int64), np.zeros(n), z, z, original.astype(np.float32))
+        z = np.zeros((0, n_images, n))
+        return CollapseStats([], np.zeros((0, n_images), dtype=np.int64), np.zeros(n), z, z,
+                             original.astype(np.float32))
     collapse = s[orig].astype(np.float64) - s[rows]  # c = original − copy
     shift = collapse.mean(axis=0)
     collapse -= shift
-    s1 = np.empty((len(present), n))
-    s2 = np.empty((len(present), n))
-    counts = np.empty(len(present), dtype=np.int64)
-    for k, t in enumerate(present):
-        block = collapse[names == t]
-        counts[k] = block.shape[0]
-        s1[k] = block.sum(axis=0)
-        s2[k] = np.einsum("ij,ij->j", block, block)
+    s1 = np.zeros((len(present), n_images, n))
+    s2 = np.zeros((len(present), n_images, n))
+    counts = np.zeros((len(present), n_images), dtype=np.int64)
+    for t_pos, t in enumerate(present):
+        for k in range(n_images):
+            block = collapse[(names == t) & (images == k)]
+            counts[t_pos, k] = block.shape[0]
+            s1[t_pos, k] = block.sum(axis=0)
+            s2[t_pos, k] = np.einsum("ij,ij->j", block, block)
     return CollapseStats(present, counts, shift, s1, s2, original.astype(np.float32))
 
 
@@ -134,16 +138,21 @@ def collapse_panels(source: CollapseStats | np.ndarray, queries: CollapseQueries
         stats = collapse_stats(source, queries)
     wanted = stats.transforms if transforms is None else [t for t in transforms if t in stats.transforms]
     pos = [stats.transforms.index(t) for t in wanted]
-    per = {t: (-(stats.shift + stats.s1[k] / stats.counts[k])).astype(np.float32) for t, k in zip(wanted, pos,
-                                                                                                  strict=True)}
-    counts = {t: int(stats.counts[k]) for t, k in zip(wanted, pos, strict=True)}
+    per = {t: (-(stats.shift + stats.s1[k].sum(axis=0) / stats.counts[k].sum())).astype(np.float32)
+           for t, k in zip(wanted, pos, strict=True)}
+    counts = {t: int(stats.counts[k].sum()) for t, k in zip(wanted, pos, strict=True)}
     total = int(stats.counts[pos].sum()) if pos else 0
     if total == 0:
         d = np.zeros(stats.n_train)
     else:
-        a = stats.s1[pos].sum(axis=0) / total
-        mean = stats.shift + a
-        std = np.sqrt(np.maximum(stats.s2[pos].sum(axis=0) / total - a * a, 0.0))
+        # Same statistic as the core's rule: overall mean over the within-image pooled std.
+        n_k = stats.counts[pos].sum(axis=0).astype(np.float64)  # copies per affected image
+        s1_k = stats.s1[pos].sum(axis=0)
+        s2_k = stats.s2[pos].sum(axis=0)
+        mean = stats.shift + s1_k.sum(axis=0) / total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            between = np.where(n_k[:, None] > 0, s1_k**2 / np.where(n_k > 0, n_k, 1.0)[:, None], 0.0)
+        std = np.sqrt(np.maximum((s2_k - between).sum(axis=0) / total, 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.sign(mean) * np.inf)
         d = np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)

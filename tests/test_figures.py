@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from deltainf_core import CollapseQueries, ImageSet, influence_collapse, pooled_effect_size
+from deltainf_core import CollapseQueries, ImageSet, collapse_effect_size
 from deltainf_core.figures import (
     CLEAN,
     NEUTRAL,
@@ -64,7 +64,7 @@ def test_panels_hold_one_mean_delta_per_transformation():
         np.testing.assert_allclose(panels.delta[t], expected, rtol=1e-5, atol=1e-3)
         assert panels.n_copies[t] == int(keep.sum())
     np.testing.assert_allclose(panels.original, scores[queries.is_original].mean(axis=0), rtol=1e-6)
-    d = pooled_effect_size(influence_collapse(scores, queries, TRANSFORMS))
+    d = collapse_effect_size(scores, queries, TRANSFORMS)
     np.testing.assert_allclose(panels.effect_size, d, rtol=1e-5)
     assert set(np.flatnonzero(panels.effect_size >= 2)) >= set(POISONS.tolist())
 
@@ -75,12 +75,12 @@ def test_toggling_transformations_only_filters_copy_rows():
     assert stats.transforms == TRANSFORMS
     for subset in (["blur"], ["flip", "invert"], TRANSFORMS):
         fast = collapse_panels(stats, transforms=subset)
-        d = pooled_effect_size(influence_collapse(scores, queries, subset))
+        d = collapse_effect_size(scores, queries, subset)
         np.testing.assert_allclose(fast.effect_size, d, rtol=1e-5)
         np.testing.assert_array_equal(np.flatnonzero(fast.effect_size >= 2), np.flatnonzero(d >= 2))
     panels = collapse_panels(scores, queries, ["blur"])
     assert panels.transforms == ["blur"]
-    d = pooled_effect_size(influence_collapse(scores, queries, ["blur"]))
+    d = collapse_effect_size(scores, queries, ["blur"])
     np.testing.assert_allclose(panels.effect_size, d, rtol=1e-5)
     empty = collapse_panels(scores, queries, [])
     assert empty.transforms == [] and np.all(empty.effect_size == 0)

@@ -47,7 +47,7 @@ def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, traine
     eng = pipeline.engine(tiny_scenario)
     alone = eng.scores(cr.queries.queries.subset([0]))
     assert np.allclose(alone[0], cr.scores[0], rtol=1e-3, atol=1e-3 * np.abs(cr.scores[0]).max())
-    delta, rows = delta_scores(cr.scores, cr.queries)
+    delta, _rows = delta_scores(cr.scores, cr.queries)
     assert delta.shape == (n_q - 2, 800)
 
 

@@ -2,14 +2,16 @@
 
 Clicks through the analyst's path (train → pick → collapse → select points → triage →
 unlearn → compare) on a tiny built-in scenario and saves a screenshot of every page to
-``assets/screenshots/``. Skips cleanly when Chromium or Playwright is missing.
+``tests/e2e/screenshots/`` (git-ignored; set ``DELTAINF_SCREENSHOTS=assets/screenshots``
+to refresh the README's). Skips cleanly when Chromium or Playwright is missing.
 
     pytest -m e2e tests/e2e
 
 For README-quality screenshots of the *default* investigation (4,000 digits, EK-FAC,
 5 affected images) point it at a cache that already holds the CLI's default run:
 
-    DELTAINF_E2E_SCENARIO=default DELTAINF_E2E_CACHE=cache pytest -m e2e tests/e2e
+    DELTAINF_E2E_SCENARIO=default DELTAINF_E2E_CACHE=cache DELTAINF_SCREENSHOTS=assets/screenshots \
+        pytest -m e2e tests/e2e
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = Path(os.environ.get("DELTAINF_SCREENSHOTS", ROOT / "assets" / "screenshots"))
+SHOTS = Path(os.environ.get("DELTAINF_SCREENSHOTS", ROOT / "tests" / "e2e" / "screenshots"))
 FULL = os.environ.get("DELTAINF_E2E_SCENARIO", "tiny") == "default"
 """Drive the app's default scenario instead of the tiny one (slow unless its cache is warm)."""
 CHROMIUM = os.environ.get("DELTAINF_CHROMIUM", "/usr/bin/chromium")
