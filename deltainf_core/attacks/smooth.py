@@ -1,0 +1,108 @@
+"""Smooth (frequency) trigger: an additive low-frequency pattern within an L∞ budget.
+
+Poisons are victim-class images with the pattern added (clamped to ``[0, 1]``) and
+relabelled to the target class, as in BadNet; the test-time trigger adds the same
+pattern. The pattern is seeded uniform noise low-passed in the 2-D Fourier domain
+(only frequencies ``1 <= max(|ky|, |kx|) <= cutoff`` survive; the constant term is
+dropped so the pattern is a shape, not a brightness shift), made symmetric under
+horizontal flip (``p + flip(p)``) so the training-time flip augmentation does not
+halve its signal, then scaled so ``max |p| == budget``.
+
+Defaults follow SPEC §4 finding 9: on the small sets only a large budget implants
+(L∞ 96/255 with ``cutoff=4``; 64/255 and below did not reliably). Re-measured with
+this code (smallcnn, default TrainConfig, 1% poisons, attack/train seeds 0 and 1):
+PSR 0.94 / 0.99 on mnist5k, 0.65 / 0.95 on the CIFAR subset.
+
+Params (``AttackConfig.params``): ``budget`` (L∞ in pixel units, default 96/255),
+``cutoff`` (highest kept frequency, default 4), ``pattern_seed`` (default: the
+attack seed), ``symmetric`` (flip-symmetrise, default True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import AttackConfig, TrainConfig
+from ..data.base import DatasetSplits, ImageSet
+from ..errors import ConfigError
+from ..training import Progress
+from .base import PoisonedScenario, choose_poisons, victim_indices
+
+DEFAULT_BUDGET = 96 / 255
+DEFAULT_CUTOFF = 4
+PARAMS = ("budget", "cutoff", "pattern_seed", "symmetric")
+
+
+@dataclass(frozen=True)
+class AdditiveTrigger:
+    """Add a fixed ``[C, H, W]`` pattern to pixel-space images and clamp to ``[0, 1]``.
+
+    Clamping only moves pixels towards the clean image, so the L∞ budget still holds.
+    """
+
+    pattern: torch.Tensor
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return (images + self.pattern.to(images.dtype)).clamp(0.0, 1.0)
+
+
+def low_frequency_pattern(
+    image_shape: tuple[int, int, int], budget: float, cutoff: int, seed: int, symmetric: bool = True
+) -> torch.Tensor:
+    """Seeded low-pass noise with ``max |p| == budget`` (see the module docstring)."""
+    channels, h, w = image_shape
+    gen = torch.Generator().manual_seed(int(seed))
+    noise = torch.rand(channels, h, w, generator=gen, dtype=torch.float64) * 2 - 1
+    spectrum = torch.fft.rfft2(noise)
+    ky = torch.fft.fftfreq(h, d=1.0 / h).abs().view(h, 1)
+    kx = torch.fft.rfftfreq(w, d=1.0 / w).view(1, -1)
+    band = torch.maximum(ky, kx)
+    keep = (band >= 1) & (band <= cutoff)
+    pattern = torch.fft.irfft2(spectrum * keep, s=(h, w))
+    if symmetric:
+        pattern = pattern + pattern.flip(-1)
+    peak = pattern.abs().max()
+    if not peak > 0:  # pragma: no cover - only for degenerate 1x1 images
+        raise ConfigError("the image is too small for a low-frequency pattern")
+    return (pattern * (budget / peak)).float()
+
+
+def trigger_for(cfg: AttackConfig, image_shape: tuple[int, int, int]) -> AdditiveTrigger:
+    unknown = sorted(set(cfg.params) - set(PARAMS))
+    if unknown:
+        raise ConfigError(f"unknown smooth-trigger parameter(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(PARAMS)})")
+    budget = float(cfg.params.get("budget", DEFAULT_BUDGET))
+    if not 0.0 < budget <= 1.0:
+        raise ConfigError(f"smooth-trigger budget is an L-infinity bound in (0, 1], got {budget}")
+    cutoff = cfg.params.get("cutoff", DEFAULT_CUTOFF)
+    max_cutoff = min(image_shape[1], image_shape[2]) // 2
+    if isinstance(cutoff, bool) or int(cutoff) != cutoff or not 1 <= int(cutoff) <= max_cutoff:
+        raise ConfigError(f"smooth-trigger cutoff must be an integer in 1..{max_cutoff}, got {cutoff}")
+    seed = int(cfg.params.get("pattern_seed", cfg.seed))
+    symmetric = bool(cfg.params.get("symmetric", True))
+    return AdditiveTrigger(low_frequency_pattern(image_shape, budget, int(cutoff), seed, symmetric))
+
+
+def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
+           progress: Progress) -> PoisonedScenario:
+    victim, target = int(cfg.victim_class), int(cfg.target_class)  # type: ignore[arg-type]
+    trigger = trigger_for(cfg, splits.train.image_shape)
+    train = splits.train.clone()
+    poisons = choose_poisons(victim_indices(train.labels, victim), len(train), cfg.poison_frac, cfg.seed)
+    idx = torch.as_tensor(poisons)
+    train.images[idx] = trigger(train.images[idx])
+    train.labels[idx] = target
+    test_victims = victim_indices(splits.test.labels, victim)
+    psr = splits.test.subset(test_victims)
+    psr = ImageSet(trigger(psr.images), psr.labels, psr.classes)
+    progress(1.0, f"added the smooth trigger to {len(poisons)} poisons")
+    info = {"budget": float(trigger.pattern.abs().max()),
+            "cutoff": int(cfg.params.get("cutoff", DEFAULT_CUTOFF)),
+            "pattern_seed": int(cfg.params.get("pattern_seed", cfg.seed)),
+            "symmetric": bool(cfg.params.get("symmetric", True)), "n_poisons": len(poisons)}
+    return PoisonedScenario(train, np.asarray(poisons), psr, test_victims, target, victim, info,
+                            trigger_fn=trigger)

@@ -1,0 +1,183 @@
+"""Smooth trigger, Witches' Brew and Gaussian poisoning on tiny data: budgets, labels, determinism."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from deltainf_core.attacks import ATTACKS, smooth, witches_brew
+from deltainf_core.config import AttackConfig, DataConfig, TrainConfig
+from deltainf_core.data import load_dataset
+from deltainf_core.errors import ConfigError
+from deltainf_core.training import no_progress
+
+TINY_TRAIN = TrainConfig(epochs=2, batch_size=64)
+FAST_BREW = {"steps": 4, "restarts": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_dataset(DataConfig(max_train=300, max_test=100))
+
+
+def run(splits, name, params=None, seed=0, frac=0.03, train=TINY_TRAIN, **kw):
+    cfg = AttackConfig(name, poison_frac=frac, params=dict(params or {}), seed=seed, **kw)
+    return ATTACKS.get(name)(splits, cfg.resolved(splits.train.num_classes), train, no_progress)
+
+
+def test_registered():
+    for name in ("smooth", "witches_brew", "gaussian"):
+        assert name in ATTACKS
+
+
+# -- smooth trigger ---------------------------------------------------------------------------
+def test_smooth_poisons_are_relabelled_and_within_budget(tiny):
+    budget = 40 / 255
+    scn = run(tiny, "smooth", {"budget": budget})
+    idx = scn.poison_indices
+    assert len(idx) == round(0.03 * len(tiny.train))
+    assert (tiny.train.labels[idx] == scn.victim_class).all()
+    assert (scn.train.labels[idx] == scn.target_class).all()
+    diff = scn.train.images - tiny.train.images
+    assert diff[idx].abs().max() <= budget + 1e-6
+    assert diff[idx].abs().max() > 0.5 * budget  # the trigger is really there
+    clean = np.setdiff1d(np.arange(len(tiny.train)), idx)
+    assert torch.equal(scn.train.images[clean], tiny.train.images[clean])
+    assert torch.equal(scn.train.labels[clean], tiny.train.labels[clean])
+    assert scn.train.images.min() >= 0 and scn.train.images.max() <= 1
+    # psr set: every victim-class test image, triggered, with its true label
+    assert (scn.psr_set.labels == scn.victim_class).all()
+    assert len(scn.psr_set) == int((tiny.test.labels == scn.victim_class).sum())
+    assert torch.allclose(scn.psr_set.images, scn.trigger(tiny.test.images[scn.psr_source_indices]))
+
+
+def test_smooth_pattern_is_low_frequency_and_flip_symmetric():
+    p = smooth.low_frequency_pattern((3, 32, 32), 0.2, cutoff=4, seed=3)
+    assert p.abs().max() == pytest.approx(0.2, rel=1e-5)
+    assert torch.allclose(p, p.flip(-1), atol=1e-6)
+    assert p.mean(dim=(1, 2)).abs().max() < 1e-6  # no constant (brightness) term
+    spectrum = torch.fft.fft2(p.double()).abs()
+    ky = torch.fft.fftfreq(32, d=1 / 32).abs()
+    band = torch.maximum(ky.view(-1, 1), ky.view(1, -1))
+    assert spectrum[:, band > 4].max() < 1e-6 * spectrum.max()
+
+
+def test_smooth_is_deterministic_and_pickles(tiny):
+    a, b = run(tiny, "smooth", seed=4), run(tiny, "smooth", seed=4)
+    assert np.array_equal(a.poison_indices, b.poison_indices)
+    assert torch.equal(a.train.images, b.train.images)
+    other = run(tiny, "smooth", seed=5)
+    assert not torch.equal(a.trigger_fn.pattern, other.trigger_fn.pattern)
+    back = pickle.loads(pickle.dumps(a))
+    x = tiny.test.images[:5]
+    assert torch.equal(back.trigger(x), a.trigger(x))
+    assert back.info == a.info
+
+
+@pytest.mark.parametrize("params", [{"budget": 0}, {"budget": 1.5}, {"cutoff": 0}, {"cutoff": 100},
+                                    {"cutoff": 2.5}, {"radius": 3}])
+def test_smooth_rejects_bad_params(tiny, params):
+    with pytest.raises(ConfigError):
+        run(tiny, "smooth", params)
+
+
+# -- Witches' Brew ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def brew(tiny):
+    return run(tiny, "witches_brew", {**FAST_BREW, "eps": 16 / 255}, seed=1)
+
+
+def test_brew_is_clean_label_and_eps_bounded(tiny, brew):
+    adversarial = brew.target_class
+    assert torch.equal(brew.train.labels, tiny.train.labels)
+    assert (tiny.train.labels[brew.poison_indices] == adversarial).all()
+    assert len(brew.poison_indices) == round(0.03 * len(tiny.train))
+    diff = brew.train.images - tiny.train.images
+    assert diff.abs().max() <= 16 / 255 + 1e-6
+    assert diff[brew.poison_indices].abs().amax(dim=(1, 2, 3)).min() > 0  # every poison was perturbed
+    clean = np.setdiff1d(np.arange(len(tiny.train)), brew.poison_indices)
+    assert torch.equal(brew.train.images[clean], tiny.train.images[clean])
+    assert brew.train.images.min() >= 0 and brew.train.images.max() <= 1
+
+
+def test_brew_target_is_one_test_image_with_its_true_label(tiny, brew):
+    t = brew.info["target_index"]
+    assert brew.psr_source_indices.tolist() == [t]
+    assert len(brew.psr_set) == 1 and torch.equal(brew.psr_set.images[0], tiny.test.images[t])
+    assert int(brew.psr_set.labels[0]) == int(tiny.test.labels[t]) == brew.victim_class
+    assert brew.victim_class != brew.target_class
+    assert -1.0 <= brew.info["final_alignment"] <= 1.0
+    assert brew.trigger_fn is None
+
+
+def test_brew_is_deterministic_and_pickles(tiny, brew):
+    again = run(tiny, "witches_brew", {**FAST_BREW, "eps": 16 / 255}, seed=1)
+    assert torch.equal(again.train.images, brew.train.images)
+    assert again.info["target_index"] == brew.info["target_index"]
+    back = pickle.loads(pickle.dumps(brew))
+    assert torch.equal(back.train.images, brew.train.images) and back.info == brew.info
+
+
+def test_brew_honours_target_index(tiny):
+    t = int(np.flatnonzero(tiny.test.labels.numpy() == 7)[0])
+    scn = run(tiny, "witches_brew", {"steps": 1, "target_index": t}, target_class=3)
+    assert scn.info["target_index"] == t and scn.victim_class == 7 and scn.target_class == 3
+
+
+def test_crafting_raises_gradient_alignment(tiny):
+    from deltainf_core.models import build_model
+    from deltainf_core.training import train_model
+
+    torch.manual_seed(0)
+    model = build_model("smallcnn", tiny.train.image_shape, 10, tiny.mean, tiny.std)
+    train_model(model, tiny.train, TINY_TRAIN, augment_flip=False)
+    model.eval()
+    poisons = np.flatnonzero(tiny.train.labels.numpy() == 1)[:6]
+    x, y = tiny.train.images[poisons], tiny.train.labels[poisons]
+    target = int(np.flatnonzero(tiny.test.labels.numpy() == 7)[0])
+    grad = witches_brew.target_gradient(model, tiny.test.images[target], 1)
+    before = 1 - float(witches_brew.alignment_loss(model, x, y, grad, create_graph=False))
+    delta, after = witches_brew.craft(model, x, y, grad, eps=32 / 255, steps=10, restarts=1, augment=False,
+                                      flip=False, seed=0, progress=no_progress)
+    assert delta.abs().max() <= 32 / 255 + 1e-6
+    assert (1 - after) < 0.9 * (1 - before)  # the cosine gap to the target gradient shrank
+
+
+@pytest.mark.parametrize("params", [{"eps": 0}, {"eps": 2}, {"steps": 0}, {"restarts": 1.5},
+                                    {"target_index": 10_000}, {"strength": 1}])
+def test_brew_rejects_bad_params(tiny, params):
+    with pytest.raises(ConfigError):
+        run(tiny, "witches_brew", {"steps": 1, **params})
+
+
+def test_brew_rejects_a_target_of_the_adversarial_class(tiny):
+    t = int(np.flatnonzero(tiny.test.labels.numpy() == 1)[0])
+    with pytest.raises(ConfigError):
+        run(tiny, "witches_brew", {"steps": 1, "target_index": t}, target_class=1)
+
+
+# -- Gaussian poisoning -------------------------------------------------------------------------
+def test_gaussian_adds_recorded_unclamped_noise(tiny):
+    scn = run(tiny, "gaussian", {"sigma": 0.2}, frac=0.2)
+    idx = scn.poison_indices
+    assert scn.noise is not None and scn.noise.shape == (len(idx), *tiny.train.image_shape)
+    assert torch.allclose(scn.train.images[idx], tiny.train.images[idx] + scn.noise)
+    assert torch.equal(scn.train.labels, tiny.train.labels)
+    assert float(scn.noise.std()) == pytest.approx(0.2, rel=0.05)
+    assert scn.train.images.min() < 0  # not clamped: the test statistic relies on exact noise
+    clean = np.setdiff1d(np.arange(len(tiny.train)), idx)
+    assert torch.equal(scn.train.images[clean], tiny.train.images[clean])
+    assert len(scn.psr_set) == 0 and scn.target_class is None
+    again = run(tiny, "gaussian", {"sigma": 0.2}, frac=0.2)
+    assert torch.equal(again.noise, scn.noise)
+    back = pickle.loads(pickle.dumps(scn))
+    assert torch.equal(back.noise, scn.noise)
+
+
+@pytest.mark.parametrize("params", [{"sigma": 0}, {"sigma": -1}, {"sigma": "big"}, {"std": 0.1}])
+def test_gaussian_rejects_bad_params(tiny, params):
+    with pytest.raises(ConfigError):
+        run(tiny, "gaussian", params)
