@@ -12,7 +12,9 @@ Defaults follow the paper's small-scale recipe (SGD, momentum 0.9, temperature 4
 a few max epochs, more min epochs, smaller batches on the forget set), adapted to
 the small CNN: ``max_epochs`` = 2, ``min_epochs`` = 5 (``UnlearnConfig.epochs``
 overrides it), ``lr`` = 0.01, ``alpha`` = 1, ``batch_size`` = training's,
-``forget_batch_size`` = 32, ``temperature`` = 4.
+``forget_batch_size`` = 32, ``temperature`` = 4. Fewer min epochs do not repair
+the max-steps' damage (3 cost 3.6 accuracy points on mnist5k BadNet seed 0; 5 cost
+0.8–1.3 points over three seeds, PSR ≤ 1 %).
 """
 
 from __future__ import annotations
