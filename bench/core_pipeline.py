@@ -8,7 +8,7 @@ rules would have done, so the default rule is compared side by side:
   (std within each affected image), and the same with the total std
 - ``delta_published``: the published vote (Δ < 0 on >= T - 1 copies)
 
-Writes ``bench/results/core_pipeline.json`` and prints one line per run.
+Writes ``bench/results/core_pipeline_<datasets>.json`` and prints one line per run.
 
     python bench/core_pipeline.py [--seeds 0 1 2] [--cifar ../shared/data/cifar10-subset]
 """
@@ -98,7 +98,8 @@ def main() -> None:
                 if isinstance(v, dict):
                     print(f"    first round, {name:34s}: {v['n_flagged']:4d} flagged, P {v['precision']:.2f} "
                           f"R {v['recall']:.2f}")
-    path = os.path.join(os.path.dirname(__file__), "results", "core_pipeline.json")
+    name = "core_pipeline_" + "_".join("mnist5k" if d == "mnist5k" else "cifar10-subset" for d in args.datasets)
+    path = os.path.join(os.path.dirname(__file__), "results", f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         json.dump({"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": runs}, fh, indent=2)

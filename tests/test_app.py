@@ -28,9 +28,8 @@ from deltainf_core import (
     TrainConfig,
     UnlearnConfig,
     checkpoint_bytes,
+    collapse_effect_size,
     effect_size_rule,
-    influence_collapse,
-    pooled_effect_size,
     precision_recall,
 )
 
@@ -150,7 +149,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     core = pipeline.collapse(scn, affected, target_class=poisoned.target_class)
     app_result = at.session_state["collapse"]["result"]
     np.testing.assert_allclose(app_result.scores, core.scores, rtol=1e-5)
-    d = pooled_effect_size(influence_collapse(core.scores, core.queries))
+    d = collapse_effect_size(core.scores, core.queries)
     flagged = effect_size_rule(d, 2.0)
     assert any(m.value.startswith(f"**{len(flagged)}** training images flagged") for m in at.markdown)
 
@@ -159,7 +158,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     at.session_state["col_transforms"] = subset
     at.run()
     ok(at)
-    flagged_subset = effect_size_rule(pooled_effect_size(influence_collapse(core.scores, core.queries, subset)), 2.0)
+    flagged_subset = effect_size_rule(collapse_effect_size(core.scores, core.queries, subset), 2.0)
     assert any(m.value.startswith(f"**{len(flagged_subset)}** training images flagged") for m in at.markdown)
     at.session_state["col_transforms"] = list(dict.fromkeys(t for t in core.queries.transform.tolist() if t))
     at.run()
