@@ -1,8 +1,10 @@
 """BadNet: stamp a small patch on victim-class images and relabel them as the target.
 
-Default pattern is a 3x3 black/white checkerboard in the bottom-right corner (it
+Default pattern is a black/white checkerboard in the bottom-right corner (it
 implants reliably on small sets, SPEC §4 finding 7); the published four dark
-pixels are ``pattern="dark4"``. Size scales with the image side (3 px at 32 px).
+pixels are ``pattern="dark4"``. Size is 1/8 of the image side, at least 4 px: with
+the 3x3 version the mnist5k backdoor implanted unevenly (PSR 0.54–0.95 over seeds
+0–2), with 4x4 it reached 0.99 on seeds 0 and 2.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def make_patch(pattern: str, size: int, channels: int) -> torch.Tensor:
 def trigger_for(cfg: AttackConfig, image_shape: tuple[int, int, int]) -> PatchTrigger:
     channels, h, _ = image_shape
     pattern = cfg.params.get("pattern", "checkerboard")
-    size = int(cfg.params.get("size") or max(3, round(3 * h / 32)))
+    size = int(cfg.params.get("size") or max(4, round(h / 8)))
     corner = cfg.params.get("corner", "bottom_right")
     if corner not in CORNERS:
         raise ConfigError(f"unknown corner {corner!r} (choose from {', '.join(CORNERS)})")
