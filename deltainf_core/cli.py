@@ -200,6 +200,8 @@ def _summary(r: dict, stream) -> None:
              f"{p['n_poisons']} poisons in {p['n_train']}",
              f"detection ({d['method']}): {d['n_flagged']} flagged, precision {pct(d['precision'])}, "
              f"recall {pct(d['recall'])}"]
+    if r.get("unlearn_error"):
+        lines.append(f"not unlearned: {r['unlearn_error']}")
     if u:
         lines.append(f"unlearned ({u['method']}): accuracy {pct(u['clean_accuracy'])}, "
                      f"PSR {pct(u['poison_success_rate'])}, oracle accuracy {pct(u['oracle_clean_accuracy'])}")

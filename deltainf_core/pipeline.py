@@ -36,7 +36,7 @@ from .data import load_dataset
 from .data.base import DatasetSplits, ImageSet
 from .detectors import DETECTORS
 from .detectors.base import Detection, DetectionContext
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, UnlearningError
 from .influence import InfluenceEngine, data_fingerprint, model_fingerprint
 from .metrics import clean_accuracy, poison_success_rate, precision_recall
 from .models import Classifier, build_model
@@ -422,7 +422,13 @@ class Pipeline:
             t_u = time.perf_counter()
             # Always unlearn the union from the model under investigation; later rounds
             # only use the unlearned model to look for what the first round missed.
-            outcome = self.unlearn(scn, flagged)
+            try:
+                outcome = self.unlearn(scn, flagged)
+            except UnlearningError as err:
+                # e.g. the rule flagged a whole class: report the detection, say why nothing was unlearned
+                rounds.append({"round": r + 1, "n_flagged": int(flagged.size), "new_flags": int(new_flags.size),
+                               "precision": precision, "recall": recall, "unlearn_error": str(err)})
+                break
             timings["unlearn"] += time.perf_counter() - t_u
             n_still = self.still_affected(outcome.model, affected, target)
             rounds.append({"round": r + 1, "n_flagged": int(flagged.size), "new_flags": int(new_flags.size),
@@ -485,6 +491,8 @@ class Pipeline:
                 "rounds": inv.rounds,
                 "unlearned": None,
             })
+            if inv.rounds and "unlearn_error" in inv.rounds[-1]:
+                result["unlearn_error"] = inv.rounds[-1]["unlearn_error"]
             if inv.outcome is not None:
                 t = time.perf_counter()
                 oracle = self.oracle_accuracy(scn) if truth is not None else None

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -84,7 +85,8 @@ def test_corrupt_checkpoint(capsys, tmp_path, cache_dir):
 def test_tiny_run_writes_the_contract(tmp_path, cache_dir):
     """The real entry point on a tiny scenario: exit 0 and every field of SPEC §3."""
     out = tmp_path / "results.json"
-    cmd = [sys.executable, "-m", "deltainf_core", "run", "--max-train", "600", "--epochs", "3",
+    cmd = [sys.executable, "-m", "deltainf_core", "run", "--max-train", "600", "--epochs", "5",
+           "--effect-size", "3",
            "--poison-frac", "0.02", "--copies", "8", "--affected", "2", "--rounds", "1",
            "--cache-dir", cache_dir, "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -102,3 +104,18 @@ def test_tiny_run_writes_the_contract(tmp_path, cache_dir):
     assert u["method"] == "eu" and 0.0 <= u["clean_accuracy"] <= 1.0
     assert u["oracle_clean_accuracy"] is not None
     assert set(r["timings_s"]) >= {"train", "factors", "scores", "detect", "unlearn"}
+
+
+def test_whole_class_flagged_is_reported_not_crashed(pipeline, tiny_scenario, monkeypatch):
+    """A rule that flags every image of a class: the run reports why nothing was unlearned."""
+    from deltainf_core.detectors import DETECTORS
+    from deltainf_core.detectors.base import Detection
+
+    labels = pipeline.poisoned(tiny_scenario).train.labels.numpy()
+    everything = np.flatnonzero(labels == 1)
+    monkeypatch.setitem(DETECTORS._entries, "delta", DETECTORS._entries["delta"].__class__(
+        "delta", lambda ctx: Detection("delta", everything, np.zeros(len(labels))), ""))
+    r = pipeline.run(tiny_scenario)
+    assert r["unlearned"] is None
+    assert "every training image of class '1'" in r["unlearn_error"]
+    assert r["detection"]["n_flagged"] == len(everything)
