@@ -39,8 +39,9 @@ def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, traine
     if cands.size == 0:
         pytest.skip("tiny model did not implant the trigger")
     affected = pipeline.affected_set(tiny_scenario, cands[:2])
+    k = len(affected)
     cr = pipeline.collapse(tiny_scenario, affected)
-    n_q = 2 + tiny_scenario.collapse.n_copies + tiny_scenario.collapse.n_copies_extra
+    n_q = k + tiny_scenario.collapse.n_copies + (k - 1) * tiny_scenario.collapse.n_copies_extra
     assert cr.scores.shape == (n_q, 800) and cr.scores.dtype == np.float32
     assert np.isfinite(cr.scores).all()
     # scoring one query on its own gives the same row as scoring it inside the batch
@@ -48,7 +49,7 @@ def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, traine
     alone = eng.scores(cr.queries.queries.subset([0]))
     assert np.allclose(alone[0], cr.scores[0], rtol=1e-3, atol=1e-3 * np.abs(cr.scores[0]).max())
     delta, _rows = delta_scores(cr.scores, cr.queries)
-    assert delta.shape == (n_q - 2, 800)
+    assert delta.shape == (n_q - k, 800)
 
 
 def test_second_pipeline_reuses_every_stage(pipeline, tiny_scenario, trained, cache_dir):
