@@ -75,3 +75,21 @@ def choose_poisons(candidates: np.ndarray, n_train: int, frac: float, seed: int)
 
 def empty_like(data: ImageSet) -> ImageSet:
     return ImageSet(data.images[:0], data.labels[:0], data.classes)
+
+
+def dirty_label_poisoning(
+    splits: DatasetSplits, cfg: AttackConfig, trigger: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[ImageSet, np.ndarray, ImageSet, np.ndarray]:
+    """The BadNet/smooth protocol: trigger victim-class images, relabel them as the target.
+
+    Returns ``(poisoned train, poison indices, triggered victim test images, their test indices)``.
+    """
+    victim, target = int(cfg.victim_class), int(cfg.target_class)  # type: ignore[arg-type]
+    train = splits.train.clone()
+    poisons = choose_poisons(victim_indices(train.labels, victim), len(train), cfg.poison_frac, cfg.seed)
+    idx = torch.as_tensor(poisons)
+    train.images[idx] = trigger(train.images[idx])
+    train.labels[idx] = target
+    test_victims = victim_indices(splits.test.labels, victim)
+    psr = splits.test.subset(test_victims)
+    return train, np.asarray(poisons), ImageSet(trigger(psr.images), psr.labels, psr.classes), test_victims

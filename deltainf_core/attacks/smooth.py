@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..config import AttackConfig, TrainConfig
-from ..data.base import DatasetSplits, ImageSet
+from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..training import Progress
-from .base import PoisonedScenario, choose_poisons, victim_indices
+from .base import PoisonedScenario, dirty_label_poisoning
 
 DEFAULT_BUDGET = 96 / 255
 DEFAULT_CUTOFF = 4
@@ -91,18 +90,11 @@ def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
            progress: Progress) -> PoisonedScenario:
     victim, target = int(cfg.victim_class), int(cfg.target_class)  # type: ignore[arg-type]
     trigger = trigger_for(cfg, splits.train.image_shape)
-    train = splits.train.clone()
-    poisons = choose_poisons(victim_indices(train.labels, victim), len(train), cfg.poison_frac, cfg.seed)
-    idx = torch.as_tensor(poisons)
-    train.images[idx] = trigger(train.images[idx])
-    train.labels[idx] = target
-    test_victims = victim_indices(splits.test.labels, victim)
-    psr = splits.test.subset(test_victims)
-    psr = ImageSet(trigger(psr.images), psr.labels, psr.classes)
+    train, poisons, psr, test_victims = dirty_label_poisoning(splits, cfg, trigger)
     progress(1.0, f"added the smooth trigger to {len(poisons)} poisons")
     info = {"budget": float(trigger.pattern.abs().max()),
             "cutoff": int(cfg.params.get("cutoff", DEFAULT_CUTOFF)),
             "pattern_seed": int(cfg.params.get("pattern_seed", cfg.seed)),
             "symmetric": bool(cfg.params.get("symmetric", True)), "n_poisons": len(poisons)}
-    return PoisonedScenario(train, np.asarray(poisons), psr, test_victims, target, victim, info,
+    return PoisonedScenario(train, poisons, psr, test_victims, target, victim, info,
                             trigger_fn=trigger)
