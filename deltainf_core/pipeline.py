@@ -184,6 +184,14 @@ class Pipeline:
     def attack_config(self, scn: Scenario) -> AttackConfig:
         return scn.attack.resolved(self.dataset(scn.data).train.num_classes)
 
+    def poison_key(self, scn: Scenario) -> str:
+        """Key of the poisoned training set (carries the poison stage's code version)."""
+        if scn.checkpoint:
+            scn = replace(scn, attack=replace(scn.attack, name="none"))
+        acfg = self.attack_config(scn)
+        train_for_attack = scn.train if acfg.name == "witches_brew" else None
+        return self.store.key("poison", scn.data, acfg, train_for_attack)
+
     def poisoned(self, scn: Scenario) -> PoisonedScenario:
         """The poisoned training set (cached compactly: only the changed images are stored)."""
         if scn.checkpoint:
@@ -191,8 +199,7 @@ class Pipeline:
         splits = self.dataset(scn.data)
         acfg = self.attack_config(scn)
         ATTACKS.get(acfg.name)
-        train_for_attack = scn.train if acfg.name == "witches_brew" else None
-        key = self.store.key("poison", scn.data, acfg, train_for_attack)
+        key = self.poison_key(scn)
         if key in self._poisoned:
             return self._poisoned[key]
         packed = self.store.get(key)
@@ -219,8 +226,9 @@ class Pipeline:
                 raise DataError(f"checkpoint {scn.checkpoint} does not exist")
             return self.store.key("train", "checkpoint", _file_hash(scn.checkpoint), scn.train.model,
                                   scn.data)
-        acfg = self.attack_config(scn)
-        return self.store.key("train", scn.data, acfg, scn.train)
+        # The poison key (not just the attack config) so a change to an attack's code
+        # or defaults retrains instead of reusing a model trained on other poisons.
+        return self.store.key("train", self.poison_key(scn), scn.train)
 
     def trained(self, scn: Scenario) -> TrainedModel:
         """Train (or load) the model under investigation and evaluate it."""

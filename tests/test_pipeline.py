@@ -77,7 +77,7 @@ def test_killed_training_leaves_nothing_half_written(tiny_scenario, cache_dir):
     pipe = Pipeline(store)
     key = pipe.model_key(scn)
     assert key not in store  # no torn entry
-    assert pipe.store.get(pipe.store.key("poison", scn.data, pipe.attack_config(scn), None)) is not None
+    assert pipe.store.get(pipe.poison_key(scn)) is not None  # the finished stage survived
     tm = pipe.trained(scn)
     assert not tm.cached and key in store
 
@@ -102,3 +102,14 @@ def test_train_loss_is_float64():
     task = ClassificationTask()
     assert task.compute_train_loss(batch, model).dtype == torch.float64
     assert task.compute_measurement(batch, model).dtype == torch.float64
+
+
+def test_model_key_follows_the_poisons(pipeline, tiny_scenario, monkeypatch):
+    """Changing what an attack produces (code version or parameters) must not reuse a model."""
+    from deltainf_core import store as store_mod
+
+    key = pipeline.model_key(tiny_scenario)
+    other = replace(tiny_scenario, attack=replace(tiny_scenario.attack, params={"size": 5}))
+    assert pipeline.model_key(other) != key
+    monkeypatch.setitem(store_mod.STAGE_VERSIONS, "poison", store_mod.STAGE_VERSIONS["poison"] + 1)
+    assert pipeline.model_key(tiny_scenario) != key
