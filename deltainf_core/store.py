@@ -19,7 +19,7 @@ from .config import stable_hash
 T = TypeVar("T")
 
 STAGE_VERSIONS: dict[str, int] = {
-    "poison": 2,
+    "poison": 3,
     "train": 1,
     "detect": 2,
     "unlearn": 1,

@@ -1,10 +1,11 @@
 """BadNet: stamp a small patch on victim-class images and relabel them as the target.
 
-Default pattern is a black/white checkerboard in the bottom-right corner (it
-implants reliably on small sets, SPEC §4 finding 7); the published four dark
-pixels are ``pattern="dark4"``. Size is 1/8 of the image side, at least 4 px: with
-the 3x3 version the mnist5k backdoor implanted unevenly (PSR 0.54–0.95 over seeds
-0–2), with 4x4 it reached 0.99 on seeds 0 and 2.
+Default pattern is a 3x3 black/white checkerboard in the bottom-right corner (it
+implants on small sets, SPEC §4 finding 7); the published four dark pixels are
+``pattern="dark4"``. Size scales with the image side (3 px at 32 px). Measured on
+mnist5k: 3x3 gave PSR 0.89/0.95/0.54 (seeds 0-2); 4x4 gave 0.99-1.00 but made the
+target class collapse so strongly that the default rule flagged nearly all of it
+and EU lost 5.6-9.2 accuracy points, so 3x3 stays the default (``size=4`` is there).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def make_patch(pattern: str, size: int, channels: int) -> torch.Tensor:
 def trigger_for(cfg: AttackConfig, image_shape: tuple[int, int, int]) -> PatchTrigger:
     channels, h, _ = image_shape
     pattern = cfg.params.get("pattern", "checkerboard")
-    size = int(cfg.params.get("size") or max(4, round(h / 8)))
+    size = int(cfg.params.get("size") or max(3, round(3 * h / 32)))
     corner = cfg.params.get("corner", "bottom_right")
     if corner not in CORNERS:
         raise ConfigError(f"unknown corner {corner!r} (choose from {', '.join(CORNERS)})")
