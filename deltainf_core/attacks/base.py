@@ -93,3 +93,12 @@ def dirty_label_poisoning(
     test_victims = victim_indices(splits.test.labels, victim)
     psr = splits.test.subset(test_victims)
     return train, np.asarray(poisons), ImageSet(trigger(psr.images), psr.labels, psr.classes), test_victims
+
+
+def reject_unknown_params(cfg: AttackConfig, known: tuple[str, ...], attack_label: str) -> None:
+    """A misspelt parameter would otherwise be silently ignored: refuse it in one sentence."""
+    unknown = sorted(set(cfg.params) - set(known))
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown {attack_label} parameter(s) {', '.join(unknown)} (known: {', '.join(known)})")

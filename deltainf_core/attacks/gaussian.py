@@ -38,17 +38,14 @@ from ..config import AttackConfig, TrainConfig
 from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..training import Progress
-from .base import PoisonedScenario, choose_poisons, empty_like
+from .base import PoisonedScenario, choose_poisons, empty_like, reject_unknown_params
 
 DEFAULT_SIGMA = 0.1
 PARAMS = ("sigma",)
 
 
 def _sigma(cfg: AttackConfig) -> float:
-    unknown = sorted(set(cfg.params) - set(PARAMS))
-    if unknown:
-        raise ConfigError(f"unknown gaussian-poisoning parameter(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(PARAMS)})")
+    reject_unknown_params(cfg, PARAMS, "gaussian-poisoning")
     sigma = cfg.params.get("sigma", DEFAULT_SIGMA)
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0.0 < float(sigma) <= 1.0:
         raise ConfigError(f"gaussian-poisoning sigma must be a number in (0, 1], got {sigma!r}")

@@ -28,7 +28,7 @@ from ..config import AttackConfig, TrainConfig
 from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..training import Progress
-from .base import PoisonedScenario, dirty_label_poisoning
+from .base import PoisonedScenario, dirty_label_poisoning, reject_unknown_params
 
 DEFAULT_BUDGET = 96 / 255
 DEFAULT_CUTOFF = 4
@@ -70,10 +70,7 @@ def low_frequency_pattern(
 
 
 def trigger_for(cfg: AttackConfig, image_shape: tuple[int, int, int]) -> AdditiveTrigger:
-    unknown = sorted(set(cfg.params) - set(PARAMS))
-    if unknown:
-        raise ConfigError(f"unknown smooth-trigger parameter(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(PARAMS)})")
+    reject_unknown_params(cfg, PARAMS, "smooth-trigger")
     budget = float(cfg.params.get("budget", DEFAULT_BUDGET))
     if not 0.0 < budget <= 1.0:
         raise ConfigError(f"smooth-trigger budget is an L-infinity bound in (0, 1], got {budget}")

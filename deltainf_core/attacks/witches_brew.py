@@ -53,7 +53,7 @@ from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..models import build_model
 from ..training import Progress, augment_batch, pick_device, predict, train_model
-from .base import PoisonedScenario, choose_poisons, victim_indices
+from .base import PoisonedScenario, choose_poisons, reject_unknown_params, victim_indices
 
 DEFAULT_EPS = 32 / 255
 DEFAULT_STEPS = 240
@@ -73,10 +73,7 @@ def _int_param(cfg: AttackConfig, name: str, default: int | None, low: int) -> i
 
 
 def _check_params(cfg: AttackConfig) -> tuple[float, int, int, int | None, bool]:
-    unknown = sorted(set(cfg.params) - set(PARAMS))
-    if unknown:
-        raise ConfigError(f"unknown Witches' Brew parameter(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(PARAMS)})")
+    reject_unknown_params(cfg, PARAMS, "Witches' Brew")
     eps = cfg.params.get("eps", DEFAULT_EPS)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < float(eps) <= 1.0:
         raise ConfigError(f"Witches' Brew eps is an L-infinity bound in (0, 1], got {eps!r}")
