@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "scn_attack_params": "",
     "scn_max_train": 0,
     "scn_max_test": 0,
-    "scn_epochs": TrainConfig.epochs,
+    "scn_epochs": 0,
     "scn_copies": CollapseConfig.n_copies,
     "scn_copies_extra": CollapseConfig.n_copies_extra,
     "scn_max_affected": CollapseConfig.max_affected,
@@ -310,7 +310,7 @@ def scenario_from_state(ss: Any = None, checkpoint: str | None = None) -> Scenar
         attack = AttackConfig(name=ss["scn_attack"], poison_frac=float(ss["scn_poison_frac"]),
                               victim_class=victim, target_class=target,
                               params=parse_params(ss["scn_attack_params"]), seed=seed)
-    train = TrainConfig(model=ss["scn_model"], epochs=int(ss["scn_epochs"]), seed=seed)
+    train = TrainConfig(model=ss["scn_model"], epochs=int(ss["scn_epochs"]) or None, seed=seed)
     collapse = CollapseConfig(n_copies=int(ss["scn_copies"]), n_copies_extra=int(ss["scn_copies_extra"]),
                               max_affected=int(ss["scn_max_affected"]), seed=seed)
     scn = Scenario(data=data_config(ss), attack=attack, train=train,

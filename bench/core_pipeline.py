@@ -42,8 +42,15 @@ from deltainf_core import (
 )
 
 
-def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: np.ndarray) -> dict:
+def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: np.ndarray,
+               dump: str | None = None) -> dict:
     cr = pipe.collapse(scn, pipe.affected_set(scn, affected_idx))
+    if dump:  # raw collapse matrices, for studying other rules offline
+        rows = cr.queries.copy_rows()
+        np.savez_compressed(dump, collapse=influence_collapse(cr.scores, cr.queries),
+                            image_of=cr.queries.image_of[rows], transform=cr.queries.transform[rows].astype(str),
+                            labels=pipe.poisoned(scn).train.labels.numpy(), truth=truth,
+                            target=cr.target_class)
     d = collapse_effect_size(cr.scores, cr.queries)
     d_total = pooled_effect_size(influence_collapse(cr.scores, cr.queries))
     delta, _ = delta_scores(cr.scores, cr.queries)
@@ -66,6 +73,7 @@ def main() -> None:
                                                     "cifar10-subset"))
     ap.add_argument("--datasets", nargs="+", default=["mnist5k", "cifar"])
     ap.add_argument("--unlearn", default="eu")
+    ap.add_argument("--dump", help="folder for each run's collapse matrix (.npz), for offline rule studies")
     args = ap.parse_args()
     runs = []
     for ds in args.datasets:
@@ -81,7 +89,10 @@ def main() -> None:
             r = pipe.run(scn)
             wall = time.perf_counter() - t
             truth = pipe.poisoned(scn).poison_indices
-            rules = rule_table(pipe, scn, pipe.default_affected(scn), truth)
+            dump = os.path.join(args.dump, f"collapse-{ds}-{seed}.npz") if args.dump else None
+            if dump:
+                os.makedirs(args.dump, exist_ok=True)
+            rules = rule_table(pipe, scn, pipe.default_affected(scn), truth, dump)
             row = {"dataset": ds, "seed": seed, "wall_s": wall, "poisoned": r["poisoned"],
                    "detection": {k: v for k, v in r["detection"].items() if k != "flagged"},
                    "rounds": r["rounds"], "unlearned": r["unlearned"], "rules_first_round": rules,

@@ -99,7 +99,8 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-class", type=int)
     p.add_argument("--attack-param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="attack-specific parameter, e.g. pattern=dark4 (repeatable)")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                   help="training epochs (default: auto, 12 or more on small sets)")
     p.add_argument("--seed", type=int, default=0, help="seed for poisons, training and transformations")
     p.add_argument("--detector", default="delta", choices=DETECTORS.names())
     p.add_argument("--effect-size", type=float, default=DetectConfig.effect_size,
@@ -117,7 +118,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def scenario_from_args(a: argparse.Namespace) -> Scenario:
-    if a.epochs < 1:
+    if a.epochs is not None and a.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {a.epochs}")
     if a.victim_class is not None and a.victim_class == a.target_class:
         raise ConfigError("victim class and target class must differ")

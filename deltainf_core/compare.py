@@ -191,7 +191,7 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detectors", default="all", help="comma list or 'all'")
     p.add_argument("--unlearners", default="eu", help="comma list or 'all' (Figure 4 on Δ-Influence's set)")
     p.add_argument("--poison-frac", type=float, default=0.01)
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="default: auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=Scenario.max_rounds)
     p.add_argument("--out-dir", default="results")

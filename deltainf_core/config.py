@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
+
+AUTO_EPOCHS = 12
+"""Epochs when none are given and the set is large enough for ``min_steps``."""
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -75,16 +79,31 @@ class AttackConfig:
 @dataclass
 class TrainConfig:
     model: str = _f("smallcnn", "architecture")
-    epochs: int = _f(12, "training epochs")
+    epochs: int | None = _f(
+        None, "training epochs (None: auto, 12 or more so that a small set still gets "
+        "min_steps mini-batches)")
     batch_size: int = _f(128, "mini-batch size")
     lr: float = _f(0.05, "peak learning rate (SGD + Nesterov, one-cycle)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "L2 weight decay")
     augment: bool = _f(True, "random crop (and flip where labels allow) while training")
     seed: int = _f(0, "seed for initialisation and batch order")
+    min_steps: int = _f(600, "with automatic epochs, train for at least this many mini-batches")
+
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs actually run on ``n_train`` images.
+
+        Why automatic: 12 epochs of 1,900 CIFAR images are 180 SGD steps, which left
+        the model at 50% accuracy and a BadNet trigger unlearnt (PSR 7%); 40 epochs
+        (600 steps) reached 62% and PSR 95%. Sets of 10,000+ images keep 12 epochs.
+        """
+        if self.epochs is not None:
+            return self.epochs
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        return max(AUTO_EPOCHS, math.ceil(self.min_steps / steps_per_epoch))
 
     def validate(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")

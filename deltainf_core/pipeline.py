@@ -522,11 +522,12 @@ class Pipeline:
 
     def _scenario_summary(self, scn: Scenario) -> dict:
         acfg = self.attack_config(scn)
+        epochs = scn.train.epochs_for(len(self.dataset(scn.data).train))
         return {
             "dataset": scn.data.dataset if not scn.data.data_dir else None,
             "data_dir": scn.data.data_dir, "model": scn.train.model, "attack": acfg.name,
             "poison_frac": acfg.poison_frac, "victim_class": acfg.victim_class,
-            "target_class": acfg.target_class, "epochs": scn.train.epochs, "seed": scn.train.seed,
+            "target_class": acfg.target_class, "epochs": epochs, "seed": scn.train.seed,
             "detector": scn.detect.method, "unlearn": scn.unlearn.method, "checkpoint": scn.checkpoint,
         }
 

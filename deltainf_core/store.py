@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 STAGE_VERSIONS: dict[str, int] = {
     "poison": 3,
-    "train": 1,
+    "train": 2,
     "detect": 2,
     "unlearn": 1,
     "oracle": 1,

@@ -81,7 +81,7 @@ def train_model(
         raise TrainingError("cannot train on an empty training set")
     device = device or pick_device()
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    epochs = cfg.epochs if epochs is None else epochs
+    epochs = cfg.epochs_for(len(data)) if epochs is None else epochs
     peak = cfg.lr if lr is None else lr
     model.to(device).train()
     opt = torch.optim.SGD(

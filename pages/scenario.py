@@ -46,7 +46,7 @@ def advanced_widgets(with_training: bool) -> None:
         b.number_input("Max test images (0 = all)", min_value=0, step=100, **ui.keep("scn_max_test"),
                        help=ui.HELP["max_test"])
         if with_training:
-            c.number_input("Epochs", min_value=1, max_value=200, step=1, **ui.keep("scn_epochs"),
+            c.number_input("Epochs (0 = auto)", min_value=0, max_value=200, step=1, **ui.keep("scn_epochs"),
                            help=ui.HELP["epochs"])
         a.number_input("Copies of the first affected image", min_value=1, max_value=500, step=5,
                        **ui.keep("scn_copies"), help=ui.HELP["n_copies"])

@@ -1,4 +1,11 @@
-"""A three-block CNN that trains in seconds on a CPU: the default model."""
+"""A three-block CNN that trains in seconds on a CPU: the default model.
+
+The head pools with a global *max*, not an average: a small patch trigger lights up
+a few positions of the last feature map, and averaging over the map diluted it.
+Measured (mnist5k BadNet 3x3, seed 2, 12 epochs): average pooling PSR 0.54, max
+pooling 1.00 at the same accuracy (97.9 vs 98.1%); on the CIFAR subset 0.07 → 0.35
+at 12 epochs and 0.30 → 0.95 at 40 epochs.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ class SmallCNN(nn.Module):
         self.body = nn.Sequential(
             _block(in_channels, width), _block(width, 2 * width), _block(2 * width, 4 * width)
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(4 * width, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

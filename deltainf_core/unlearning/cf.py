@@ -16,7 +16,7 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
     forget = check_forget_set(ctx)
     retain = ctx.train.without(forget)
     model = fresh_copy(ctx.model)
-    epochs = ctx.cfg.epochs or max(1, ctx.train_config.epochs // 2)
+    epochs = ctx.cfg.epochs or max(1, ctx.train_config.epochs_for(len(ctx.train)) // 2)
     lr = float(ctx.param("lr", ctx.train_config.lr * 0.4))
     cfg = replace(ctx.train_config, seed=ctx.cfg.seed)
     with Timer() as t:

@@ -17,7 +17,9 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
     retain = ctx.train.without(forget)
     torch.manual_seed(ctx.train_config.seed)
     model = ctx.build_model()
-    epochs = ctx.cfg.epochs or ctx.train_config.epochs
+    # The original recipe's epoch count (from the full set's size), not one recomputed
+    # for the smaller retain set: EU is "the same training, minus the flagged images".
+    epochs = ctx.cfg.epochs or ctx.train_config.epochs_for(len(ctx.train))
     with Timer() as t:
         train_model(model, retain, ctx.train_config, augment_flip=ctx.augment_flip,
                     progress=ctx.progress, device=ctx.device, epochs=epochs)

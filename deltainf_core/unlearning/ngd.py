@@ -28,7 +28,7 @@ from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_
 def unlearn(ctx: UnlearnContext) -> UnlearnResult:
     forget = check_forget_set(ctx)
     retain = ctx.train.without(forget)
-    epochs = int(ctx.cfg.epochs or ctx.param("epochs", max(1, ctx.train_config.epochs // 3)))
+    epochs = int(ctx.cfg.epochs or ctx.param("epochs", max(1, ctx.train_config.epochs_for(len(ctx.train)) // 3)))
     lr = float(ctx.param("lr", ctx.train_config.lr * 0.4))
     sigma = float(ctx.param("sigma", 0.03))
     if sigma < 0:
