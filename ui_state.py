@@ -42,6 +42,7 @@ from deltainf_core import (
     TrainedModel,
     UnlearnConfig,
     collapse_effect_size,
+    collapse_strength,
     collapse_votes,
     delta_scores,
     effect_size_rule,
@@ -506,7 +507,9 @@ def _compute_flags(act: Active) -> Flags:
         if rule == "delta":
             d = collapse_effect_size(result.scores, result.queries, transforms)
             flagged = effect_size_rule(d, float(ss["tri_effect_size"]))
-            return Flags(rule, flagged, d, "d")
+            # Flag on d (consistency), rank on strength (size): the poisons come first.
+            strength = collapse_strength(result.scores, result.queries, transforms)
+            return Flags(rule, flagged, strength, "strength")
         delta, _ = delta_scores(result.scores, result.queries, transforms)
         votes = collapse_votes(delta, float(ss["tri_th"]))
         flagged = np.flatnonzero(votes >= delta.shape[0] - int(ss["tri_n_tolerate"]))
