@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import ATTACKS
+from .attacks import ATTACK_VERSIONS, ATTACKS
 from .attacks.base import PoisonedScenario
 from .checkpoints import load_checkpoint
 from .collapse.queries import CollapseQueries, build_queries
@@ -190,7 +190,8 @@ class Pipeline:
             scn = replace(scn, attack=replace(scn.attack, name="none"))
         acfg = self.attack_config(scn)
         train_for_attack = scn.train if acfg.name == "witches_brew" else None
-        return self.store.key("poison", scn.data, acfg, train_for_attack)
+        version = (ATTACK_VERSIONS[acfg.name],) if acfg.name in ATTACK_VERSIONS else ()
+        return self.store.key("poison", scn.data, acfg, train_for_attack, *version)
 
     def poisoned(self, scn: Scenario) -> PoisonedScenario:
         """The poisoned training set (cached compactly: only the changed images are stored)."""

@@ -13,4 +13,10 @@ ATTACKS.register("smooth", smooth.attack, "additive low-frequency trigger (L-inf
 ATTACKS.register("witches_brew", witches_brew.attack, "clean-label gradient matching on one target image")
 ATTACKS.register("gaussian", gaussian.attack, "Gaussian noise on some training inputs (a trace to test for)")
 
-__all__ = ["ATTACKS", "AttackFn", "PoisonedScenario"]
+# Per-attack code versions, added to the poison cache key when an attack's output
+# changes (the "poison" stage version would invalidate every attack's cache).
+ATTACK_VERSIONS: dict[str, int] = {
+    "witches_brew": 2,  # default eps 32/255 -> the paper's 16/255
+}
+
+__all__ = ["ATTACKS", "ATTACK_VERSIONS", "AttackFn", "PoisonedScenario"]
