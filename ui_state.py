@@ -42,7 +42,6 @@ from deltainf_core import (
     TrainedModel,
     UnlearnConfig,
     collapse_effect_size,
-    collapse_strength,
     collapse_votes,
     delta_scores,
     effect_size_rule,
@@ -507,9 +506,7 @@ def _compute_flags(act: Active) -> Flags:
         if rule == "delta":
             d = collapse_effect_size(result.scores, result.queries, transforms)
             flagged = effect_size_rule(d, float(ss["tri_effect_size"]))
-            # Flag on d (consistency), rank on strength (size): the poisons come first.
-            strength = collapse_strength(result.scores, result.queries, transforms)
-            return Flags(rule, flagged, strength, "strength")
+            return Flags(rule, flagged, d, "d")
         delta, _ = delta_scores(result.scores, result.queries, transforms)
         votes = collapse_votes(delta, float(ss["tri_th"]))
         flagged = np.flatnonzero(votes >= delta.shape[0] - int(ss["tri_n_tolerate"]))

@@ -9,14 +9,12 @@ from .checkpoints import checkpoint_bytes, load_checkpoint, read_checkpoint
 from .collapse.queries import CollapseQueries, build_queries
 from .collapse.rules import (
     collapse_effect_size,
-    collapse_strength,
     collapse_votes,
     delta_scores,
     effect_size_rule,
     influence_collapse,
     per_image_effect_size,
     pooled_effect_size,
-    pooled_strength,
     published_vote,
 )
 from .collapse.transforms import TRANSFORMS, apply_transform
@@ -48,9 +46,9 @@ __all__ = [
     "DatasetSplits", "DeltaInfError", "DetectConfig", "Detection", "ImageSet", "InfluenceConfig",
     "Pipeline", "PoisonedScenario", "Scenario", "Store", "TrainConfig", "TrainedModel", "UnlearnConfig",
     "UnlearnOutcome", "apply_transform", "build_model", "build_queries", "checkpoint_bytes",
-    "clean_accuracy", "collapse_effect_size", "collapse_strength", "collapse_votes", "delta_scores", "effect_size_rule",
+    "clean_accuracy", "collapse_effect_size", "collapse_votes", "delta_scores", "effect_size_rule",
     "influence_collapse",
     "load_checkpoint", "load_dataset", "per_image_effect_size", "poison_success_rate",
-    "pooled_effect_size", "pooled_strength", "precision_recall", "predict", "predict_logits", "published_vote",
+    "pooled_effect_size", "precision_recall", "predict", "predict_logits", "published_vote",
     "read_checkpoint",
 ]

@@ -51,13 +51,6 @@ def collapse_effect_size(scores: np.ndarray, queries: CollapseQueries,
     return pooled_effect_size(-delta, queries.image_of[rows])
 
 
-def collapse_strength(scores: np.ndarray, queries: CollapseQueries,
-                      transforms: Sequence[str] | None = None) -> np.ndarray:
-    """``pooled_strength`` straight from a score matrix (the triage ranking)."""
-    delta, rows = delta_scores(scores, queries, transforms)
-    return pooled_strength(-delta, queries.image_of[rows])
-
-
 def pooled_effect_size(collapse: np.ndarray, image_of_copy: np.ndarray | None = None) -> np.ndarray:
     """``mean / std`` of each training image's collapse values (population std).
 
@@ -89,30 +82,6 @@ def per_image_effect_size(collapse: np.ndarray, image_of_copy: np.ndarray) -> np
     """Mean over affected images of each image's own effect size (the 'safer' variant)."""
     ds = [pooled_effect_size(collapse[image_of_copy == k]) for k in np.unique(image_of_copy)]
     return np.mean(np.clip(np.stack(ds), -1e6, 1e6), axis=0)
-
-
-def pooled_strength(collapse: np.ndarray, image_of_copy: np.ndarray) -> np.ndarray:
-    """How *large* each training image's collapse is: robust z of its mean collapse.
-
-    For every affected image, ``(m_i − median(m)) / (1.4826·MAD(m))`` over the whole
-    training set, then the mean over affected images. ``d`` measures how consistent a
-    collapse is, not how big: clean images of the target class lose their (small)
-    support consistently too, while the poisons lose a support tens to hundreds of
-    times larger. Measured within the target class on mnist5k (seeds 0-2), this
-    ranks poisons above clean images with AUC 0.98-0.999 against 0.92-0.95 for ``d``.
-    It orders flagged images for triage; it does not flag (a fixed cut on it would be
-    a per-scenario threshold).
-    """
-    c = np.asarray(collapse, dtype=np.float64)
-    image_of_copy = np.asarray(image_of_copy)
-    zs = []
-    for k in np.unique(image_of_copy):
-        m = c[image_of_copy == k].mean(axis=0)
-        med = np.median(m)
-        mad = 1.4826 * np.median(np.abs(m - med))
-        scale = mad if mad > 0 else (np.abs(m - med).max() or 1.0)
-        zs.append((m - med) / scale)
-    return np.mean(zs, axis=0) if zs else np.zeros(c.shape[1])
 
 
 def effect_size_rule(effect_size: np.ndarray, threshold: float = DEFAULT_EFFECT_SIZE) -> np.ndarray:
