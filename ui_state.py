@@ -33,6 +33,7 @@ from deltainf_core import (
     CollapseResult,
     DataConfig,
     DeltaInfError,
+    DetectConfig,
     ImageSet,
     InfluenceConfig,
     Pipeline,
@@ -41,14 +42,13 @@ from deltainf_core import (
     TrainConfig,
     TrainedModel,
     UnlearnConfig,
-    collapse_effect_size,
     collapse_votes,
     delta_scores,
-    effect_size_rule,
     precision_recall,
     predict,
 )
 from deltainf_core.config import field_help, stable_hash
+from deltainf_core.detectors.delta import default_rule
 from deltainf_core.errors import ConfigError
 from deltainf_core.figures import CollapseStats, collapse_stats
 from deltainf_core.store import default_cache_dir
@@ -89,7 +89,9 @@ DEFAULTS: dict[str, Any] = {
     "col_transforms": list(ALL_TRANSFORMS),
     # triage page
     "tri_rule": "delta",
-    "tri_effect_size": 2.0,
+    "tri_effect_size": DetectConfig.effect_size,
+    "tri_broken_only": DetectConfig.broken_only,
+    "tri_split": DetectConfig.split,
     "tri_th": 0.0,
     "tri_n_tolerate": 1,
     "tri_page": 1,
@@ -479,7 +481,8 @@ def current_flags(act: Active) -> Flags:
     """
     ss = st.session_state
     entry = ss.get("collapse")
-    key = stable_hash(ss["tri_rule"], float(ss["tri_effect_size"]), float(ss["tri_th"]), int(ss["tri_n_tolerate"]),
+    key = stable_hash(ss["tri_rule"], float(ss["tri_effect_size"]), bool(ss["tri_broken_only"]),
+                      bool(ss["tri_split"]), float(ss["tri_th"]), int(ss["tri_n_tolerate"]),
                       list(ss.get("col_transforms") or []), entry["sig"] if entry else None,
                       affected_signature(act),
                       [(k, id(v["detection"])) for k, v in sorted(ss["tri_detections"].items())])
@@ -488,6 +491,22 @@ def current_flags(act: Active) -> Flags:
         memo.clear()
         memo[key] = _compute_flags(act)
     return memo[key]
+
+
+def triage_detect_config() -> DetectConfig:
+    """The Triage page's settings of the default Δ rule."""
+    ss = st.session_state
+    return DetectConfig(effect_size=float(ss["tri_effect_size"]), broken_only=bool(ss["tri_broken_only"]),
+                        split=bool(ss["tri_split"]))
+
+
+def default_rule_text() -> str:
+    """The default Δ rule's current settings in words."""
+    cfg = triage_detect_config()
+    parts = ["broken copies" if cfg.broken_only else "all copies", f"d ≥ {cfg.effect_size:g}"]
+    if cfg.split:
+        parts.append("strongest group")
+    return ", ".join(parts)
 
 
 def _compute_flags(act: Active) -> Flags:
@@ -504,8 +523,8 @@ def _compute_flags(act: Active) -> Flags:
         if not transforms:
             return Flags(rule, empty, np.zeros(n_train), "", False, "select at least one transformation")
         if rule == "delta":
-            d = collapse_effect_size(result.scores, result.queries, transforms)
-            flagged = effect_size_rule(d, float(ss["tri_effect_size"]))
+            flagged, d, _ = default_rule(result.scores, result.queries, result.predicted, result.target_class,
+                                         triage_detect_config(), transforms)
             return Flags(rule, flagged, d, "d")
         delta, _ = delta_scores(result.scores, result.queries, transforms)
         votes = collapse_votes(delta, float(ss["tri_th"]))

@@ -4,8 +4,10 @@ For each (dataset, seed) it runs exactly what ``python -m deltainf_core run --se
 runs (cached stages are reused), then re-derives, from the same scores, how other
 rules would have done, so the default rule is compared side by side:
 
-- ``delta`` (default): pooled effect size d >= 2 over every copy of every affected image
-  (std within each affected image), and the same with the total std
+- ``delta`` (default): pooled effect size over the copies that broke the attack
+  (std within each affected image), candidates at d >= 2, Otsu's upper group of log d;
+  the same without the split
+- session 1's default: d >= 2 over every copy, with the within-image and the total std
 - ``delta_published``: the published vote (Δ < 0 on >= T - 1 copies)
 
 Writes ``bench/results/core_pipeline_<datasets>.json`` and prints one line per run.
@@ -29,6 +31,7 @@ from deltainf_core import (
     AttackConfig,
     CollapseConfig,
     DataConfig,
+    DetectConfig,
     Pipeline,
     Scenario,
     TrainConfig,
@@ -40,6 +43,7 @@ from deltainf_core import (
     precision_recall,
     published_vote,
 )
+from deltainf_core.detectors.delta import default_rule
 
 
 def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: np.ndarray,
@@ -54,15 +58,20 @@ def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: n
     d = collapse_effect_size(cr.scores, cr.queries)
     d_total = pooled_effect_size(influence_collapse(cr.scores, cr.queries))
     delta, _ = delta_scores(cr.scores, cr.queries)
+    default, d_broken, _ = default_rule(cr.scores, cr.queries, cr.predicted, cr.target_class, DetectConfig())
+    no_split, _, _ = default_rule(cr.scores, cr.queries, cr.predicted, cr.target_class, DetectConfig(split=False))
     out = {}
     for name, flagged in {
-        "d>=2 (default, within-image std)": np.flatnonzero(d >= 2.0),
-        "d>=2 (total std)": np.flatnonzero(d_total >= 2.0),
+        "default (broken copies, d>=2, Otsu split)": default,
+        "broken copies, d>=2, no split": no_split,
+        "d>=2 all copies (session-1 default)": np.flatnonzero(d >= 2.0),
+        "d>=2 all copies (total std)": np.flatnonzero(d_total >= 2.0),
         "published th=0 n_tol=1": published_vote(delta, 0.0, 1),
     }.items():
         p, r = precision_recall(flagged, truth)
         out[name] = {"n_flagged": int(flagged.size), "precision": p, "recall": r}
     out["poison_effect_size_min"] = float(d[truth].min())
+    out["poison_broken_effect_size_min"] = float(d_broken[truth].min())
     return out
 
 

@@ -144,7 +144,9 @@ class CollapseConfig:
 @dataclass
 class DetectConfig:
     method: str = _f("delta", "detector")
-    effect_size: float = _f(2.0, "delta: flag when pooled mean/std of influence collapse >= this")
+    effect_size: float = _f(2.0, "delta: candidates have pooled mean/std of influence collapse >= this")
+    broken_only: bool = _f(True, "delta: count only copies the model no longer predicts as the target")
+    split: bool = _f(True, "delta: keep the upper of two groups of candidates (Otsu on log d)")
     th: float = _f(0.0, "delta_published: a copy votes when its score change is below th")
     n_tolerate: int = _f(1, "delta_published: copies allowed not to vote")
     top_k: int | None = _f(None, "influence_topk etc.: flag this many (default: expected poisons)")

@@ -274,7 +274,7 @@ def collapse_figure(panels: CollapsePanels, poisons: np.ndarray | None = None,
         y1 = 1.0 - r * (height + vgap)
         if name == "__d__":
             y_all = np.clip(np.nan_to_num(panels.effect_size, nan=0.0), -D_CLIP, D_CLIP).astype(np.float32)
-            title = "effect size d, all selected" + (f" (flag at d ≥ {threshold:g})" if threshold else "")
+            title = "effect size d, all selected copies" + (f" (candidates at d ≥ {threshold:g})" if threshold else "")
             y_axis = {"title": {"text": "effect size d"} if c == 0 else None}
             hover = "train #%{customdata}<br>d %{y:.2f}"
             if threshold is not None:

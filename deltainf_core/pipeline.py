@@ -107,6 +107,8 @@ class CollapseResult:
     target_class: int
     factor_seconds: float
     score_seconds: float
+    predicted: np.ndarray | None = None
+    """The model's label for every query (which copies broke the attack)."""
 
 
 @dataclass
@@ -314,7 +316,8 @@ class Pipeline:
         t1 = time.perf_counter()
         scores = eng.scores(queries.queries)
         t2 = time.perf_counter()
-        return CollapseResult(queries, scores, labelled, target_class, t1 - t0, t2 - t1)
+        predicted = predict(model, queries.queries.images).numpy()
+        return CollapseResult(queries, scores, labelled, target_class, t1 - t0, t2 - t1, predicted)
 
     # -- detection --------------------------------------------------------------------
     def detect(self, scn: Scenario, affected: ImageSet, target_class: int | None = None,

@@ -21,7 +21,7 @@ T = TypeVar("T")
 STAGE_VERSIONS: dict[str, int] = {
     "poison": 3,
     "train": 2,
-    "detect": 2,
+    "detect": 3,
     "unlearn": 1,
     "oracle": 1,
     "scores": 1,

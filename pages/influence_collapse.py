@@ -8,7 +8,6 @@ import numpy as np
 import streamlit as st
 
 import ui_state as ui
-from deltainf_core import effect_size_rule
 from deltainf_core.figures import (
     POISON,
     TRANSFORM_TITLES,
@@ -87,12 +86,9 @@ def explore(act: ui.Active, result) -> None:
     truth = ui.ground_truth(act)
     panels = collapse_panels(ui.current_stats(act), transforms=transforms)
     rule = ss["tri_rule"]
-    if rule == "delta":  # instant from the per-transformation sums (same statistic as the core's rule)
-        flagged, ready = effect_size_rule(panels.effect_size, float(ss["tri_effect_size"])), True
-    else:
-        flags = ui.current_flags(act)
-        flagged, ready = flags.flagged, flags.ready
-    rule_text = {"delta": f"pooled effect size d ≥ {float(ss['tri_effect_size']):g}",
+    flags = ui.current_flags(act)
+    flagged, ready = flags.flagged, flags.ready
+    rule_text = {"delta": "the default rule (" + ui.default_rule_text() + ")",
                  "delta_published": "the published vote"}.get(rule, rule)
     p, r = ui.precision_recall_text(flagged, truth)
     line = f"**{len(flagged)}** training images flagged by {rule_text}"

@@ -56,9 +56,14 @@ def rule_controls(act: ui.Active) -> None:
     a.selectbox("Flagging rule", names, **ui.keep("tri_rule"), format_func=lambda n: f"{n} · {DETECTORS.help(n)}")
     rule = ss["tri_rule"]
     if rule == "delta":
-        b.slider("Effect size threshold d", min_value=0.5, max_value=6.0, step=0.1, **ui.keep("tri_effect_size"),
-                 help="flag a training image when mean/std of its influence collapse over all copies ≥ this; "
+        b.slider("Candidate effect size d", min_value=0.5, max_value=6.0, step=0.1, **ui.keep("tri_effect_size"),
+                 help="a training image is a candidate when mean/std of its influence collapse ≥ this; "
                       "2 works across attacks without tuning")
+        c.checkbox("broken copies only", **ui.keep("tri_broken_only"),
+                   help="count only the copies the model no longer predicts as the target: a copy that still "
+                        "shows the attack measures only the relabelling, which every target-class image follows")
+        c.checkbox("split off the strongest group", **ui.keep("tri_split"),
+                   help="keep the upper of two groups of candidates (Otsu's split of log d); off: every candidate")
     elif rule == "delta_published":
         b.number_input("th (score change below)", step=10.0, **ui.keep("tri_th"),
                        help="a copy votes when the image's score change Δ is below th (published: 0 or −40)")

@@ -23,21 +23,22 @@ from deltainf_core import (
     AttackConfig,
     CollapseConfig,
     DataConfig,
+    DetectConfig,
     InfluenceConfig,
     Scenario,
     TrainConfig,
     UnlearnConfig,
     checkpoint_bytes,
-    collapse_effect_size,
-    effect_size_rule,
     precision_recall,
 )
+from deltainf_core.detectors.delta import default_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 
 TINY = {
-    "scn_max_train": 400, "scn_max_test": 200, "scn_epochs": 5, "scn_poison_frac": 0.05,
+    "scn_max_train": 400, "scn_max_test": 200, "scn_epochs": 12, "scn_poison_frac": 0.05,
+    "scn_attack_params": '{"size": 5}',
     "scn_copies": 8, "scn_copies_extra": 4, "scn_max_affected": 2, "scn_strategy": "diagonal",
 }
 """The app's advanced knobs for a scenario that trains and scores in seconds."""
@@ -47,8 +48,8 @@ def tiny_scenario() -> Scenario:
     """The Scenario the app must build from TINY (constructed independently of the app)."""
     return Scenario(
         data=DataConfig(max_train=400, max_test=200),
-        attack=AttackConfig(name="badnet", poison_frac=0.05, seed=0),
-        train=TrainConfig(epochs=5, seed=0),
+        attack=AttackConfig(name="badnet", poison_frac=0.05, params={"size": 5}, seed=0),
+        train=TrainConfig(epochs=12, seed=0),
         influence=InfluenceConfig(strategy="diagonal"),
         collapse=CollapseConfig(n_copies=8, n_copies_extra=4, max_affected=2, seed=0),
         unlearn=UnlearnConfig(seed=0),
@@ -149,8 +150,8 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     core = pipeline.collapse(scn, affected, target_class=poisoned.target_class)
     app_result = at.session_state["collapse"]["result"]
     np.testing.assert_allclose(app_result.scores, core.scores, rtol=1e-5)
-    d = collapse_effect_size(core.scores, core.queries)
-    flagged = effect_size_rule(d, 2.0)
+    target = poisoned.target_class
+    flagged, d, _ = default_rule(core.scores, core.queries, core.predicted, target, DetectConfig())
     assert any(m.value.startswith(f"**{len(flagged)}** training images flagged") for m in at.markdown)
 
     # toggling transformations re-flags instantly from the same scores
@@ -158,7 +159,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     at.session_state["col_transforms"] = subset
     at.run()
     ok(at)
-    flagged_subset = effect_size_rule(collapse_effect_size(core.scores, core.queries, subset), 2.0)
+    flagged_subset, _, _ = default_rule(core.scores, core.queries, core.predicted, target, DetectConfig(), subset)
     assert any(m.value.startswith(f"**{len(flagged_subset)}** training images flagged") for m in at.markdown)
     at.session_state["col_transforms"] = list(dict.fromkeys(t for t in core.queries.transform.tolist() if t))
     at.run()

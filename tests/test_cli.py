@@ -85,16 +85,16 @@ def test_corrupt_checkpoint(capsys, tmp_path, cache_dir):
 def test_tiny_run_writes_the_contract(tmp_path, cache_dir):
     """The real entry point on a tiny scenario: exit 0 and every field of SPEC §3."""
     out = tmp_path / "results.json"
-    cmd = [sys.executable, "-m", "deltainf_core", "run", "--max-train", "600", "--epochs", "5",
-           "--effect-size", "3",
-           "--poison-frac", "0.02", "--copies", "8", "--affected", "2", "--rounds", "1",
+    cmd = [sys.executable, "-m", "deltainf_core", "run", "--max-train", "600", "--epochs", "12",
+           "--effect-size", "3", "--attack-param", "size=5",
+           "--poison-frac", "0.05", "--copies", "8", "--affected", "2", "--rounds", "1",
            "--cache-dir", cache_dir, "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
     assert r["scenario"]["attack"] == "badnet" and r["scenario"]["dataset"] == "mnist5k"
     p = r["poisoned"]
-    assert p["n_train"] == 600 and p["n_poisons"] == 12
+    assert p["n_train"] == 600 and p["n_poisons"] == 30
     assert 0.0 <= p["clean_accuracy"] <= 1.0 and 0.0 <= p["poison_success_rate"] <= 1.0
     assert r["affected_test_index"] == r["affected_test_indices"][0]
     d = r["detection"]

@@ -21,7 +21,7 @@ def trained(pipeline, tiny_scenario):
 def test_poisoned_set_keeps_ground_truth_apart(pipeline, tiny_scenario):
     p = pipeline.poisoned(tiny_scenario)
     clean = pipeline.dataset(tiny_scenario.data).train
-    assert len(p.poison_indices) == 16  # 2% of 800
+    assert len(p.poison_indices) == round(tiny_scenario.attack.poison_frac * 800)
     assert (p.train.labels[p.poison_indices] == p.target_class).all()
     assert (clean.labels[p.poison_indices] == p.victim_class).all()
     untouched = np.setdiff1d(np.arange(len(clean)), p.poison_indices)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from deltainf_core import (
@@ -134,3 +135,51 @@ def test_collapse_effect_size_matches_manual_pooling():
     delta, rows = delta_scores(s, q)
     assert np.allclose(collapse_effect_size(s, q), pooled_effect_size(-delta, q.image_of[rows]))
     assert set(effect_size_rule(collapse_effect_size(s, q)).tolist()) >= {3, 50, 120}
+
+
+def test_otsu_threshold_known_answer():
+    from deltainf_core.collapse.rules import otsu_threshold
+
+    assert otsu_threshold(np.array([1.0, 1.1, 0.9, 5.0, 5.2, 4.8])) == 4.8
+    assert otsu_threshold(np.array([3.0, 3.0, 3.0])) == 3.0  # nothing to split
+    assert otsu_threshold(np.array([2.0])) == 2.0
+
+
+def test_split_rule_keeps_the_strong_group_and_is_scale_free():
+    from deltainf_core.collapse.rules import split_rule
+
+    rng = np.random.default_rng(0)
+    d = np.concatenate([rng.normal(0, 1, 3000),          # unrelated images
+                        rng.uniform(2.2, 6.0, 300),       # clean target-class images: candidates
+                        rng.uniform(15.0, 30.0, 30)])     # poisons
+    poisons = np.arange(3300, 3330)
+    flagged = split_rule(d)
+    assert set(poisons.tolist()) <= set(flagged.tolist())
+    assert flagged.size < 60
+    assert np.array_equal(split_rule(d * 7.0, floor=14.0), flagged)  # a log split ignores the scale
+    # too few candidates: nothing to split, every candidate is kept
+    assert split_rule(np.array([0.1, 2.5, 9.0])).tolist() == [1, 2]
+    # a perfectly constant collapse (d = inf) always stays
+    assert 0 in split_rule(np.concatenate([[np.inf], d])).tolist()
+
+
+def test_broken_copies_mask_and_fallback():
+    from deltainf_core.collapse.rules import broken_copies
+
+    q = fake_queries(copies=(6, 4))  # affected image 0: 6 copies, image 1: 4 copies
+    target = 0
+    pred = np.full(len(q.is_original), target)
+    rows0 = np.flatnonzero(~q.is_original & (q.image_of == 0))
+    rows1 = np.flatnonzero(~q.is_original & (q.image_of == 1))
+    pred[rows0[:4]] = 2  # 4 of image 0's copies broke the attack
+    pred[rows1[:1]] = 3  # only 1 of image 1's: too few, all of its copies count
+    keep = broken_copies(q, pred, target)
+    assert not keep[q.is_original].any()
+    assert keep[rows0].tolist() == [True] * 4 + [False] * 2
+    assert keep[rows1].all()
+    delta_all, _ = delta_scores(np.ones((len(pred), 5)), q)
+    delta_kept, rows = delta_scores(np.ones((len(pred), 5)), q, keep=keep)
+    assert delta_kept.shape[0] == 8 and delta_all.shape[0] == 10
+    assert set(rows.tolist()) == set(np.flatnonzero(keep).tolist())
+    with pytest.raises(ValueError, match="one prediction per query"):
+        broken_copies(q, pred[:3], target)

@@ -4,11 +4,21 @@
 ``c = −Δ`` (positive when training image ``i`` stops supporting the copy).
 
 Raw EK-FAC magnitudes are meaningless across (and even within) models, so the
-default rule is a per-training-image effect size: ``d_i = mean(c_i) / std(c_i)``
-pooled over every copy of every affected image (std within each affected image),
-flagged at ``d_i ≥ 2``. It is the
-magnitude-aware form of the published "Δ < 0 on nearly all copies" vote and needs
-no per-scenario threshold (SPEC §4, findings 2-4).
+statistic is a per-training-image effect size: ``d_i = mean(c_i) / std(c_i)``
+pooled over copies of every affected image (std within each affected image). It is
+the magnitude-aware form of the published "Δ < 0 on nearly all copies" vote (SPEC
+§4, findings 2-4). The default rule adds two steps, neither with a threshold to tune:
+
+1. **Broken copies only** (``broken_copies``): a copy the model still predicts as
+   the target (e.g. a colour jitter that keeps a black-and-white trigger) only
+   measures the relabelling, and relabelling alone makes *every* image of the
+   target class collapse. Only copies whose prediction left the target count.
+2. **Split the candidates** (``split_rule``): among images with ``d ≥ 2`` the
+   poisons form the top group of ``log d``; Otsu's two-group split keeps it.
+
+Measured on mnist5k BadNet (3x3, seeds 0-1, max-pooling small CNN): ``d ≥ 2`` on all
+copies flagged 434 / 438 at precision 0.09 (nearly the whole target class, and EU
+then lost 4-5 accuracy points); broken copies + split flagged 198 / 79 at recall 1.00.
 """
 
 from __future__ import annotations
@@ -22,17 +32,45 @@ from .queries import CollapseQueries
 DEFAULT_EFFECT_SIZE = 2.0
 
 
-def delta_scores(scores: np.ndarray, queries: CollapseQueries,
-                 transforms: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``Δ`` for the copy rows (optionally only those of some transformations).
+MIN_BROKEN_COPIES = 3
+"""An affected image with fewer broken copies than this keeps all of its copies."""
 
+
+def broken_copies(queries: CollapseQueries, predicted: np.ndarray, target_class: int,
+                  min_per_image: int = MIN_BROKEN_COPIES) -> np.ndarray:
+    """Boolean mask over *all* query rows: copies the model no longer predicts as the target.
+
+    Originals are False. Where an affected image has fewer than ``min_per_image``
+    broken copies (a transformation set that rarely breaks this trigger), all of its
+    copies are kept: some evidence beats none.
+    """
+    predicted = np.asarray(predicted)
+    if predicted.shape != queries.is_original.shape:
+        raise ValueError(f"need one prediction per query ({len(queries.is_original)}), got {predicted.shape}")
+    keep = ~queries.is_original & (predicted != target_class)
+    for k in np.unique(queries.image_of):
+        copies = ~queries.is_original & (queries.image_of == k)
+        if keep[copies].sum() < min_per_image:
+            keep[copies] = True
+    return keep
+
+
+def delta_scores(scores: np.ndarray, queries: CollapseQueries,
+                 transforms: Sequence[str] | None = None,
+                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``Δ`` for the copy rows (optionally only those of some transformations, or in ``keep``).
+
+    ``keep`` is a boolean mask over all query rows (e.g. ``broken_copies``).
     Returns ``(delta [n_copies, n_train] float64, copy_rows)``.
     """
     rows = queries.copy_rows()
     orig = queries.original_row_of()
+    sel = np.ones(rows.shape, dtype=bool)
     if transforms is not None:
-        keep = np.isin(queries.transform[rows], list(transforms))
-        rows, orig = rows[keep], orig[keep]
+        sel &= np.isin(queries.transform[rows], list(transforms))
+    if keep is not None:
+        sel &= np.asarray(keep, dtype=bool)[rows]
+    rows, orig = rows[sel], orig[sel]
     s = np.asarray(scores, dtype=np.float64)
     return s[rows] - s[orig], rows
 
@@ -45,9 +83,10 @@ def influence_collapse(scores: np.ndarray, queries: CollapseQueries,
 
 
 def collapse_effect_size(scores: np.ndarray, queries: CollapseQueries,
-                         transforms: Sequence[str] | None = None) -> np.ndarray:
+                         transforms: Sequence[str] | None = None,
+                         keep: np.ndarray | None = None) -> np.ndarray:
     """The default rule's statistic straight from a score matrix: pooled ``d`` per training image."""
-    delta, rows = delta_scores(scores, queries, transforms)
+    delta, rows = delta_scores(scores, queries, transforms, keep)
     return pooled_effect_size(-delta, queries.image_of[rows])
 
 
@@ -87,6 +126,43 @@ def per_image_effect_size(collapse: np.ndarray, image_of_copy: np.ndarray) -> np
 def effect_size_rule(effect_size: np.ndarray, threshold: float = DEFAULT_EFFECT_SIZE) -> np.ndarray:
     """Indices with ``d ≥ threshold`` (sorted)."""
     return np.flatnonzero(np.asarray(effect_size) >= threshold)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's cut of 1-D ``values`` into two groups (max between-group variance).
+
+    Returns the smallest value of the upper group. Exact over every split point.
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = x.size
+    if n < 2:
+        return float(x[0]) if n else np.inf
+    csum = np.cumsum(x)
+    i = np.arange(1, n)  # size of the lower group
+    mean_lo = csum[:-1] / i
+    mean_hi = (csum[-1] - csum[:-1]) / (n - i)
+    between = i * (n - i) * (mean_hi - mean_lo) ** 2
+    between[x[1:] == x[:-1]] = -1.0  # never split between equal values
+    return float(x[int(np.argmax(between)) + 1]) if between.max() > 0 else float(x[0])
+
+
+def split_rule(effect_size: np.ndarray, floor: float = DEFAULT_EFFECT_SIZE,
+               min_candidates: int = 3) -> np.ndarray:
+    """Candidates ``d ≥ floor``, then the upper group of Otsu's split of their ``log d``.
+
+    Scale-free (a log split is unchanged by multiplying ``d``), no threshold to tune;
+    with fewer than ``min_candidates`` candidates there is nothing to split. ``+inf``
+    (a perfectly constant collapse) stays in the upper group.
+    """
+    d = np.asarray(effect_size, dtype=np.float64)
+    cand = np.flatnonzero(d >= floor)
+    if cand.size < min_candidates:
+        return cand
+    finite = np.isfinite(d[cand])
+    if finite.sum() < min_candidates:
+        return cand
+    cut = otsu_threshold(np.log(d[cand][finite]))
+    return cand[~finite | (np.log(np.where(finite, d[cand], 1.0)) >= cut)]
 
 
 def collapse_votes(delta: np.ndarray, th: float) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""The comparison table (detectors × attacks with EU) on the tiny scenario."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from deltainf_core.compare import latest_comparison, run_comparison
+from deltainf_core.metrics import SUCCESS_PSR
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_scenario, pipeline, tmp_path_factory):
+    out_dir = str(tmp_path_factory.mktemp("results"))
+    return run_comparison(tiny_scenario, ["badnet"], ["delta", "frequency"], ["eu"], out_dir=out_dir,
+                          pipeline=pipeline), out_dir
+
+
+def test_every_cell_is_measured_and_consistent(comparison, tiny_scenario, pipeline):
+    result, _ = comparison
+    rows = {r["detector"]: r for r in result["rows"]}
+    assert set(rows) == {"delta", "frequency"}
+    tm = pipeline.trained(tiny_scenario)
+    oracle = pipeline.oracle_accuracy(tiny_scenario)
+    for r in rows.values():
+        assert "error" not in r, r
+        assert r["psr_before"] == pytest.approx(tm.poison_success_rate)
+        assert r["acc_before"] == pytest.approx(tm.clean_accuracy)
+        assert r["success"] == (r["psr_after"] < SUCCESS_PSR)
+        assert r["acc_change"] == pytest.approx(r["acc_after"] - r["acc_before"])
+        assert r["oracle_acc"] == pytest.approx(oracle)
+        assert 0 <= r["recall"] <= 1 and r["n_flagged"] > 0
+    # the Δ-Influence cell is the same investigation the pipeline runs on its own
+    inv = pipeline.investigate(tiny_scenario)
+    assert rows["delta"]["n_flagged"] == inv.flagged.size
+    assert rows["delta"]["psr_after"] == pytest.approx(inv.outcome.poison_success_rate)
+
+
+def test_table_and_files(comparison):
+    result, out_dir = comparison
+    md = result["markdown"]
+    assert "| detector | badnet |" in md and "oracle retrain" in md
+    for r in result["rows"]:
+        assert ("✓" if r["success"] else "×") + f" {100 * r['psr_after']:.1f}" in md
+    assert os.path.isfile(result["figure_png"]) and os.path.getsize(result["figure_png"]) > 1000
+    with open(result["json_path"]) as fh:
+        assert json.load(fh)["rows"] == json.loads(json.dumps(result["rows"]))
+    assert latest_comparison(out_dir)["created"] == result["created"]
