@@ -113,7 +113,8 @@ def main() -> None:
                   f"({100 * r['detection']['flagged_fraction']:.1f}%) P {r['detection']['precision']:.2f} "
                   f"R {r['detection']['recall']:.2f} rounds {len(r['rounds'])} | EU PSR "
                   f"{u.get('poison_success_rate', float('nan')):.3f} acc {u.get('clean_accuracy', float('nan')):.3f} "
-                  f"(oracle {u.get('oracle_clean_accuracy') or float('nan'):.3f}) | {wall:.0f}s")
+                  f"(oracle {u.get('oracle_clean_accuracy') or float('nan'):.3f}, oracle PSR "
+                  f"{u.get('oracle_poison_success_rate') or 0:.3f}) | {wall:.0f}s")
             for name, v in rules.items():
                 if isinstance(v, dict):
                     print(f"    first round, {name:34s}: {v['n_flagged']:4d} flagged, P {v['precision']:.2f} "

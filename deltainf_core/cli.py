@@ -205,5 +205,6 @@ def _summary(r: dict, stream) -> None:
         lines.append(f"not unlearned: {r['unlearn_error']}")
     if u:
         lines.append(f"unlearned ({u['method']}): accuracy {pct(u['clean_accuracy'])}, "
-                     f"PSR {pct(u['poison_success_rate'])}, oracle accuracy {pct(u['oracle_clean_accuracy'])}")
+                     f"PSR {pct(u['poison_success_rate'])}; oracle retrain without the true poisons: accuracy "
+                     f"{pct(u['oracle_clean_accuracy'])}, PSR {pct(u.get('oracle_poison_success_rate'))}")
     stream.write("\n".join(lines) + "\n")

@@ -71,7 +71,9 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
                 row["acc_change"] = row["acc_after"] - row["acc_before"]
             # Retraining without exactly the true poisons (cached, once per attack): how much
             # of an accuracy change is retraining noise rather than false positives (finding 8).
-            row["oracle_acc"] = pipe.oracle_accuracy(scn)
+            oracle = pipe.oracle(scn)
+            row["oracle_acc"] = None if oracle is None else oracle.clean_accuracy
+            row["oracle_psr"] = None if oracle is None else oracle.poison_success_rate
         except DeltaInfError as err:
             row.update({"error": str(err), "success": False})
         rows.append(row)
@@ -138,7 +140,8 @@ def markdown_table(result: dict) -> str:
     before = {r["attack"]: r for r in result["rows"] if "psr_before" in r}
     lines += ["", "Poisoned model: " + "; ".join(
         f"{a}: PSR {_pct(r['psr_before'])}, accuracy {_pct(r['acc_before'])}"
-        + (f" (oracle retrain without the true poisons {_pct(r['oracle_acc'])})" if r.get("oracle_acc") else "")
+        + (f" (oracle retrain without the true poisons: PSR {_pct(r.get('oracle_psr'))}, accuracy "
+           f"{_pct(r['oracle_acc'])})" if r.get("oracle_acc") else "")
         for a, r in before.items())]
     return "\n".join(lines) + "\n"
 

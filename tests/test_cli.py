@@ -102,7 +102,7 @@ def test_tiny_run_writes_the_contract(tmp_path, cache_dir):
     assert 0.0 <= d["recall"] <= 1.0
     u = r["unlearned"]
     assert u["method"] == "eu" and 0.0 <= u["clean_accuracy"] <= 1.0
-    assert u["oracle_clean_accuracy"] is not None
+    assert u["oracle_clean_accuracy"] is not None and 0.0 <= u["oracle_poison_success_rate"] <= 1.0
     assert set(r["timings_s"]) >= {"train", "factors", "scores", "detect", "unlearn"}
 
 

@@ -41,7 +41,8 @@ WIDTH, HEIGHT = 1400, 900
 LONG_MS = 600_000
 """Training and scoring on a busy 2-core CPU can take minutes."""
 
-TINY = [("Max training images (0 = all)", "400"), ("Max test images (0 = all)", "200"), ("Epochs", "5"),
+TINY = [("Max training images (0 = all)", "400"), ("Max test images (0 = all)", "200"),
+        ("Epochs (0 = auto)", "12"), ("Attack parameters (JSON)", '{"size": 5}'),
         ("Poisoned fraction", "0.05"), ("Copies of the first affected image", "8"),
         ("Copies of each further affected image", "4"), ("Affected images used by default", "2")]
 
