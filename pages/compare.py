@@ -17,7 +17,8 @@ ss = st.session_state
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.environ.get("DELTAINF_RESULTS") or os.path.join(ROOT, "results")
 """Where ``compare-*.json`` files are read from and written to."""
-PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "acc_change", "oracle_acc", "oracle_psr", "precision", "recall")
+PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "acc_change", "oracle_acc", "oracle_psr",
+           "precision", "recall")
 
 
 def latest_result(directory: str = RESULTS) -> tuple[str, dict] | None:
