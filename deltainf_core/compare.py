@@ -56,10 +56,11 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
         try:
             t0 = time.perf_counter()
             tm = pipe.trained(scn)
+            # Recorded first, so a cell whose attack never took hold still shows its PSR.
+            row.update({"psr_before": tm.poison_success_rate, "acc_before": tm.clean_accuracy})
             inv = pipe.investigate(scn)
             out = inv.outcome
             row.update({
-                "psr_before": tm.poison_success_rate, "acc_before": tm.clean_accuracy,
                 "psr_after": out.poison_success_rate if out else None,
                 "acc_after": out.clean_accuracy if out else None,
                 "n_flagged": int(inv.flagged.size), "precision": inv.precision, "recall": inv.recall,
