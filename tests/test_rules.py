@@ -161,6 +161,11 @@ def test_split_rule_keeps_the_strong_group_and_is_scale_free():
     assert split_rule(np.array([0.1, 2.5, 9.0])).tolist() == [1, 2]
     # a perfectly constant collapse (d = inf) always stays
     assert 0 in split_rule(np.concatenate([[np.inf], d])).tolist()
+    # log d is undefined at or below 0: a clear error, not a split of NaNs
+    from deltainf_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="positive candidate effect size"):
+        split_rule(d, floor=0.0)
 
 
 def test_broken_copies_mask_and_fallback():

@@ -16,9 +16,10 @@ the magnitude-aware form of the published "Δ < 0 on nearly all copies" vote (SP
 2. **Split the candidates** (``split_rule``): among images with ``d ≥ 2`` the
    poisons form the top group of ``log d``; Otsu's two-group split keeps it.
 
-Measured on mnist5k BadNet (3x3, seeds 0-1, max-pooling small CNN): ``d ≥ 2`` on all
-copies flagged 434 / 438 at precision 0.09 (nearly the whole target class, and EU
-then lost 4-5 accuracy points); broken copies + split flagged 198 / 79 at recall 1.00.
+Measured on mnist5k BadNet (3x3, seeds 0-2, max-pooling small CNN): ``d ≥ 2`` on all
+copies flagged 434 / 438 / 433 at precision 0.09 (nearly the whole target class; EU
+then lost 5.0 / 4.0 / 1.0 accuracy points); broken copies + split flagged 199 / 80 / 40
+at recall 1.00 / 1.00 / 0.95 (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from .queries import CollapseQueries
 
 DEFAULT_EFFECT_SIZE = 2.0
@@ -154,15 +156,15 @@ def split_rule(effect_size: np.ndarray, floor: float = DEFAULT_EFFECT_SIZE,
     with fewer than ``min_candidates`` candidates there is nothing to split. ``+inf``
     (a perfectly constant collapse) stays in the upper group.
     """
+    if not floor > 0:
+        raise ConfigError(f"splitting log d needs a positive candidate effect size, got {floor}")
     d = np.asarray(effect_size, dtype=np.float64)
     cand = np.flatnonzero(d >= floor)
-    if cand.size < min_candidates:
-        return cand
-    finite = np.isfinite(d[cand])
+    log_d = np.log(d[cand])  # every candidate is positive; +inf stays +inf
+    finite = np.isfinite(log_d)
     if finite.sum() < min_candidates:
         return cand
-    cut = otsu_threshold(np.log(d[cand][finite]))
-    return cand[~finite | (np.log(np.where(finite, d[cand], 1.0)) >= cut)]
+    return cand[log_d >= otsu_threshold(log_d[finite])]
 
 
 def collapse_votes(delta: np.ndarray, th: float) -> np.ndarray:
