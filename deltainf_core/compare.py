@@ -9,11 +9,14 @@ unlearning with ✓ when below 5%, clean accuracy).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
 import time
 from dataclasses import replace
+
+import numpy as np
 
 from .attacks import ATTACKS
 from .config import AttackConfig, DataConfig, TrainConfig
@@ -30,11 +33,13 @@ DEFAULT_ATTACKS = ("badnet", "smooth", "witches_brew")
 
 def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unlearners: list[str],
                    progress: StageProgress = quiet, out_dir: str = "results",
-                   pipeline: Pipeline | None = None) -> dict:
+                   pipeline: Pipeline | None = None, brew_targets: int = 1) -> dict:
     """Run every (attack, detector) with EU — and every unlearner on Δ-Influence's set.
 
     Rows whose cell fails (e.g. an attack that does not implant, so no affected image
-    exists) are kept with an ``error`` sentence instead of aborting the table.
+    exists) are kept with an ``error`` sentence instead of aborting the table. Witches'
+    Brew poisons one target image per run, so its cells run ``brew_targets`` attack
+    seeds (each its own target and poisons) and report the share of targets hit.
     """
     for name in attacks:
         ATTACKS.get(name)
@@ -42,6 +47,8 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
         DETECTORS.get(name)
     for name in unlearners:
         UNLEARNERS.get(name)
+    if brew_targets < 1:
+        raise ConfigError(f"Witches' Brew needs at least one target, got {brew_targets}")
     pipe = pipeline or Pipeline(progress=progress)
     rows: list[dict] = []
     cells = [(a, d, "eu") for a in attacks for d in detectors]
@@ -53,30 +60,13 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
                       detect=replace(base.detect, method=detector),
                       unlearn=replace(base.unlearn, method=unlearner))
         row = {"attack": attack, "detector": detector, "unlearner": unlearner}
-        try:
-            t0 = time.perf_counter()
-            tm = pipe.trained(scn)
-            # Recorded first, so a cell whose attack never took hold still shows its PSR.
-            row.update({"psr_before": tm.poison_success_rate, "acc_before": tm.clean_accuracy})
-            inv = pipe.investigate(scn)
-            out = inv.outcome
-            row.update({
-                "psr_after": out.poison_success_rate if out else None,
-                "acc_after": out.clean_accuracy if out else None,
-                "n_flagged": int(inv.flagged.size), "precision": inv.precision, "recall": inv.recall,
-                "rounds": len(inv.rounds), "unlearn_seconds": out.seconds if out else None,
-                "seconds": time.perf_counter() - t0,
-            })
-            row["success"] = row["psr_after"] is not None and row["psr_after"] < SUCCESS_PSR
-            if row["acc_after"] is not None:
-                row["acc_change"] = row["acc_after"] - row["acc_before"]
-            # Retraining without exactly the true poisons (cached, once per attack): how much
-            # of an accuracy change is retraining noise rather than false positives (finding 8).
-            oracle = pipe.oracle(scn)
-            row["oracle_acc"] = None if oracle is None else oracle.clean_accuracy
-            row["oracle_psr"] = None if oracle is None else oracle.poison_success_rate
-        except DeltaInfError as err:
-            row.update({"error": str(err), "success": False})
+        if attack == "witches_brew":
+            # One target per attack seed: PSR is the share of targets misclassified.
+            seeds = [base.attack.seed + k for k in range(brew_targets)]
+            row.update(targets_cell([measure_cell(pipe, replace(scn, attack=replace(scn.attack, seed=s)))
+                                     for s in seeds]))
+        else:
+            row.update(measure_cell(pipe, scn))
         rows.append(row)
     _add_relative_time(rows)
     result = {
@@ -88,6 +78,75 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
     result["markdown"] = markdown_table(result)
     progress("compare", 1.0, f"{len(rows)} cells")
     return save_comparison(result, out_dir)
+
+
+def measure_cell(pipe: Pipeline, scn: Scenario) -> dict:
+    """One scenario investigated: PSR and accuracy before/after, flagged-set quality, oracle."""
+    row: dict = {}
+    try:
+        t0 = time.perf_counter()
+        tm = pipe.trained(scn)
+        # Recorded first, so a cell whose attack never took hold still shows its PSR.
+        row.update({"psr_before": tm.poison_success_rate, "acc_before": tm.clean_accuracy})
+        inv = pipe.investigate(scn)
+        out = inv.outcome
+        row.update({
+            "psr_after": out.poison_success_rate if out else None,
+            "acc_after": out.clean_accuracy if out else None,
+            "n_flagged": int(inv.flagged.size), "precision": inv.precision, "recall": inv.recall,
+            "rounds": len(inv.rounds), "unlearn_seconds": out.seconds if out else None,
+            "seconds": time.perf_counter() - t0,
+        })
+        row["success"] = row["psr_after"] is not None and row["psr_after"] < SUCCESS_PSR
+        if row["acc_after"] is not None:
+            row["acc_change"] = row["acc_after"] - row["acc_before"]
+        # Retraining without exactly the true poisons (cached, once per attack): how much
+        # of an accuracy change is retraining noise rather than false positives (finding 8).
+        oracle = pipe.oracle(scn)
+        row["oracle_acc"] = None if oracle is None else oracle.clean_accuracy
+        row["oracle_psr"] = None if oracle is None else oracle.poison_success_rate
+    except DeltaInfError as err:
+        row.update({"error": str(err), "success": False})
+    if scn.attack.name == "witches_brew":
+        row["attack_seed"] = scn.attack.seed
+        with contextlib.suppress(DeltaInfError):  # the attack's own error is already in the row
+            row["target_index"] = pipe.poisoned(scn).info.get("target_index")
+    return row
+
+
+def targets_cell(runs: list[dict]) -> dict:
+    """Several one-target runs as one cell: shares of targets hit before and after unlearning.
+
+    A target the attack never flipped needs no unlearning (it counts as not misclassified
+    after); the cell succeeds when at least one target was hit and none stays hit after.
+    Accuracy, flagged-set and cost columns are means over the hit targets.
+    """
+    hit = [r for r in runs if (r.get("psr_before") or 0) >= 0.5]
+    measured = [r for r in hit if r.get("psr_after") is not None]
+    row: dict = {"targets": runs, "n_targets": len(runs), "n_hit": len(hit)}
+    if not runs or "psr_before" not in runs[0]:
+        row.update({"error": runs[0].get("error", "no target measured") if runs else "no target measured",
+                    "success": False})
+        return row
+    row["psr_before"] = len(hit) / len(runs)
+    row["acc_before"] = float(np.mean([r["acc_before"] for r in runs if "acc_before" in r]))
+    if len(measured) < len(hit):
+        failed = next(r for r in hit if r.get("psr_after") is None)
+        row.update({"error": failed.get("error", "unlearning did not run"), "success": False})
+        return row
+    row["psr_after"] = sum(r["psr_after"] >= 0.5 for r in measured) / len(runs)
+    row["success"] = bool(hit) and row["psr_after"] < SUCCESS_PSR
+    if not hit:
+        row["error"] = f"the attack hit none of its {len(runs)} targets: nothing to trace"
+        return row
+    for key in ("acc_after", "acc_change", "n_flagged", "precision", "recall", "rounds", "unlearn_seconds",
+                "seconds", "oracle_acc", "oracle_psr"):
+        vals = [r[key] for r in measured if r.get(key) is not None]
+        if vals:
+            row[key] = float(np.mean(vals))
+    if "n_flagged" in row:
+        row["n_flagged"] = round(row["n_flagged"])
+    return row
 
 
 def _add_relative_time(rows: list[dict]) -> None:
@@ -119,10 +178,13 @@ def markdown_table(result: dict) -> str:
                 if r is None:
                     cells.append("")
                 elif "error" in r:
-                    cells.append(f"error: {r['error'][:60]}")
+                    hits = f" ({r['n_hit']}/{r['n_targets']} targets hit)" if "n_targets" in r else ""
+                    cells.append(f"error: {r['error'][:60]}{hits}")
                 else:
                     mark = "✓" if r["success"] else "×"
                     extra = f", {r['n_flagged']} flagged"
+                    if "n_targets" in r:
+                        extra = f", {r['n_hit']}/{r['n_targets']} targets hit" + extra
                     if r.get("recall") is not None:
                         extra += f", P {_pct(r['precision'])} R {_pct(r['recall'])}"
                     if key == "unlearner" and r.get("time_vs_eu") is not None:
@@ -140,7 +202,9 @@ def markdown_table(result: dict) -> str:
         lines += table(fig4, "unlearner")
     before = {r["attack"]: r for r in result["rows"] if "psr_before" in r}
     lines += ["", "Poisoned model: " + "; ".join(
-        f"{a}: PSR {_pct(r['psr_before'])}, accuracy {_pct(r['acc_before'])}"
+        f"{a}: PSR {_pct(r['psr_before'])}"
+        + (f" ({r['n_hit']} of {r['n_targets']} targets hit)" if "n_targets" in r else "")
+        + f", accuracy {_pct(r['acc_before'])}"
         + (f" (oracle retrain without the true poisons: PSR {_pct(r.get('oracle_psr'))}, accuracy "
            f"{_pct(r['oracle_acc'])})" if r.get("oracle_acc") else "")
         for a, r in before.items())]
@@ -207,6 +271,8 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="default: auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=Scenario.max_rounds)
+    p.add_argument("--brew-targets", type=int, default=1,
+                   help="Witches' Brew targets per cell (attack seeds seed..seed+K-1); PSR = share hit")
     p.add_argument("--out-dir", default="results")
     p.add_argument("--cache-dir")
     p.add_argument("--quiet", action="store_true")
@@ -227,7 +293,7 @@ def run_compare(args: argparse.Namespace, progress: StageProgress) -> int:
     base.collapse = replace(base.collapse, seed=args.seed)
     result = run_comparison(base, attacks, _names(args.detectors, DETECTORS, ()),
                             _names(args.unlearners, UNLEARNERS, ("eu",)), progress, args.out_dir,
-                            Pipeline(Store(args.cache_dir), progress))
+                            Pipeline(Store(args.cache_dir), progress), brew_targets=args.brew_targets)
     if hasattr(progress, "close"):
         progress.close()
     print(result["markdown"])

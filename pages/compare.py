@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import inspect
 import json
 import os
 
@@ -36,7 +35,7 @@ def latest_result(directory: str = RESULTS) -> tuple[str, dict] | None:
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([{k: v for k, v in r.items() if k != "targets"} for r in rows])  # per-target runs: JSON
     for col in PERCENT:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce") * 100.0
@@ -62,40 +61,30 @@ def show(path: str, data: dict) -> None:
 
 
 def launcher() -> None:
-    try:
-        from deltainf_core.compare import run_comparison
-    except ImportError:
-        st.info("Running a comparison from the app needs `deltainf_core.compare.run_comparison`, which this "
-                "version does not have yet; use `python -m deltainf_core compare` instead.")
-        return
+    from deltainf_core.compare import run_comparison
+
     with st.expander("Run a new comparison", expanded=latest_result() is None):
         a, b = st.columns(2)
         ds = DATASETS.names()
         a.selectbox("Dataset", ds, index=ds.index("mnist5k") if "mnist5k" in ds else 0, **ui.keep("cmp_dataset"))
         b.number_input("Max training images (0 = all)", min_value=0, step=500, value=0, **ui.keep("cmp_max_train"))
-        attacks = [n for n in ATTACKS.names() if n != "none"]
+        attacks = [n for n in ATTACKS.names() if n not in ("none", "gaussian")]
         st.multiselect("Attacks", attacks, default=[n for n in ("badnet",) if n in attacks], **ui.keep("cmp_attacks"))
         st.multiselect("Detectors", DETECTORS.names(), default=DETECTORS.names(), **ui.keep("cmp_detectors"))
         st.multiselect("Unlearning methods", UNLEARNERS.names(),
                        default=[n for n in ("eu",) if n in UNLEARNERS.names()], **ui.keep("cmp_unlearners"))
+        if "witches_brew" in ss.get("cmp_attacks", []):
+            st.number_input("Witches' Brew targets (one attack run each; PSR = share hit)", min_value=1,
+                            max_value=20, value=3, **ui.keep("cmp_brew_targets"))
         if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
             ok, base = ui.attempt("Reading the settings", comparison_base)
             if not ok:
                 return
-            offered = {
-                "base": base, "attacks": list(ss["cmp_attacks"]), "detectors": list(ss["cmp_detectors"]),
-                "unlearners": list(ss["cmp_unlearners"]), "out_dir": RESULTS, "pipeline": ui.pipeline(),
-            }
-            params = inspect.signature(run_comparison).parameters
-            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            kwargs = {k: v for k, v in offered.items() if takes_any or k in params}
-
-            def call(**kw):
-                if takes_any or "progress" in params:
-                    kw["progress"] = ui.pipeline().progress  # the bar that run_long installed
-                return run_comparison(**kw)
-
-            ok, _ = ui.run_long("Comparing methods", call, **kwargs)
+            ok, _ = ui.run_long(
+                "Comparing methods", lambda: run_comparison(
+                    base, list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]),
+                    progress=ui.pipeline().progress,  # the bar that run_long installed
+                    out_dir=RESULTS, pipeline=ui.pipeline(), brew_targets=int(ss.get("cmp_brew_targets", 3))))
             if ok:
                 st.success("Comparison finished; the table below is the new one.")
 

@@ -140,14 +140,57 @@ def test_crafting_raises_gradient_alignment(tiny):
     target = int(np.flatnonzero(tiny.test.labels.numpy() == 7)[0])
     grad = witches_brew.target_gradient(model, tiny.test.images[target], 1)
     before = 1 - float(witches_brew.alignment_loss(model, x, y, grad, create_graph=False))
-    delta, after = witches_brew.craft(model, x, y, grad, eps=32 / 255, steps=10, restarts=1, augment=False,
+    delta, after = witches_brew.craft([model], x, y, [grad], eps=32 / 255, steps=10, restarts=1, augment=False,
                                       flip=False, seed=0, progress=no_progress)
     assert delta.abs().max() <= 32 / 255 + 1e-6
     assert (1 - after) < 0.9 * (1 - before)  # the cosine gap to the target gradient shrank
 
 
+def test_weakest_target_and_gradient_norm_poisons(tiny):
+    """The attacker's choices: a low-margin target, the adversarial-class images that still move the weights."""
+    import torch.nn.functional as F
+
+    from deltainf_core.models import build_model
+    from deltainf_core.training import predict_logits, train_model
+
+    torch.manual_seed(0)
+    model = build_model("smallcnn", tiny.train.image_shape, 10, tiny.mean, tiny.std)
+    train_model(model, tiny.train, TINY_TRAIN, augment_flip=False)
+    model.eval()
+    victims = np.flatnonzero(tiny.test.labels.numpy() == 0)
+    logits = predict_logits(model, tiny.test.images[victims])
+    correct = victims[(logits.argmax(1) == 0).numpy()]
+    margin = {int(i): float(m) for i, m in zip(victims, logits[:, 0] - logits[:, 1], strict=True)}
+    picks = {witches_brew.choose_target(tiny, model, 0, 1, s, None, "weakest") for s in range(5)}
+    assert picks <= set(correct.tolist())
+    assert len(picks) == min(5, max(1, len(correct) // 4))  # successive seeds, successive targets
+    cut = sorted(margin[int(i)] for i in correct)[max(1, len(correct) // 4) - 1]
+    assert all(margin[t] <= cut for t in picks)  # only the lowest-margin quarter is drawn from
+
+    chosen = witches_brew.choose_poison_images(tiny.train, model, 1, 0.03, 0, "gradient_norm")
+    ones = np.flatnonzero(tiny.train.labels.numpy() == 1)
+    assert len(chosen) == round(0.03 * len(tiny.train)) and set(chosen) <= set(ones)
+
+    def norm(j):
+        x, y = tiny.train.images[j : j + 1], tiny.train.labels[j : j + 1]
+        grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
+        return float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+
+    rest = np.setdiff1d(ones, chosen)
+    assert min(norm(j) for j in chosen) >= max(norm(j) for j in rest) - 1e-6
+
+
+def test_brew_with_two_surrogates_records_its_choices(tiny):
+    scn = run(tiny, "witches_brew", {"steps": 2, "surrogates": 2, "target_choice": "weakest",
+                                     "poison_choice": "gradient_norm"}, seed=1)
+    assert scn.info["surrogates"] == 2 and scn.info["target_choice"] == "weakest"
+    assert scn.info["poison_choice"] == "gradient_norm"
+    assert (tiny.train.labels[scn.poison_indices] == scn.target_class).all()
+
+
 @pytest.mark.parametrize("params", [{"eps": 0}, {"eps": 2}, {"steps": 0}, {"restarts": 1.5},
-                                    {"target_index": 10_000}, {"strength": 1}])
+                                    {"target_index": 10_000}, {"strength": 1}, {"surrogates": 0},
+                                    {"target_choice": "easiest"}, {"poison_choice": "largest"}])
 def test_brew_rejects_bad_params(tiny, params):
     with pytest.raises(ConfigError):
         run(tiny, "witches_brew", {"steps": 1, **params})

@@ -48,3 +48,30 @@ def test_table_and_files(comparison):
     with open(result["json_path"]) as fh:
         assert json.load(fh)["rows"] == json.loads(json.dumps(result["rows"]))
     assert latest_comparison(out_dir)["created"] == result["created"]
+
+
+def test_witches_brew_targets_aggregate_into_shares():
+    from deltainf_core.compare import targets_cell
+
+    def run(hit, after=None, acc=0.9, **kw):
+        r = {"psr_before": float(hit), "acc_before": acc}
+        if hit:
+            r.update({"psr_after": float(after), "acc_after": acc - 0.01, "acc_change": -0.01, "n_flagged": 10,
+                      "precision": 0.5, "recall": 1.0, **kw})
+        else:
+            r["error"] = "no affected image"
+        return r
+
+    cell = targets_cell([run(True, False), run(False), run(True, False), run(False)])
+    assert (cell["n_hit"], cell["n_targets"]) == (2, 4)
+    assert cell["psr_before"] == 0.5 and cell["psr_after"] == 0.0 and cell["success"]
+    assert cell["acc_change"] == pytest.approx(-0.01) and "error" not in cell
+
+    still = targets_cell([run(True, True), run(True, False)])
+    assert still["psr_after"] == 0.5 and not still["success"]
+
+    missed = targets_cell([run(False), run(False)])
+    assert not missed["success"] and "hit none of its 2 targets" in missed["error"]
+
+    broken = targets_cell([{"error": "surrogate misclassifies every test image", "success": False}])
+    assert not broken["success"] and "surrogate" in broken["error"]

@@ -50,10 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AttackConfig, TrainConfig
-from ..data.base import DatasetSplits
+from ..data.base import DatasetSplits, ImageSet
 from ..errors import ConfigError
 from ..models import build_model
-from ..training import Progress, augment_batch, pick_device, predict, train_model
+from ..training import Progress, augment_batch, pick_device, predict_logits, train_model
 from .base import PoisonedScenario, choose_poisons, reject_unknown_params, victim_indices
 
 DEFAULT_EPS = 16 / 255
@@ -61,7 +61,10 @@ DEFAULT_STEPS = 240
 DEFAULT_RESTARTS = 1
 STEP_SIZE = 0.1  # signed-Adam learning rate as a fraction of eps (the paper's tau)
 POISON_BATCH = 256  # poisons per gradient-matching batch (bounds memory on large budgets)
-PARAMS = ("eps", "steps", "restarts", "target_index", "augment")
+TARGET_CHOICES = ("weakest", "random")  # the first is the default
+POISON_CHOICES = ("gradient_norm", "random")
+PARAMS = ("eps", "steps", "restarts", "target_index", "augment", "target_choice", "poison_choice",
+          "surrogates")
 
 
 def _int_param(cfg: AttackConfig, name: str, default: int | None, low: int) -> int | None:
@@ -73,8 +76,18 @@ def _int_param(cfg: AttackConfig, name: str, default: int | None, low: int) -> i
     return int(value)
 
 
+def _choice_param(cfg: AttackConfig, name: str, options: tuple[str, ...]) -> str:
+    value = cfg.params.get(name, options[0])
+    if value not in options:
+        raise ConfigError(f"Witches' Brew {name} must be one of {', '.join(options)}, got {value!r}")
+    return str(value)
+
+
 def _check_params(cfg: AttackConfig) -> tuple[float, int, int, int | None, bool]:
     reject_unknown_params(cfg, PARAMS, "Witches' Brew")
+    _choice_param(cfg, "target_choice", TARGET_CHOICES)
+    _choice_param(cfg, "poison_choice", POISON_CHOICES)
+    _int_param(cfg, "surrogates", 1, 1)
     eps = cfg.params.get("eps", DEFAULT_EPS)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < float(eps) <= 1.0:
         raise ConfigError(f"Witches' Brew eps is an L-infinity bound in (0, 1], got {eps!r}")
@@ -105,10 +118,15 @@ def alignment_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return 1 - dot / norm.clamp_min(1e-30)
 
 
-def craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, target_grad: list[torch.Tensor], *,
+def craft(models: list[nn.Module], images: torch.Tensor, labels: torch.Tensor,
+          target_grads: list[list[torch.Tensor]], *,
           eps: float, steps: int, restarts: int, augment: bool, flip: bool, seed: int,
           progress: Progress) -> tuple[torch.Tensor, float]:
-    """Signed-Adam gradient matching with restarts; returns (best delta, its cosine alignment)."""
+    """Signed-Adam gradient matching with restarts; returns (best delta, its cosine alignment).
+
+    With several surrogates the loss is their mean alignment loss: a perturbation that
+    matches on models of different initialisations transfers better to the victim's.
+    """
     device = images.device
     gen = torch.Generator().manual_seed(int(seed) + 12_345)
     batches = [slice(i, i + POISON_BATCH) for i in range(0, len(images), POISON_BATCH)]
@@ -125,7 +143,9 @@ def craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, target_g
                 x = images[sl] + delta[sl]
                 if augment:
                     x = augment_batch(x, flip, gen)
-                alignment_loss(model, x, labels[sl], target_grad).backward()
+                loss = sum(alignment_loss(model, x, labels[sl], target_grad)
+                           for model, target_grad in zip(models, target_grads, strict=True))
+                (loss / len(models)).backward()
             delta.grad.sign_()  # type: ignore[union-attr]
             opt.step()
             sched.step()
@@ -136,8 +156,9 @@ def craft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, target_g
             if step % 10 == 0 or step == steps - 1:
                 progress(done, f"crafting restart {restart + 1}/{restarts}, step {step + 1}/{steps}")
         final = sum(float(alignment_loss(model, images[sl] + delta[sl], labels[sl], target_grad,
-                                         create_graph=False)) * len(images[sl]) for sl in batches)
-        final /= len(images)
+                                         create_graph=False)) * len(images[sl])
+                    for sl in batches for model, target_grad in zip(models, target_grads, strict=True))
+        final /= len(images) * len(models)
         if final < best_loss:
             best_loss, best_delta = final, delta.detach().clone()
     return best_delta, 1.0 - best_loss
@@ -152,59 +173,112 @@ def check_target_index(splits: DatasetSplits, target_index: int, adversarial: in
 
 
 def choose_target(splits: DatasetSplits, surrogate: nn.Module, victim: int, adversarial: int, seed: int,
-                  target_index: int | None) -> int:
-    """The requested target, else a seeded draw among correctly classified victim-class test images."""
+                  target_index: int | None, choice: str = TARGET_CHOICES[0]) -> int:
+    """The requested target, else a seeded draw among correctly classified victim-class test images.
+
+    ``choice="random"`` draws uniformly (the paper's benchmark protocol); ``"weakest"``
+    takes, in order of the attack seed, the quarter (at least one image) with the
+    smallest surrogate margin ``logit(victim) - logit(adversarial)`` — the targets an
+    attacker who may pick would pick.
+    """
     test = splits.test
     if target_index is not None:
         check_target_index(splits, target_index, adversarial)
         return target_index
     candidates = victim_indices(test.labels, victim)
-    correct = (predict(surrogate, test.images[candidates]) == victim).numpy()
-    candidates = candidates[correct]
+    logits = predict_logits(surrogate, test.images[candidates])
+    correct = (logits.argmax(1) == victim).numpy()
+    candidates, logits = candidates[correct], logits[correct]
     if len(candidates) == 0:
         raise ConfigError(f"the surrogate misclassifies every test image of class {victim}; "
                           "choose a target_index")
+    if choice == "weakest":
+        margin = (logits[:, victim] - logits[:, adversarial]).numpy()
+        pool = candidates[np.argsort(margin, kind="stable")[: max(1, len(candidates) // 4)]]
+        return int(pool[seed % len(pool)])  # successive attack seeds take successive targets
     return int(np.random.default_rng(seed).choice(candidates))
+
+
+def choose_poison_images(train: ImageSet, surrogate: nn.Module, adversarial: int, frac: float, seed: int,
+                         choice: str) -> np.ndarray:
+    """Training images of the adversarial class to perturb.
+
+    ``"gradient_norm"`` takes those with the largest training-gradient norm on the
+    surrogate (the data selection of Souri et al.'s Sleeper Agent, a gradient-matching
+    successor): they still move the weights when the victim trains, so a matched
+    direction carries further.
+    """
+    candidates = victim_indices(train.labels, adversarial)
+    if choice == "random":
+        return choose_poisons(candidates, len(train), frac, seed)
+    n = choose_poisons(candidates, len(train), frac, seed).size  # same count and checks
+    device = next(surrogate.parameters()).device
+    norms = np.empty(len(candidates))
+    params = _parameters(surrogate)
+    for i, j in enumerate(candidates):
+        x, y = train.images[j : j + 1].to(device), train.labels[j : j + 1].to(device)
+        grads = torch.autograd.grad(F.cross_entropy(surrogate(x), y), params)
+        norms[i] = float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+    return np.sort(candidates[np.argsort(-norms, kind="stable")[:n]])
+
+
+def train_surrogates(splits: DatasetSplits, train_cfg: TrainConfig, attack_seed: int, count: int,
+                     progress: Progress) -> list[nn.Module]:
+    """Clean models the attacker crafts on; seeds differ from the victim's (unknown init)."""
+    models = []
+    for k in range(count):
+        cfg = replace(train_cfg, seed=surrogate_seed(train_cfg, attack_seed, k))
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, splits.train.image_shape, splits.train.num_classes, splits.mean,
+                            splits.std)
+        train_model(model, splits.train, cfg, augment_flip=splits.augment_flip,
+                    progress=lambda f, m, k=k: progress((k + f) / count, f"surrogate {k + 1}/{count}: {m}"))
+        models.append(model.eval())
+    return models
+
+
+def surrogate_seed(train_cfg: TrainConfig, attack_seed: int, k: int) -> int:
+    return train_cfg.seed + 1 + attack_seed + 1000 * k
 
 
 def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
            progress: Progress) -> PoisonedScenario:
     eps, steps, restarts, target_index, augment = _check_params(cfg)
+    target_choice = _choice_param(cfg, "target_choice", TARGET_CHOICES)
+    poison_choice = _choice_param(cfg, "poison_choice", POISON_CHOICES)
+    n_surrogates = int(_int_param(cfg, "surrogates", 1, 1))  # type: ignore[arg-type]
     adversarial = int(cfg.target_class)  # type: ignore[arg-type]
     if target_index is not None:
         check_target_index(splits, target_index, adversarial)
     train = splits.train.clone()
-    poisons = choose_poisons(victim_indices(train.labels, adversarial), len(train), cfg.poison_frac, cfg.seed)
+    choose_poisons(victim_indices(train.labels, adversarial), len(train), cfg.poison_frac, cfg.seed)
 
     start = time.perf_counter()
-    surrogate_cfg = replace(train_cfg, seed=train_cfg.seed + 1 + cfg.seed)
-    torch.manual_seed(surrogate_cfg.seed)
-    surrogate = build_model(surrogate_cfg.model, train.image_shape, train.num_classes, splits.mean,
-                            splits.std)
-    train_model(surrogate, splits.train, surrogate_cfg, augment_flip=splits.augment_flip,
-                progress=lambda f, m: progress(0.3 * f, f"surrogate: {m}"))
-    surrogate.eval()
-    target = choose_target(splits, surrogate, int(cfg.victim_class), adversarial, cfg.seed,  # type: ignore[arg-type]
-                           target_index)
-    victim = int(splits.test.labels[target])
-
     device = pick_device()
-    surrogate.to(device)
+    surrogates = [m.to(device) for m in train_surrogates(
+        splits, train_cfg, cfg.seed, n_surrogates, lambda f, m: progress(0.3 * f, m))]
+    target = choose_target(splits, surrogates[0], int(cfg.victim_class), adversarial, cfg.seed,  # type: ignore[arg-type]
+                           target_index, target_choice)
+    victim = int(splits.test.labels[target])
+    poisons = choose_poison_images(train, surrogates[0], adversarial, cfg.poison_frac, cfg.seed, poison_choice)
+
     target_image = splits.test.images[target].to(device)
-    target_grad = target_gradient(surrogate, target_image, adversarial)
+    target_grads = [target_gradient(m, target_image, adversarial) for m in surrogates]
     idx = torch.as_tensor(poisons)
-    delta, alignment = craft(surrogate, train.images[idx].to(device), train.labels[idx].to(device),
-                             target_grad, eps=eps, steps=steps, restarts=restarts, augment=augment,
+    delta, alignment = craft(surrogates, train.images[idx].to(device), train.labels[idx].to(device),
+                             target_grads, eps=eps, steps=steps, restarts=restarts, augment=augment,
                              flip=splits.augment_flip, seed=cfg.seed,
                              progress=lambda f, m: progress(0.3 + 0.7 * f, m))
     train.images[idx] = (train.images[idx] + delta.cpu()).clamp(0, 1)
     with torch.no_grad():
-        probs = F.softmax(surrogate(target_image[None]), dim=1)[0].cpu()
+        probs = F.softmax(surrogates[0](target_image[None]), dim=1)[0].cpu()
     info = {"target_index": target, "target_true_class": victim, "adversarial_class": adversarial,
             "eps": eps, "steps": steps, "restarts": restarts, "augment": augment,
+            "target_choice": target_choice, "poison_choice": poison_choice, "surrogates": n_surrogates,
             "n_poisons": len(poisons), "final_alignment": round(float(alignment), 6),
-            "surrogate_seed": surrogate_cfg.seed,
+            "surrogate_seed": surrogate_seed(train_cfg, cfg.seed, 0),
             "surrogate_target_prob_true": round(float(probs[victim]), 6),
+            "surrogate_target_prob_adversarial": round(float(probs[adversarial]), 6),
             "attack_seconds": round(time.perf_counter() - start, 2)}
     progress(1.0, f"crafted {len(poisons)} poisons, alignment {alignment:.3f}")
     return PoisonedScenario(train, np.asarray(poisons), splits.test.subset([target]),
