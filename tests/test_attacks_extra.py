@@ -167,6 +167,16 @@ def test_weakest_target_and_gradient_norm_poisons(tiny):
     cut = sorted(margin[int(i)] for i in correct)[max(1, len(correct) // 4) - 1]
     assert all(margin[t] <= cut for t in picks)  # only the lowest-margin quarter is drawn from
 
+    # over every class but the adversarial one: the target's own class is its victim class
+    others = np.flatnonzero(tiny.test.labels.numpy() != 1)
+    logits = predict_logits(model, tiny.test.images[others])
+    true = tiny.test.labels[others]
+    ok = (logits.argmax(1) == true).numpy()
+    gap = (logits.gather(1, true[:, None])[:, 0] - logits[:, 1]).numpy()[ok]
+    any_pick = witches_brew.choose_target(tiny, model, 0, 1, 0, None, "weakest_any_class")
+    assert any_pick in set(others[ok].tolist()) and int(tiny.test.labels[any_pick]) != 1
+    assert gap[others[ok].tolist().index(any_pick)] == pytest.approx(gap.min(), abs=1e-5)  # seed 0: the weakest
+
     chosen = witches_brew.choose_poison_images(tiny.train, model, 1, 0.03, 0, "gradient_norm")
     ones = np.flatnonzero(tiny.train.labels.numpy() == 1)
     assert len(chosen) == round(0.03 * len(tiny.train)) and set(chosen) <= set(ones)
