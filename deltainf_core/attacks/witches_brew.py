@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -89,18 +89,32 @@ def _choice_param(cfg: AttackConfig, name: str, options: tuple[str, ...]) -> str
     return str(value)
 
 
-def _check_params(cfg: AttackConfig) -> tuple[float, int, int, int | None, bool]:
+@dataclass(frozen=True)
+class BrewParams:
+    """``AttackConfig.params`` checked once (see the module docstring for each field)."""
+
+    eps: float
+    steps: int
+    restarts: int
+    target_index: int | None
+    augment: bool
+    target_choice: str
+    poison_choice: str
+    surrogates: int
+
+
+def _check_params(cfg: AttackConfig) -> BrewParams:
     reject_unknown_params(cfg, PARAMS, "Witches' Brew")
-    _choice_param(cfg, "target_choice", TARGET_CHOICES)
-    _choice_param(cfg, "poison_choice", POISON_CHOICES)
-    _int_param(cfg, "surrogates", 1, 1)
     eps = cfg.params.get("eps", DEFAULT_EPS)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < float(eps) <= 1.0:
         raise ConfigError(f"Witches' Brew eps is an L-infinity bound in (0, 1], got {eps!r}")
-    steps = _int_param(cfg, "steps", DEFAULT_STEPS, 1)
-    restarts = _int_param(cfg, "restarts", DEFAULT_RESTARTS, 1)
-    target_index = _int_param(cfg, "target_index", None, 0)
-    return float(eps), int(steps), int(restarts), target_index, bool(cfg.params.get("augment", True))  # type: ignore[arg-type]
+    return BrewParams(
+        eps=float(eps), steps=int(_int_param(cfg, "steps", DEFAULT_STEPS, 1)),  # type: ignore[arg-type]
+        restarts=int(_int_param(cfg, "restarts", DEFAULT_RESTARTS, 1)),  # type: ignore[arg-type]
+        target_index=_int_param(cfg, "target_index", None, 0), augment=bool(cfg.params.get("augment", True)),
+        target_choice=_choice_param(cfg, "target_choice", TARGET_CHOICES),
+        poison_choice=_choice_param(cfg, "poison_choice", POISON_CHOICES),
+        surrogates=int(_int_param(cfg, "surrogates", 1, 1)))  # type: ignore[arg-type]
 
 
 def _parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -200,8 +214,8 @@ def choose_target(splits: DatasetSplits, surrogate: nn.Module, victim: int, adve
     correct = (logits.argmax(1) == true).numpy()
     candidates, logits, true = candidates[correct], logits[correct], true[correct]
     if len(candidates) == 0:
-        raise ConfigError(f"the surrogate misclassifies every test image of class {victim}; "
-                          "choose a target_index")
+        which = "outside the adversarial class" if choice == "weakest_any_class" else f"of class {victim}"
+        raise ConfigError(f"the surrogate misclassifies every test image {which}; choose a target_index")
     if choice != "random":
         margin = (logits.gather(1, true[:, None])[:, 0] - logits[:, adversarial]).numpy()
         pool = candidates[np.argsort(margin, kind="stable")[: max(1, len(candidates) // 4)]]
@@ -253,38 +267,35 @@ def surrogate_seed(train_cfg: TrainConfig, attack_seed: int, k: int) -> int:
 
 def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
            progress: Progress) -> PoisonedScenario:
-    eps, steps, restarts, target_index, augment = _check_params(cfg)
-    target_choice = _choice_param(cfg, "target_choice", TARGET_CHOICES)
-    poison_choice = _choice_param(cfg, "poison_choice", POISON_CHOICES)
-    n_surrogates = int(_int_param(cfg, "surrogates", 1, 1))  # type: ignore[arg-type]
+    bp = _check_params(cfg)
     adversarial = int(cfg.target_class)  # type: ignore[arg-type]
-    if target_index is not None:
-        check_target_index(splits, target_index, adversarial)
+    if bp.target_index is not None:
+        check_target_index(splits, bp.target_index, adversarial)
     train = splits.train.clone()
     choose_poisons(victim_indices(train.labels, adversarial), len(train), cfg.poison_frac, cfg.seed)
 
     start = time.perf_counter()
     device = pick_device()
     surrogates = [m.to(device) for m in train_surrogates(
-        splits, train_cfg, cfg.seed, n_surrogates, lambda f, m: progress(0.3 * f, m))]
+        splits, train_cfg, cfg.seed, bp.surrogates, lambda f, m: progress(0.3 * f, m))]
     target = choose_target(splits, surrogates[0], int(cfg.victim_class), adversarial, cfg.seed,  # type: ignore[arg-type]
-                           target_index, target_choice)
+                           bp.target_index, bp.target_choice)
     victim = int(splits.test.labels[target])
-    poisons = choose_poison_images(train, surrogates[0], adversarial, cfg.poison_frac, cfg.seed, poison_choice)
+    poisons = choose_poison_images(train, surrogates[0], adversarial, cfg.poison_frac, cfg.seed, bp.poison_choice)
 
     target_image = splits.test.images[target].to(device)
     target_grads = [target_gradient(m, target_image, adversarial) for m in surrogates]
     idx = torch.as_tensor(poisons)
     delta, alignment = craft(surrogates, train.images[idx].to(device), train.labels[idx].to(device),
-                             target_grads, eps=eps, steps=steps, restarts=restarts, augment=augment,
+                             target_grads, eps=bp.eps, steps=bp.steps, restarts=bp.restarts, augment=bp.augment,
                              flip=splits.augment_flip, seed=cfg.seed,
                              progress=lambda f, m: progress(0.3 + 0.7 * f, m))
     train.images[idx] = (train.images[idx] + delta.cpu()).clamp(0, 1)
     with torch.no_grad():
         probs = F.softmax(surrogates[0](target_image[None]), dim=1)[0].cpu()
     info = {"target_index": target, "target_true_class": victim, "adversarial_class": adversarial,
-            "eps": eps, "steps": steps, "restarts": restarts, "augment": augment,
-            "target_choice": target_choice, "poison_choice": poison_choice, "surrogates": n_surrogates,
+            "eps": bp.eps, "steps": bp.steps, "restarts": bp.restarts, "augment": bp.augment,
+            "target_choice": bp.target_choice, "poison_choice": bp.poison_choice, "surrogates": bp.surrogates,
             "n_poisons": len(poisons), "final_alignment": round(float(alignment), 6),
             "surrogate_seed": surrogate_seed(train_cfg, cfg.seed, 0),
             "surrogate_target_prob_true": round(float(probs[victim]), 6),
