@@ -230,15 +230,18 @@ def save_comparison(result: dict, out_dir: str) -> dict:
     return result
 
 
-def latest_comparison(out_dir: str = "results") -> dict | None:
-    """The newest ``compare-*.json`` under ``out_dir`` (None when there is none or it is unreadable)."""
+def latest_comparison(out_dir: str = "results") -> tuple[str, dict] | None:
+    """``(path, result)`` of the newest ``compare-*.json`` under ``out_dir`` that parses into a
+    result with a list of rows; None when there is none (unreadable files are skipped)."""
     paths = sorted(glob.glob(os.path.join(out_dir, "compare-*.json")), key=os.path.getmtime)
     for path in reversed(paths):
         try:
             with open(path) as fh:
-                return json.load(fh)
-        except (OSError, json.JSONDecodeError):
+                data = json.load(fh)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(data, dict) and isinstance(data.get("rows"), list):
+            return path, data
     return None
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 
 import pandas as pd
@@ -11,6 +9,7 @@ import streamlit as st
 
 import ui_state as ui
 from deltainf_core import ATTACKS, DATASETS, DETECTORS, UNLEARNERS
+from deltainf_core.compare import latest_comparison
 
 ss = st.session_state
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,20 +17,6 @@ RESULTS = os.environ.get("DELTAINF_RESULTS") or os.path.join(ROOT, "results")
 """Where ``compare-*.json`` files are read from and written to."""
 PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "acc_change", "oracle_acc", "oracle_psr",
            "precision", "recall")
-
-
-def latest_result(directory: str = RESULTS) -> tuple[str, dict] | None:
-    """The newest ``compare-*.json`` that parses, or None."""
-    paths = sorted(glob.glob(os.path.join(directory, "compare-*.json")), key=os.path.getmtime, reverse=True)
-    for path in paths:
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("rows"), list):
-            return path, data
-    return None
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
@@ -63,7 +48,7 @@ def show(path: str, data: dict) -> None:
 def launcher() -> None:
     from deltainf_core.compare import run_comparison
 
-    with st.expander("Run a new comparison", expanded=latest_result() is None):
+    with st.expander("Run a new comparison", expanded=latest_comparison(RESULTS) is None):
         a, b = st.columns(2)
         ds = DATASETS.names()
         a.selectbox("Dataset", ds, index=ds.index("mnist5k") if "mnist5k" in ds else 0, **ui.keep("cmp_dataset"))
@@ -102,9 +87,9 @@ def render() -> None:
     st.title("Compare methods")
     st.caption("Detection methods × unlearning methods on the same attacks: poison success rate and clean "
                "accuracy before/after, flagged-set precision and recall.")
-    found = latest_result()
+    found = latest_comparison(RESULTS)
     launcher()
-    found = latest_result() or found
+    found = latest_comparison(RESULTS) or found
     if found is None:
         st.info("No comparison yet: run one above or with `python -m deltainf_core compare`; results appear "
                 "here from `results/compare-*.json`.")

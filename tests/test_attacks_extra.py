@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -176,6 +177,17 @@ def test_weakest_target_and_gradient_norm_poisons(tiny):
     any_pick = witches_brew.choose_target(tiny, model, 0, 1, 0, None, "weakest_any_class")
     assert any_pick in set(others[ok].tolist()) and int(tiny.test.labels[any_pick]) != 1
     assert gap[others[ok].tolist().index(any_pick)] == pytest.approx(gap.min(), abs=1e-5)  # seed 0: the weakest
+
+    # an ensemble ranks targets by its mean logits (weak for several initialisations, not one)
+    torch.manual_seed(1)
+    other = build_model("smallcnn", tiny.train.image_shape, 10, tiny.mean, tiny.std)
+    train_model(other, tiny.train, replace(TINY_TRAIN, seed=1), augment_flip=False)
+    mean = (predict_logits(model, tiny.test.images[others]) + predict_logits(other, tiny.test.images[others])) / 2
+    ok = (mean.argmax(1) == true).numpy()
+    gap = (mean.gather(1, true[:, None])[:, 0] - mean[:, 1]).numpy()
+    pick = witches_brew.choose_target(tiny, [model, other], 0, 1, 0, None, "weakest_any_class")
+    assert ok[others.tolist().index(pick)]
+    assert gap[others.tolist().index(pick)] == pytest.approx(gap[ok].min(), abs=1e-5)
 
     chosen = witches_brew.choose_poison_images(tiny.train, model, 1, 0.03, 0, "gradient_norm")
     ones = np.flatnonzero(tiny.train.labels.numpy() == 1)

@@ -47,7 +47,8 @@ def test_table_and_files(comparison):
     assert os.path.isfile(result["figure_png"]) and os.path.getsize(result["figure_png"]) > 1000
     with open(result["json_path"]) as fh:
         assert json.load(fh)["rows"] == json.loads(json.dumps(result["rows"]))
-    assert latest_comparison(out_dir)["created"] == result["created"]
+    path, latest = latest_comparison(out_dir)
+    assert latest["created"] == result["created"] and path == result["json_path"]
 
 
 def test_witches_brew_targets_aggregate_into_shares():
