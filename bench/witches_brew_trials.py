@@ -10,7 +10,9 @@ Results append to ``bench/results/witches_brew_trials.jsonl`` (one JSON line per
     python bench/witches_brew_trials.py --data-dir ../shared/data/cifar10-subset --trials '[...]'
 
 Trial keys: ``frac`` (poison budget), ``victim``/``adv`` (classes, default 0/1), ``seed``
-(attack seed) and ``params`` (``AttackConfig.params``).
+(attack seed), ``params`` (``AttackConfig.params``), ``victims`` (victim training seeds,
+default ``[0]``; the first fills ``vic_p_adv``/``hit``) and ``clean`` (also train a clean
+victim of each seed: how far the poisons moved the target).
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ from deltainf_core.config import AttackConfig, DataConfig, TrainConfig
 from deltainf_core.data import load_dataset
 from deltainf_core.models import build_model
 from deltainf_core.training import train_model
+
+
+def victim_outcome(splits, train, tcfg: TrainConfig, target: int, adv: int) -> dict:
+    """Train a victim from scratch on ``train`` and read its prediction on the target."""
+    torch.manual_seed(tcfg.seed)
+    victim = build_model(tcfg.model, splits.train.image_shape, splits.train.num_classes, splits.mean, splits.std)
+    train_model(victim, train, tcfg, augment_flip=splits.augment_flip)
+    with torch.no_grad():
+        prob = F.softmax(victim(splits.test.images[target][None]), 1)[0]
+    return {"p_adv": round(float(prob[adv]), 4), "pred": int(prob.argmax()), "hit": int(prob.argmax()) == adv}
+
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "witches_brew_trials.jsonl")
 
@@ -73,18 +86,21 @@ def main() -> None:
         t0 = time.perf_counter()
         scn = wb.attack(splits, acfg, tcfg, lambda _f, _m: None)
         attack_s = time.perf_counter() - t0
-        torch.manual_seed(tcfg.seed)
-        victim = build_model(tcfg.model, splits.train.image_shape, splits.train.num_classes, splits.mean, splits.std)
-        train_model(victim, scn.train, tcfg, augment_flip=splits.augment_flip)
         info = scn.info
-        with torch.no_grad():
-            prob = F.softmax(victim(splits.test.images[info["target_index"]][None]), 1)[0]
-        record = {"data": name, **trial, "target": info["target_index"], "align": info["final_alignment"],
-                  "sur_p_true": info["surrogate_target_prob_true"],
+        target, adv = info["target_index"], info["adversarial_class"]
+        victims = []
+        for seed in trial.get("victims", [tcfg.seed]):
+            v = {"seed": seed, **victim_outcome(splits, scn.train, replace(tcfg, seed=seed), target, adv)}
+            if trial.get("clean"):
+                v["clean_p_adv"] = victim_outcome(splits, splits.train, replace(tcfg, seed=seed), target, adv)["p_adv"]
+            victims.append(v)
+        record = {"data": name, **trial, "target": target, "target_class": info["target_true_class"],
+                  "align": info["final_alignment"], "sur_p_true": info["surrogate_target_prob_true"],
                   "sur_p_adv": info["surrogate_target_prob_adversarial"],
-                  "vic_p_adv": round(float(prob[info["adversarial_class"]]), 4), "vic_pred": int(prob.argmax()),
-                  "hit": int(prob.argmax()) == info["adversarial_class"], "attack_s": round(attack_s, 1),
-                  "total_s": round(time.perf_counter() - t0, 1)}
+                  "vic_p_adv": victims[0]["p_adv"], "vic_pred": victims[0]["pred"], "hit": victims[0]["hit"],
+                  "attack_s": round(attack_s, 1), "total_s": round(time.perf_counter() - t0, 1)}
+        if len(victims) > 1 or trial.get("clean"):
+            record["victim_runs"] = victims
         print(json.dumps(record), flush=True)
         with open(args.out, "a") as fh:
             fh.write(json.dumps(record) + "\n")
