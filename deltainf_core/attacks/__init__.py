@@ -16,7 +16,8 @@ ATTACKS.register("gaussian", gaussian.attack, "Gaussian noise on some training i
 # Per-attack code versions, added to the poison cache key when an attack's output
 # changes (the "poison" stage version would invalidate every attack's cache).
 ATTACK_VERSIONS: dict[str, int] = {
-    "witches_brew": 3,  # 2: default eps 32/255 -> 16/255; 3: weakest target, gradient-norm poisons
+    "witches_brew": 4,  # 2: default eps 32/255 -> 16/255; 3: weakest target, gradient-norm poisons;
+    # 4: with several surrogates the target is ranked by their mean logits
 }
 
 __all__ = ["ATTACKS", "ATTACK_VERSIONS", "AttackFn", "PoisonedScenario"]
