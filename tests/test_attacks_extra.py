@@ -203,9 +203,10 @@ def test_weakest_target_and_gradient_norm_poisons(tiny):
 
 
 def test_brew_with_two_surrogates_records_its_choices(tiny):
-    scn = run(tiny, "witches_brew", {"steps": 2, "surrogates": 2, "target_choice": "weakest",
+    # every class's images are candidates: the tiny ensemble gets few class-0 test images right
+    scn = run(tiny, "witches_brew", {"steps": 2, "surrogates": 2, "target_choice": "weakest_any_class",
                                      "poison_choice": "gradient_norm"}, seed=1)
-    assert scn.info["surrogates"] == 2 and scn.info["target_choice"] == "weakest"
+    assert scn.info["surrogates"] == 2 and scn.info["target_choice"] == "weakest_any_class"
     assert scn.info["poison_choice"] == "gradient_norm"
     assert (tiny.train.labels[scn.poison_indices] == scn.target_class).all()
 
