@@ -45,10 +45,11 @@ def show(path: str, data: dict) -> None:
             st.code(data["markdown"], language="markdown")
 
 
-def launcher() -> None:
+def launcher(expanded: bool) -> bool:
+    """The run form; True when a comparison finished in this rerun (a new result file exists)."""
     from deltainf_core.compare import run_comparison
 
-    with st.expander("Run a new comparison", expanded=latest_comparison(RESULTS) is None):
+    with st.expander("Run a new comparison", expanded=expanded):
         a, b = st.columns(2)
         ds = DATASETS.names()
         a.selectbox("Dataset", ds, index=ds.index("mnist5k") if "mnist5k" in ds else 0, **ui.keep("cmp_dataset"))
@@ -64,7 +65,7 @@ def launcher() -> None:
         if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
             ok, base = ui.attempt("Reading the settings", comparison_base)
             if not ok:
-                return
+                return False
             ok, _ = ui.run_long(
                 "Comparing methods", lambda: run_comparison(
                     base, list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]),
@@ -72,6 +73,8 @@ def launcher() -> None:
                     out_dir=RESULTS, pipeline=ui.pipeline(), brew_targets=int(ss.get("cmp_brew_targets", 3))))
             if ok:
                 st.success("Comparison finished; the table below is the new one.")
+            return ok
+    return False
 
 
 def comparison_base():
@@ -88,8 +91,8 @@ def render() -> None:
     st.caption("Detection methods × unlearning methods on the same attacks: poison success rate and clean "
                "accuracy before/after, flagged-set precision and recall.")
     found = latest_comparison(RESULTS)
-    launcher()
-    found = latest_comparison(RESULTS) or found
+    if launcher(expanded=found is None):
+        found = latest_comparison(RESULTS) or found
     if found is None:
         st.info("No comparison yet: run one above or with `python -m deltainf_core compare`; results appear "
                 "here from `results/compare-*.json`.")

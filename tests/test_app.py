@@ -223,6 +223,33 @@ def test_compare_page_shows_the_latest_table(clear_caches, tmp_path, monkeypatch
     goto(at, "compare")
 
 
+def test_compare_page_launches_a_run_and_shows_its_table(clear_caches, tmp_path, monkeypatch):
+    """With no result yet the form is open; a finished run's file becomes the table."""
+    import json
+
+    import deltainf_core.compare as compare
+
+    calls = []
+
+    def fake_run(base, attacks, detectors, unlearners, *, progress, out_dir, pipeline, brew_targets):
+        calls.append((attacks, detectors, unlearners, out_dir))
+        rows = [{"attack": attacks[0], "detector": d, "unlearner": "eu", "psr_before": 1.0, "psr_after": 0.0,
+                 "success": True} for d in detectors]
+        result = {"dataset": base.data.dataset, "rows": rows, "markdown": "", "figure_png": None}
+        (tmp_path / "compare-fake.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(compare, "run_comparison", fake_run)
+    monkeypatch.setenv("DELTAINF_RESULTS", str(tmp_path))
+    at = goto(new_app(), "compare")
+    assert any("No comparison yet" in i.value for i in at.info)
+    at.multiselect(key="cmp_detectors").set_value(["delta", "spectral"])
+    at.button(key="cmp_run").click().run(timeout=60)
+    assert calls == [(["badnet"], ["delta", "spectral"], ["eu"], str(tmp_path))]
+    assert any("Comparison finished" in m.value for m in at.success)
+    assert list(at.dataframe[0].value["detector"]) == ["delta", "spectral"]
+
+
 class _Payload:
     """Unpickling this would run a shell command: a weights-only loader must refuse it."""
 

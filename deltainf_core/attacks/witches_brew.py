@@ -36,8 +36,8 @@ at 5% 0.0013 and at 10% with two restarts 0.0000 — the small CNN holds MNIST d
 with margins a 16/255 clean-label budget does not move. Ranking targets by a 4-surrogate
 ensemble picked a 7 -> 1 target whose p(adversarial) moved on some victim seeds
 (0.08 -> 0.17) but stayed within the spread between initialisations, at 1% and 2%.
-``info['final_alignment']`` says how well the gradients matched; the pipeline's PSR on the one target says
-whether it hit. One restart (the paper uses 8) keeps crafting at 0.5-4 CPU-minutes:
+``info['final_alignment']`` says how well the gradients matched; the pipeline's PSR on
+the one target says whether it hit. One restart (the paper uses 8) keeps crafting at 0.5-4 CPU-minutes:
 each step is a double backward pass through every poison.
 
 Params (``AttackConfig.params``): ``eps`` (L∞ in pixel units, default 16/255),
