@@ -89,7 +89,7 @@ class InfluenceEngine:
     def __init__(self, model: nn.Module, train: ImageSet, cfg: InfluenceConfig, workdir: str,
                  progress: Progress = no_progress,
                  score_cache: tuple[Callable[[str], object], Callable[[str, object], None]] | None = None,
-                 ) -> None:
+                 key: str | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
         self.train = train
@@ -97,7 +97,8 @@ class InfluenceEngine:
         self.progress = progress
         self.task = ClassificationTask()
         base = copy.deepcopy(model).float().eval()
-        self.key = stable_hash(model_fingerprint(base), data_fingerprint(train), cfg, "task-v1-float64")
+        # A caller that knows the keys of the stages that made model and data passes them (no re-hashing).
+        self.key = key or stable_hash(model_fingerprint(base), data_fingerprint(train), cfg, "task-v1-float64")
         self.workdir = os.path.join(workdir, "kronfluence")
         self.score_cache = score_cache
         self._prepared = prepare_model(base.to(self.device), self.task)
