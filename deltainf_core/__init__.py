@@ -2,8 +2,9 @@
 
 The public API used by the app's pages and by scripts. Everything heavy goes
 through ``Pipeline``, which caches every stage on disk by a hash of its configs;
-the collapse statistics and rules live in ``collapse``; every family of methods
-is a self-describing registry (``ATTACKS``, ``DETECTORS``, ``RULES``, ...).
+the collapse statistics and rules live in ``collapse`` (all of them importable
+from there); every family of methods is a self-describing registry (``ATTACKS``,
+``DETECTORS``, ``RULES``, ...).
 """
 
 from .attacks import ATTACKS, NO_ATTACK, PoisonedScenario
@@ -12,21 +13,16 @@ from .collapse import (
     RULES,
     TRANSFORMS,
     CollapseEvidence,
-    CollapsePanels,
     CollapseQueries,
-    CollapseStats,
     RuleResult,
     apply_transform,
     as_target,
-    broken_copies,
     build_queries,
-    collapse_effect_size,
     collapse_panels,
     collapse_stats,
     delta_scores,
     effect_size,
     influence_collapse,
-    per_image_effect_size,
     pooled_effect_size,
     register_rule,
 )
@@ -55,13 +51,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ATTACKS", "DATASETS", "DETECTORS", "MODELS", "NO_ATTACK", "RULES", "STAGES", "SUCCESS_PSR", "TRANSFORMS",
-    "UNLEARNERS", "AttackConfig", "CollapseConfig", "CollapseEvidence", "CollapsePanels", "CollapseQueries",
-    "CollapseResult", "CollapseStats", "DataConfig", "DatasetSplits", "DeltaInfError", "DetectConfig", "Detection",
+    "UNLEARNERS", "AttackConfig", "CollapseConfig", "CollapseEvidence", "CollapseQueries",
+    "CollapseResult", "DataConfig", "DatasetSplits", "DeltaInfError", "DetectConfig", "Detection",
     "ImageSet", "InfluenceConfig", "Investigation", "Pipeline", "PoisonedScenario", "Rounds", "RuleResult",
     "Scenario", "Store", "TrainConfig", "TrainedModel", "UnlearnConfig", "UnlearnOutcome", "apply_transform",
-    "as_target", "broken_copies", "build_model", "build_queries", "checkpoint_bytes", "clean_accuracy",
-    "collapse_effect_size", "collapse_panels", "collapse_stats", "delta_scores", "effect_size",
-    "influence_collapse", "investigate", "load_checkpoint", "load_dataset", "per_image_effect_size",
+    "as_target", "build_model", "build_queries", "checkpoint_bytes", "clean_accuracy",
+    "collapse_panels", "collapse_stats", "delta_scores", "effect_size",
+    "influence_collapse", "investigate", "load_checkpoint", "load_dataset",
     "poison_success_rate", "pooled_effect_size", "precision_recall", "predict", "predict_logits",
     "read_checkpoint", "register_rule",
 ]

@@ -131,8 +131,6 @@ def _add(parser: argparse.ArgumentParser, flag: Flag, f: dataclasses.Field, anno
         kw["action"] = argparse.BooleanOptionalAction
     elif base is dict or origin is dict:
         kw.update(type=_key_value, action="append", metavar="KEY=VALUE")
-    elif _choices(f, base) is not None:
-        kw.pop("metavar")
     elif origin in (tuple, list):
         inner = (typing.get_args(base) or (str,))[0]
         kw.update(nargs="+", type=inner if inner in (int, float, str) else str)
@@ -143,6 +141,7 @@ def _add(parser: argparse.ArgumentParser, flag: Flag, f: dataclasses.Field, anno
     choices = _choices(f, base)
     if choices is not None and "action" not in kw:
         kw["choices"] = choices
+        kw.pop("metavar", None)
     parser.add_argument(*flag.options, **kw)
 
 
@@ -212,13 +211,13 @@ def scenario_from_args(args: argparse.Namespace, flags: list[Flag], strict: bool
     (``run``); otherwise each method later keeps only the parameters it takes (``compare``).
     """
     values: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES} | {"": {}}
-    params: dict[str, dict[str, Any]] = {stage: {} for stage in PARAM_FAMILIES}
+    given: dict[str, list[tuple[Flag, Any]]] = {stage: [] for stage in PARAM_FAMILIES}
     for flag in flags:
         value = getattr(args, flag.dest, None)
         if value is None:
             continue
         if flag.entries:
-            params[flag.stage][flag.field] = (value, flag)
+            given[flag.stage].append((flag, value))
         elif flag.field == "params":
             values[flag.stage]["params"] = dict(value)
         else:
@@ -230,9 +229,9 @@ def scenario_from_args(args: argparse.Namespace, flags: list[Flag], strict: bool
     stages = {stage: cls(**values[stage]) for stage, cls in STAGES.items()}
     for stage, family in PARAM_FAMILIES.items():
         chosen = getattr(stages[stage], choice_field(STAGES[stage], family))
-        for name, (value, flag) in params[stage].items():
+        for flag, value in given[stage]:
             if chosen in flag.entries or not strict:
-                stages[stage].params.setdefault(name, value)
+                stages[stage].params.setdefault(flag.field, value)
             else:
                 raise ConfigError(f"{flag.options[0]} applies to {FAMILIES[family].family} "
                                   f"{', '.join(flag.entries)}, not {chosen}")

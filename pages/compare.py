@@ -48,21 +48,25 @@ def show(path: str, data: dict) -> None:
 
 def launcher(expanded: bool) -> bool:
     """The run form; True when a comparison finished in this rerun (a new result file exists)."""
+    attacks = ATTACKS.names(has_success_rate=True)
+    choices = {"cmp_attacks": (attacks, attacks[:1]), "cmp_detectors": (DETECTORS.names(), DETECTORS.names()),
+               "cmp_unlearners": (UNLEARNERS.names(), [FIGURE3_UNLEARNER])}
+    for key, (options, default) in choices.items():  # first visit, or a method that left the registry
+        ss[key] = [n for n in (ss.get(key) or default) if n in options]
+    if ss.get("cmp_dataset") not in DATASETS.names():
+        ss["cmp_dataset"] = DataConfig.dataset
     with st.expander("Run a new comparison", expanded=expanded):
         a, b = st.columns(2)
-        ds = DATASETS.names()
-        a.selectbox("Dataset", ds, index=ds.index(DataConfig.dataset), **ui.keep("cmp_dataset"))
-        b.number_input("Max training images (0 = all)", min_value=0, step=500, value=0, **ui.keep("cmp_max_train"))
-        attacks = ATTACKS.names(has_success_rate=True)
-        st.multiselect("Attacks", attacks, default=attacks[:1], **ui.keep("cmp_attacks"))
-        st.multiselect("Detectors", DETECTORS.names(), default=DETECTORS.names(), **ui.keep("cmp_detectors"))
-        st.multiselect("Unlearning methods", UNLEARNERS.names(), default=[FIGURE3_UNLEARNER],
-                       **ui.keep("cmp_unlearners"))
+        a.selectbox("Dataset", DATASETS.names(), **ui.keep("cmp_dataset"))
+        b.number_input("Max training images (0 = all)", min_value=0, step=500, **ui.keep("cmp_max_train"))
+        st.multiselect("Attacks", attacks, **ui.keep("cmp_attacks"))
+        st.multiselect("Detectors", DETECTORS.names(), **ui.keep("cmp_detectors"))
+        st.multiselect("Unlearning methods", UNLEARNERS.names(), **ui.keep("cmp_unlearners"))
         st.caption(f"Figure 3 unlearns every detector's set with {FIGURE3_UNLEARNER}; Figure 4 runs every chosen "
                    f"unlearner on {DEFAULT_DETECTOR}'s set.")
         if any(ATTACKS.trait(a, "per_target") for a in ss.get("cmp_attacks", [])):
             st.number_input("Targets per one-target attack (one attack run each; PSR = share hit)", min_value=1,
-                            max_value=20, value=3, **ui.keep("cmp_brew_targets"))
+                            max_value=20, **ui.keep("cmp_brew_targets"))
         if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
             ok, base = ui.attempt("Reading the settings", comparison_base)
             if not ok:
@@ -71,7 +75,7 @@ def launcher(expanded: bool) -> bool:
                 "Comparing methods", lambda pipe: run_comparison(
                     base, list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]),
                     progress=pipe.progress, out_dir=RESULTS, pipeline=pipe,
-                    brew_targets=int(ss.get("cmp_brew_targets", 3))))
+                    brew_targets=int(ss["cmp_brew_targets"])))
             if ok:
                 st.success("Comparison finished; the table below is the new one.")
             return ok

@@ -27,9 +27,9 @@ def controls(act: ui.Active, aff) -> None:
     have = ui.current_collapse(act) is not None
     a, b, c = st.columns([1, 1, 1.2], vertical_alignment="bottom")
     a.number_input("Copies of the first image", min_value=1, max_value=500, step=5, **ui.keep("scn_copies"),
-                   help=ui.HELP["n_copies"])
+                   help=ui.HELP["collapse"]["n_copies"])
     b.number_input("Copies of each further image", min_value=1, max_value=500, step=5, **ui.keep("scn_copies_extra"),
-                   help=ui.HELP["n_copies_extra"], disabled=len(aff) < 2)
+                   help=ui.HELP["collapse"]["n_copies_extra"], disabled=len(aff) < 2)
     label = "Recompute" if have else "Compute influence collapse"
     n_queries = len(aff) + cfg.n_copies + cfg.n_copies_extra * (len(aff) - 1)
     if c.button(label, type="secondary" if have else "primary", icon=":material/calculate:", key="col_compute",

@@ -6,14 +6,22 @@ import os
 
 import streamlit as st
 
-from deltainf_core import ATTACKS, DATASETS, MODELS, NO_ATTACK, STAGES, Scenario, checkpoint_bytes, read_checkpoint
-from deltainf_core.config import INFLUENCE_STRATEGIES, field_help
+from deltainf_core import (
+    ATTACKS,
+    DATASETS,
+    MODELS,
+    NO_ATTACK,
+    TRANSFORMS,
+    checkpoint_bytes,
+    read_checkpoint,
+)
+from deltainf_core.collapse.transforms import transform_title
+from deltainf_core.config import INFLUENCE_STRATEGIES
 from deltainf_core.figures import to_display
 from pages import ui
 
 ss = st.session_state
-HELP = {name: field_help(cls) for name, cls in STAGES.items()} | {"scenario": field_help(Scenario)}
-"""Help text of every config field, by stage: the widgets say what the CLI's flags say."""
+HELP = ui.HELP
 
 
 def _sanitize(key: str, options: list) -> None:
@@ -61,6 +69,11 @@ def advanced_widgets(with_training: bool) -> None:
                     help=HELP["influence"]["strategy"])
         b.number_input("Detect/unlearn rounds", min_value=1, max_value=10, step=1, **ui.keep("scn_rounds"),
                        help=HELP["scenario"]["max_rounds"])
+        transforms = TRANSFORMS.names()
+        if not ss.get("scn_transforms") or any(t not in transforms for t in ss["scn_transforms"]):
+            ss["scn_transforms"] = [t for t in ss.get("scn_transforms") or transforms if t in transforms] or transforms
+        st.multiselect("Transformations the copies are drawn from", transforms, **ui.keep("scn_transforms"),
+                       format_func=transform_title, help=HELP["collapse"]["transforms"])
         if with_training:
             c.text_input("Attack parameters (JSON)", **ui.keep("scn_attack_params"), placeholder='{"pattern": "dark4"}',
                          help=_attack_params_help(ss["scn_attack"]))

@@ -21,8 +21,9 @@ REGISTRY_ARGS = {"attack_name": "ATTACKS", "detector_name": "DETECTORS", "transf
 
 def registry_names(argname: str) -> list[str]:
     """The entries a registry-parametrised test runs on: every registered one plus the toy."""
-    import deltainf_core
     import toys
+
+    import deltainf_core
 
     with toys.registered():
         return getattr(deltainf_core, REGISTRY_ARGS[argname]).names()

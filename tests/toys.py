@@ -78,3 +78,15 @@ def registered() -> Iterator[None]:
         yield
     finally:
         unregister()
+
+
+REGISTRY_ARGS = {"attack_name": ATTACKS, "detector_name": DETECTORS, "transform_name": TRANSFORMS,
+                 "unlearner_name": UNLEARNERS}
+"""Test arguments that run once per entry of a registry (``conftest.pytest_generate_tests``)."""
+TOY_OF = {"attack_name": ATTACK, "detector_name": DETECTOR, "transform_name": TRANSFORM, "unlearner_name": UNLEARNER}
+
+
+def registry_names(argname: str) -> list[str]:
+    """The entries a registry-parametrised test runs on: every registered one plus the toy."""
+    with registered():
+        return REGISTRY_ARGS[argname].names()

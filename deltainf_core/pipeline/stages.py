@@ -73,7 +73,7 @@ class Pipeline:
         self.device = pick_device()
         self._memo = {"data": LRU[DatasetSplits](min(2, memo_size)), "data_key": LRU[str](8),
                       "poison": LRU[PoisonedScenario](memo_size), "model": LRU[TrainedModel](memo_size),
-                      "engine": LRU[InfluenceEngine](min(2, memo_size))}
+                      "engine": LRU[InfluenceEngine](min(2, memo_size)), "file": LRU[str](8)}
 
     def with_progress(self, progress: StageProgress) -> Pipeline:
         view = copy.copy(self)
@@ -144,8 +144,10 @@ class Pipeline:
         if scn.checkpoint:
             if not os.path.isfile(scn.checkpoint):
                 raise DataError(f"checkpoint {scn.checkpoint} does not exist")
-            return self.store.key("train", "checkpoint", file_hash(scn.checkpoint), scn.train.model,
-                                  self.data_key(scn.data))
+            st = os.stat(scn.checkpoint)  # hashed once per file version, not on every call
+            digest = self._memo["file"].get_or_make(f"{scn.checkpoint}:{st.st_mtime_ns}:{st.st_size}",
+                                                    lambda: file_hash(scn.checkpoint))
+            return self.store.key("train", "checkpoint", digest, scn.train.model, self.data_key(scn.data))
         # The poison key (not just the attack config) so a change to an attack's code
         # or defaults retrains instead of reusing a model trained on other poisons.
         return self.store.key("train", self.poison_key(scn), scn.train, MODELS.version(scn.train.model))

@@ -9,7 +9,7 @@ everything else under ``pages/``.
 - ``display``: widgets generated from parameter dataclasses, formatting, the sidebar.
 """
 
-from .display import class_name, param_widgets, params_from_widgets, params_text, pct, sha256, sidebar_summary
+from .display import HELP, class_name, param_widgets, params_from_widgets, params_text, pct, sha256, sidebar_summary
 from .investigation import (
     DISPLAY_RULE,
     FOLDER,
@@ -55,7 +55,8 @@ from .state import (
 )
 
 __all__ = [
-    "DISPLAY_RULE", "FOLDER", "MAX_AFFECTED", "Active", "CollapseView", "Flags", "Keyed", "Session", "Unlearned",
+    "DISPLAY_RULE", "FOLDER", "HELP", "MAX_AFFECTED", "Active", "CollapseView", "Flags", "Keyed", "Session",
+    "Unlearned",
     "Upload", "Widgets", "activate", "active", "affected_candidates", "affected_images", "affected_signature",
     "affected_target", "approved", "attempt", "cache_dir", "candidates", "class_name", "collapse_config",
     "collapse_signature", "collapse_view", "current_collapse", "current_flags", "enabled_transforms",

@@ -16,7 +16,13 @@ from typing import Any
 
 import streamlit as st
 
+from deltainf_core import STAGES, Scenario
+from deltainf_core.config import field_help
+
 from .state import keep, session
+
+HELP = {name: field_help(cls) for name, cls in STAGES.items()} | {"scenario": field_help(Scenario)}
+"""Help text of every config field, by stage: the widgets say what the CLI's flags say."""
 
 
 # -- parameters ---------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from deltainf_core import (
     RULES,
     AttackConfig,
     CollapseConfig,
-    CollapsePanels,
     CollapseResult,
     DataConfig,
     ImageSet,
@@ -32,6 +31,7 @@ from deltainf_core import (
     UnlearnConfig,
     collapse_panels,
 )
+from deltainf_core.collapse import CollapsePanels
 from deltainf_core.config import stable_hash
 from deltainf_core.errors import ConfigError
 
@@ -88,7 +88,8 @@ def scenario_from_widgets(w: Widgets | None = None, checkpoint: str | None = Non
                                                                           epochs=int(w.scn_epochs) or None, seed=seed),
                    influence=InfluenceConfig(strategy=w.scn_strategy),
                    collapse=CollapseConfig(n_copies=int(w.scn_copies), n_copies_extra=int(w.scn_copies_extra),
-                                           max_affected=int(w.scn_max_affected), seed=seed),
+                                           max_affected=int(w.scn_max_affected), seed=seed,
+                                           **({"transforms": tuple(w.scn_transforms)} if w.scn_transforms else {})),
                    unlearn=UnlearnConfig(seed=seed), checkpoint=checkpoint, max_rounds=int(w.scn_rounds))
     scn.validate()
     return scn

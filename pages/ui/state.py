@@ -59,6 +59,7 @@ class Widgets:
     scn_copies_extra: int = CollapseConfig.n_copies_extra
     scn_max_affected: int = CollapseConfig.max_affected
     scn_strategy: str = InfluenceConfig.strategy
+    scn_transforms: list[str] | None = None
     scn_rounds: int = Scenario.max_rounds
     aff_page: int = 1
     aff_target: int | None = None
@@ -68,6 +69,12 @@ class Widgets:
     tri_show_truth: bool = True
     unl_method: str = UnlearnConfig.method
     unl_epochs: int = 0
+    cmp_dataset: str = DataConfig.dataset
+    cmp_max_train: int = 0
+    cmp_attacks: list[str] | None = None
+    cmp_detectors: list[str] | None = None
+    cmp_unlearners: list[str] | None = None
+    cmp_brew_targets: int = 3
 
 
 @dataclass
