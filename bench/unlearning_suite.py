@@ -49,7 +49,7 @@ from deltainf_core.config import (  # noqa: E402
     UnlearnConfig,
     stable_hash,
 )
-from deltainf_core.metrics import clean_accuracy, poison_success_rate  # noqa: E402
+from deltainf_core.metrics import clean_accuracy, poison_success_rate, precision_recall  # noqa: E402
 from deltainf_core.pipeline import Pipeline, Scenario  # noqa: E402
 from deltainf_core.store import Store  # noqa: E402
 from deltainf_core.unlearning import UNLEARNERS, UnlearnContext, unlearning_verdict  # noqa: E402
@@ -72,11 +72,14 @@ def scenario(dataset: str, attack: str, seed: int) -> Scenario:
 
 
 def flagged_scenario(pipe: Pipeline, scn: Scenario) -> dict:
-    """Poisoned model, round-1 flagged set and EU through the pipeline (the oracle comes last)."""
+    """Poisoned model and the default rule's flagged set for the default affected images (round 1)."""
     tm = pipe.trained(scn)
     poisoned = pipe.poisoned(scn)
-    inv = pipe.investigate(scn)
-    return {"tm": tm, "poisoned": poisoned, "splits": pipe.dataset(scn.data), "inv": inv}
+    affected = pipe.affected_set(scn, pipe.default_affected(scn))
+    detection = pipe.detect(scn, affected, poisoned.target_class)
+    precision, recall = precision_recall(detection.flagged, poisoned.poison_indices)
+    return {"tm": tm, "poisoned": poisoned, "splits": pipe.dataset(scn.data),
+            "flagged": np.asarray(detection.flagged, dtype=np.int64), "precision": precision, "recall": recall}
 
 
 def judge(row: dict, base: dict, tolerance: float) -> None:
@@ -113,24 +116,24 @@ def run_scenario(pipe: Pipeline, dataset: str, attack: str, seed: int, methods: 
     scn = scenario(dataset, attack, seed)
     t0 = time.perf_counter()
     sc = flagged_scenario(pipe, scn)
-    tm, poisoned, splits, inv = sc["tm"], sc["poisoned"], sc["splits"], sc["inv"]
-    flagged = np.asarray(inv.flagged, dtype=np.int64)
+    tm, poisoned, splits, flagged = sc["tm"], sc["poisoned"], sc["splits"], sc["flagged"]
     base = {"dataset": dataset, "attack": attack, "seed": seed, "n_train": len(poisoned.train),
             "n_test": len(splits.test), "n_poisons": len(poisoned.poison_indices), "n_flagged": int(flagged.size),
-            "precision": inv.precision, "recall": inv.recall, "poisoned_accuracy": tm.clean_accuracy,
+            "precision": sc["precision"], "recall": sc["recall"], "poisoned_accuracy": tm.clean_accuracy,
             "poisoned_psr": tm.poison_success_rate, "recipe_epochs": scn.train.epochs_for(len(poisoned.train)),
             "setup_seconds": time.perf_counter() - t0}
     print(f"{dataset} {attack} seed {seed}: poisoned acc {100 * base['poisoned_accuracy']:.1f} "
-          f"PSR {100 * base['poisoned_psr']:.1f}; flagged {flagged.size} (P {inv.precision:.2f} R {inv.recall:.2f})",
-          flush=True)
+          f"PSR {100 * base['poisoned_psr']:.1f}; flagged {flagged.size} "
+          f"(P {sc['precision']:.2f} R {sc['recall']:.2f})", flush=True)
     measured = []
-    for method in methods:
+    # Cheap methods first, retraining last: an interrupted run has the informative rows.
+    for method in sorted(methods, key=lambda m: UNLEARNERS.trait(m, "from_scratch")):
         key = row_key(dataset, attack, seed, method, flagged, tm.key)
         if key in done:
             row = done[key]
         else:
-            if method == "eu" and inv.outcome is not None:
-                out = inv.outcome  # the pipeline's own unlearning stage (the product path)
+            if method == "eu":
+                out = pipe.unlearn(scn, flagged, "eu")  # the pipeline's own (cached) stage: the product path
                 model, seconds, passes, info = out.model, out.seconds, out.passes, out.info
             else:
                 ctx = UnlearnContext(tm.model, poisoned.train, flagged, lambda: pipe.new_model(scn), scn.train,
@@ -153,7 +156,7 @@ def run_scenario(pipe: Pipeline, dataset: str, attack: str, seed: int, methods: 
     base.update(oracle_accuracy=oracle.clean_accuracy, oracle_psr=oracle.poison_success_rate)
     print(f"  oracle  PSR {100 * base['oracle_psr']:5.1f}  acc {100 * base['oracle_accuracy']:5.1f}", flush=True)
     rows = []
-    for row in measured:
+    for row in sorted(measured, key=lambda r: methods.index(r["method"])):
         method = row["method"]
         row = dict(row, accuracy_vs_oracle=row["accuracy"] - base["oracle_accuracy"],
                    accuracy_vs_poisoned=row["accuracy"] - base["poisoned_accuracy"])
@@ -169,8 +172,13 @@ def run_scenario(pipe: Pipeline, dataset: str, attack: str, seed: int, methods: 
 
 
 def table(runs: list[dict], methods: list[str]) -> str:
-    """Figure-4 style markdown: one line per method × dataset × attack, seeds side by side."""
-    lines = ["| method | data | attack | PSR after % (s0/s1/s2) | acc vs oracle, pt | passes | seconds* | pass |",
+    """Figure-4 style markdown: one line per method × dataset × attack, seeds side by side.
+
+    "held to" says which bar applies: removal (PSR and accuracy vs the oracle) for the
+    methods whose papers claim it, accuracy kept (within 5 points of the poisoned model)
+    for the rest, whose removal is reported beside it.
+    """
+    lines = ["| method | data | attack | PSR after % (by seed) | acc vs oracle, pt | passes | seconds* | result |",
              "|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -185,9 +193,14 @@ def table(runs: list[dict], methods: list[str]) -> str:
             acc = " / ".join(f"{100 * r['accuracy_vs_oracle']:+.1f}" for r in rows)
             passes = f"{np.mean([r['passes'] for r in rows]):.2f}"
             secs = f"{np.mean([r['seconds'] for r in rows]):.0f}"
-            ok = sum(r["pass"] is True for r in rows)
-            counted = sum(r["pass"] is not None for r in rows)
-            lines.append(f"| {method} | {data} | {attack} | {psr} | {acc} | {passes} | {secs} | {ok}/{counted} |")
+            counted = [r for r in rows if r["pass"] is not None]
+            ok = sum(r["pass"] for r in counted)
+            if rows[0]["claims_poison_removal"]:
+                result = f"{ok}/{len(counted)} pass"
+            else:
+                removed = sum(r.get("removed", False) for r in counted)
+                result = f"removed {removed}/{len(counted)}, accuracy kept {ok}/{len(counted)}"
+            lines.append(f"| {method} | {data} | {attack} | {psr} | {acc} | {passes} | {secs} | {result} |")
     return "\n".join(lines)
 
 
@@ -198,6 +211,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=UNLEARNERS.names(), choices=UNLEARNERS.names())
     ap.add_argument("--out", type=Path, help=f"result file (default {DEFAULT_OUT.relative_to(ROOT)} for a full run)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other scenarios already in --out (replace only those run now)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline(Store())
@@ -210,27 +225,35 @@ def main() -> None:
     full = (args.datasets == ["mnist5k", "cifar10-subset"] and args.attacks == ["badnet", "smooth"]
             and args.seeds == [0, 1, 2] and args.methods == UNLEARNERS.names())
     out_path = args.out or (DEFAULT_OUT if full else None)
-    runs = []
+    kept: list[dict] = []
+    if args.merge and out_path and out_path.exists():
+        kept = json.loads(out_path.read_text()).get("runs", [])
+    runs: list[dict] = []
     for dataset in args.datasets:
         for attack in args.attacks:
             for seed in args.seeds:
                 runs.append(run_scenario(pipe, dataset, attack, seed, args.methods, done, rows_file))
+                now = {(r["dataset"], r["attack"], r["seed"]) for r in runs}
+                every = [r for r in kept if (r["dataset"], r["attack"], r["seed"]) not in now] + runs
+                every.sort(key=lambda r: (r["dataset"], r["attack"], r["seed"]))
                 result = {
                     "benchmark": "unlearning_suite",
                     "command": "DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py "
                                + " ".join(sys.argv[1:]),
-                    "complete": full and len(runs) == len(args.datasets) * len(args.attacks) * len(args.seeds),
+                    "complete": len({(r["dataset"], r["attack"], r["seed"]) for r in every}) == 12,
                     "tolerance": TOLERANCE, "keep_accuracy": KEEP_ACCURACY,
                     "params": {m: UNLEARNERS.entry(m).param_defaults() for m in args.methods},
-                    "provenance": provenance(stages=STAGES, models=["smallcnn"], attacks=args.attacks,
-                                             detectors=["delta"], unlearners=args.methods,
-                                             datasets=[d for d in args.datasets if d != "cifar10-subset"]),
-                    "runs": runs, "table": table(runs, args.methods),
+                    "provenance": provenance(
+                        stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
+                        detectors=["delta"], unlearners=args.methods,
+                        datasets=sorted({r["dataset"] for r in every} - {"cifar10-subset"})),
+                    "scenarios": [f"{r['dataset']} {r['attack']} seed {r['seed']}" for r in every],
+                    "runs": every, "table": table(every, args.methods),
                 }
                 if out_path:
                     out_path.parent.mkdir(parents=True, exist_ok=True)
                     out_path.write_text(json.dumps(result, indent=1, default=float))
-    print(table(runs, args.methods))
+    print(table(every, args.methods))
     if out_path:
         print(f"wrote {out_path}")
 

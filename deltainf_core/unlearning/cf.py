@@ -13,7 +13,15 @@ PSR at 97 %.
 
 Defaults: the recipe's optimiser and one-cycle schedule at its peak rate
 (``lr_scale`` = 1) for ``epoch_share`` = 0.5 of its epochs (``UnlearnConfig.epochs``
-overrides the count); see BENCHMARKS.md for the share's measured effect.
+overrides the count).
+
+Where it cannot work (measured, BENCHMARKS.md): on mnist5k BadNet it left PSR at
+96–97 % even with the whole recipe re-run (share 1.0), while on the CIFAR subset half
+the recipe brought PSR to the oracle's floor. MNIST's corner pixels are black in every
+clean digit, so no retained image produces a gradient on the weights that detect a
+corner trigger; only weight decay touches them (≈ 0.4 % over the run). CF removes a
+trigger only where clean images exercise the same features — a property of the data,
+not of the schedule.
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ gradient coordinate of the input model on retained images (measured on
 σ of 0.6× the RMS gradient removed the backdoor where 0.2× did not and 2× cost 6 points.
 If the result falls more than ``max_retain_drop`` below the input on retained images
 (``guard.RetainGuard``), the input model is returned and the note says so.
+
+Measured (BENCHMARKS.md), as Pawelczyk et al. found: NGD does not remove the backdoor.
+On mnist5k the trained model fits the retained images (RMS gradient 0.003), so the
+noise is small and PSR stays 97 % (CF's reason applies: no retained image exercises the
+trigger); on the CIFAR subset the noise at the peak rate cost 3.7 retained points and
+the guard returned the input.
 """
 
 from __future__ import annotations

@@ -38,6 +38,13 @@ guard sees training images, which the model fits with wide margins, so it must b
 stricter than the 2-point test-accuracy budget it protects. ``max_steps`` = 100
 bounds the search (strength ≈ 13,800 × ``s_start``). ``info["stopped_by"]`` names
 the stop (``rho``, ``retain_guard`` or ``max_steps``).
+
+Known limit (measured, BENCHMARKS.md): on the CIFAR subset (an under-fitted 62 %
+model, 20 flagged images) clean knowledge and the trigger share the weights the
+selection reaches first; the 0.75-point guard stopped the search at flagged accuracy
+0.85 (PSR 33 %). A 4-point guard reached PSR 7 % at −0.2 accuracy points there, but
+the guard was set on mnist5k, where a looser one dampens clean knowledge, and is kept:
+one scale-free stop for both is open work, not a per-dataset setting.
 """
 
 from __future__ import annotations
