@@ -12,6 +12,11 @@ SUCCESS_PSR = 0.05
 """The paper's bar: an unlearning run succeeds when PSR falls below 5 %."""
 
 
+def percent(rate: float) -> str:
+    """Whole percent, with one decimal below 10 % (4.7 % must not read as the 5 % bar)."""
+    return f"{100 * rate:.1f}%" if rate < 0.1 else f"{100 * rate:.0f}%"
+
+
 def attack_verdict(psr_after: float | None, psr_before: float | None = None,
                    oracle_psr: float | None = None) -> dict:
     """``{"removed": bool | None, "text": str}`` for a PSR after unlearning.
@@ -21,17 +26,17 @@ def attack_verdict(psr_after: float | None, psr_before: float | None = None,
     if psr_after is None:
         return {"removed": None, "text": "no triggered test images: the attack's success cannot be measured"}
     floor = max(SUCCESS_PSR, oracle_psr) if oracle_psr is not None else SUCCESS_PSR
-    pct = f"PSR {100 * psr_after:.0f}%"
+    pct = f"PSR {percent(psr_after)}"
     if psr_before is not None and psr_before < 0.5:
-        return {"removed": None, "text": f"{pct}: the attack never implanted (PSR {100 * psr_before:.0f}% before)"}
+        return {"removed": None, "text": f"{pct}: the attack never implanted (PSR {percent(psr_before)} before)"}
     if psr_after < SUCCESS_PSR:
         return {"removed": True, "text": f"{pct}: the backdoor is gone"}
     if oracle_psr is not None and psr_after <= floor:
-        return {"removed": True, "text": f"{pct}: at the oracle retrain's own floor ({100 * oracle_psr:.0f}%), "
+        return {"removed": True, "text": f"{pct}: at the oracle retrain's own floor ({percent(oracle_psr)}), "
                                          "so the backdoor is gone"}
     if psr_before is not None and psr_after < psr_before / 2:
         return {"removed": False, "text": f"{pct}: the backdoor was weakened but survived "
-                                          f"(from {100 * psr_before:.0f}%)"}
+                                          f"(from {percent(psr_before)})"}
     return {"removed": False, "text": f"{pct}: the backdoor survived"}
 
 
