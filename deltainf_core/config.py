@@ -89,6 +89,7 @@ class TrainConfig:
     augment: bool = _f(True, "random crop (and flip where labels allow) while training")
     seed: int = _f(0, "seed for initialisation and batch order")
     min_steps: int = _f(600, "with automatic epochs, train for at least this many mini-batches")
+    precision: str = _f("float32", "training arithmetic: float32, or bf16 (autocast; for GPUs with bfloat16)")
 
     def epochs_for(self, n_train: int) -> int:
         """Epochs actually run on ``n_train`` images.
@@ -118,6 +119,16 @@ class InfluenceConfig:
     covariance_max_examples: int | None = _f(None, "cap on examples for covariance (shuffled)")
     train_batch_size: int = _f(64, "per-device batch size over the training set")
     query_batch_size: int = _f(64, "per-device batch size over the queries")
+    lambda_max_examples: int | None = _f(
+        20_000, "cap on examples for the eigenvalue-correction pass (shuffled; the costliest pass "
+        "per image); None: all")
+    amp_dtype: str | None = _f(None, "mixed precision for factors and scores on a GPU: bf16 or fp16")
+    query_memory_mb: int = _f(
+        1024, "memory for the queries' preconditioned gradients: every query that fits is scored "
+        "in one pass over the training set")
+    query_gradient_rank: int | None = _f(
+        None, "low-rank approximation of each query's preconditioned gradient (kronfluence's "
+        "query_gradient_low_rank): more queries per pass on large models, scores change slightly")
 
     def validate(self) -> None:
         if self.strategy not in ("identity", "diagonal", "kfac", "ekfac"):
