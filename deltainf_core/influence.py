@@ -40,7 +40,7 @@ from torch import nn
 
 from .config import InfluenceConfig, config_dict, stable_hash
 from .data.base import ImageSet
-from .errors import CacheError, InfluenceError
+from .errors import CacheError, ConfigError, InfluenceError
 from .integrity import StepManifest, finite_array, verify_folder
 from .store import STAGE_VERSIONS, hold, key_lock
 from .training import Meter, Progress, no_progress, pick_device
@@ -377,13 +377,13 @@ def _gradient_shape(m: nn.Module) -> tuple[int, int]:
 
 def _validate(cfg: InfluenceConfig) -> None:
     if cfg.amp_dtype is not None and cfg.amp_dtype not in AMP_DTYPES:
-        raise InfluenceError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)} or None, got {cfg.amp_dtype!r}")
+        raise ConfigError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)} or None, got {cfg.amp_dtype!r}")
     for name in ("lambda_max_examples", "covariance_max_examples", "query_gradient_rank"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
-            raise InfluenceError(f"{name} must be a positive integer or None, got {v}")
+            raise ConfigError(f"{name} must be a positive integer or None, got {v}")
     if cfg.query_memory_mb < 1:
-        raise InfluenceError(f"query_memory_mb must be at least 1, got {cfg.query_memory_mb}")
+        raise ConfigError(f"query_memory_mb must be at least 1, got {cfg.query_memory_mb}")
 
 
 def _glob_dirs(folder: str, prefix: str) -> list[str]:

@@ -157,8 +157,8 @@ class Store:
         self._cache: Any
         if read_only:
             if not os.path.isdir(self.directory):
-                raise CacheError(f"cache folder {self.directory} does not exist and cannot be created; "
-                                 "pass --cache-dir a writable folder")
+                why = "is a file" if os.path.exists(self.directory) else "does not exist and cannot be created"
+                raise CacheError(f"cache folder {self.directory} {why}; pass --cache-dir a writable folder")
             self._cache = _ReadOnlyCache(artefacts)
             return
         try:

@@ -33,8 +33,8 @@ COV0 = "activation_covariance_data_partition0_module_partition0.safetensors"
 
 @pytest.fixture(scope="module")
 def tiny(mnist_splits):
-    train = mnist_splits.train.subset(np.arange(96))
-    queries = mnist_splits.test.subset(np.arange(3))
+    train = mnist_splits.train.subset(np.arange(96)).to_uint8()  # exact: the digits are 8-bit
+    queries = mnist_splits.test.subset(np.arange(3)).to_uint8()
     torch.manual_seed(0)
     model = build_model("smallcnn", train.image_shape, 10, mnist_splits.mean, mnist_splits.std)
     return model, train, queries
@@ -232,3 +232,15 @@ def test_lock_waits_for_a_running_fit(tiny, tmp_path):
     lock.release()
     t.join(timeout=300)
     assert done.is_set() and eng.factors_ready()
+
+
+@pytest.mark.parametrize("field, value", [("amp_dtype", "fp8"), ("lambda_max_examples", 0), ("query_memory_mb", 0),
+                                          ("query_gradient_rank", -1)])
+def test_bad_influence_options_are_one_sentence(tiny, tmp_path, field, value):
+    from dataclasses import replace
+
+    from deltainf_core.errors import ConfigError
+
+    model, train, _ = tiny
+    with pytest.raises(ConfigError, match=field):
+        InfluenceEngine(model, train, replace(InfluenceConfig(), **{field: value}), str(tmp_path))

