@@ -147,8 +147,8 @@ class InfluenceEngine:
         self.meter: Meter | None = None
         """The last pass's progress meter (``meter.times``: when the bar moved)."""
         self.progress_every = 0.5
-        self._reported: set[str] = set()
         """Seconds between progress reports during fitting and scoring."""
+        self._reported: set[str] = set()
 
     @property
     def factors_name(self) -> str:
@@ -165,7 +165,7 @@ class InfluenceEngine:
             self._analyzer.set_dataloader_kwargs(DataLoaderKwargs(pin_memory=self.device.type == "cuda"))
         return self._analyzer
 
-    def _lock(self, name: str, what: str) -> hold:  # type: ignore[valid-type]
+    def _lock(self, name: str, what: str) -> contextlib.AbstractContextManager[None]:
         try:
             lock = key_lock(self.root, name)
         except OSError as err:
@@ -179,25 +179,27 @@ class InfluenceEngine:
 
     def factors_ready(self) -> bool:
         """True when a complete factor set exists and every file matches its checksum."""
-        if self._factors_ok:
-            return True
+        if not self._factors_ok:
+            self._factors_ok = self._factor_problem() is None
+        return self._factors_ok
+
+    def _factor_problem(self) -> str | None:
         if not os.path.exists(os.path.join(self._factor_dir(), "DONE")):
-            return False
-        reason = verify_folder(self._factor_dir())
-        if reason is None:
-            self._factors_ok = True
-            return True
-        log.warning("cached influence factors %s were corrupt (%s); refitting", self.factors_name, reason)
-        shutil.rmtree(self._factor_dir(), ignore_errors=True)
-        return False
+            return "absent"
+        return verify_folder(self._factor_dir())
 
     def fit_factors(self) -> None:
         """Fit EK-FAC factors unless a complete, verified set exists; resumes at the partition reached."""
         if self.factors_ready():
             return
         with self._lock(f"factors:{self.factors_name}", f"influence factors {self.factors_name}"):
-            if self.factors_ready():  # another run fitted them while we waited
+            problem = self._factor_problem()  # another run may have fitted (or damaged) them meanwhile
+            if problem is None:
+                self._factors_ok = True
                 return
+            if problem != "absent":
+                log.warning("cached influence factors %s were corrupt (%s); refitting", self.factors_name, problem)
+                shutil.rmtree(self._factor_dir(), ignore_errors=True)
             t0 = time.perf_counter()
             try:
                 with _frozen_gc():

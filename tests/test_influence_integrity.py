@@ -157,8 +157,8 @@ WORKER = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
     import numpy as np, torch
-    torch.set_num_threads(1)
-    from deltainf_core import influence, store as store_mod
+    torch.set_num_threads({threads})  # as the test process: float sums depend on the thread count
+    from deltainf_core import influence, integrity, store as store_mod
     from deltainf_core.config import InfluenceConfig
     from deltainf_core.influence import InfluenceEngine
     from deltainf_core.models import build_model
@@ -166,12 +166,12 @@ WORKER = textwrap.dedent("""
     model, train, queries = torch.load(sys.argv[2], weights_only=False)
     cache, pause = sys.argv[1], sys.argv[3]
     if pause == "factors":  # stop for good after the first partition so the test can kill -9 here
-        record = store_mod.StepManifest.record
+        record = integrity.StepManifest.record
         def slow_record(self, step):
             record(self, step)
             print("recorded", step, flush=True)
             time.sleep(600)
-        store_mod.StepManifest.record = slow_record
+        integrity.StepManifest.record = slow_record
     store = store_mod.Store(cache)
     eng = InfluenceEngine(model, train, InfluenceConfig(train_batch_size=32), cache,
                           score_cache=(store.get, store.set))
@@ -181,7 +181,7 @@ WORKER = textwrap.dedent("""
 
 def _worker(tmp_path: Path, tiny, cache: Path, pause: str, out: str) -> subprocess.Popen:
     script, data = tmp_path / "worker.py", tmp_path / "tiny.pt"
-    script.write_text(WORKER.format(root=str(ROOT), chunk=CHUNK))
+    script.write_text(WORKER.format(root=str(ROOT), chunk=CHUNK, threads=torch.get_num_threads()))
     if not data.exists():
         torch.save(tiny, data)
     return subprocess.Popen([sys.executable, str(script), str(cache), str(data), pause, out],
