@@ -28,6 +28,9 @@ AUTO_EPOCHS = 12
 INFLUENCE_STRATEGIES = ("ekfac", "kfac", "diagonal", "identity")
 """kronfluence's Hessian approximations, most faithful first (EK-FAC is the paper's)."""
 
+AMP_DTYPES = ("bf16", "fp16")
+"""Mixed-precision dtypes kronfluence may use for factors and scores (GPU only)."""
+
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, (dict, list)):
@@ -103,6 +106,7 @@ class TrainConfig:
     augment: bool = _f(True, "random crop (and flip where labels allow) while training")
     seed: int = _f(0, "seed for initialisation and batch order")
     min_steps: int = _f(600, "with automatic epochs, train for at least this many mini-batches")
+    precision: str = _f("float32", "training arithmetic: float32, or bf16 (autocast; for GPUs with bfloat16)")
 
     def epochs_for(self, n_train: int) -> int:
         """Epochs actually run on ``n_train`` images.
@@ -132,11 +136,31 @@ class InfluenceConfig:
     covariance_max_examples: int | None = _f(None, "cap on examples for covariance (shuffled)")
     train_batch_size: int = _f(64, "per-device batch size over the training set")
     query_batch_size: int = _f(64, "per-device batch size over the queries")
+    lambda_max_examples: int | None = _f(
+        20_000, "cap on examples for the eigenvalue-correction pass (shuffled; the costliest pass "
+        "per image); None: all")
+    amp_dtype: str | None = _f(None, "mixed precision for factors and scores on a GPU: bf16 or fp16",
+                               choices=AMP_DTYPES)
+    query_memory_mb: int = _f(
+        1024, "memory for the queries' preconditioned gradients: every query that fits is scored "
+        "in one pass over the training set")
+    query_gradient_rank: int | None = _f(
+        None, "low-rank approximation of each query's preconditioned gradient (kronfluence's "
+        "query_gradient_low_rank): more queries per pass on large models, scores change slightly")
 
     def validate(self) -> None:
         if self.strategy not in INFLUENCE_STRATEGIES:
             raise ConfigError(f"unknown influence strategy {self.strategy!r} "
                               f"(choose from: {', '.join(INFLUENCE_STRATEGIES)})")
+        if self.amp_dtype is not None and self.amp_dtype not in AMP_DTYPES:
+            raise ConfigError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)} or None, got {self.amp_dtype!r}")
+        for name in ("lambda_max_examples", "covariance_max_examples", "query_gradient_rank"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be a positive integer or None, got {v}")
+        for name in ("train_batch_size", "query_batch_size", "query_memory_mb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..attacks import ATTACKS, NO_ATTACK
 from ..attacks.base import PoisonedScenario
 from ..checkpoints import load_checkpoint
 from ..collapse import as_target, build_queries
-from ..config import AttackConfig, DataConfig, Scenario
+from ..config import AttackConfig, DataConfig, Scenario, stable_hash
 from ..data import DATASETS, load_dataset
 from ..data.base import DatasetSplits, ImageSet
 from ..detectors import DETECTORS
@@ -234,11 +234,11 @@ class Pipeline:
         """kronfluence for a model and the poisoned training set, keyed by the keys that made them."""
         keyed = model or self.trained(scn)
         poisoned = self.poisoned(scn)
-        # kronfluence names folders after the key: no colons in it
-        key = self.store.key("influence", keyed.key, poisoned.key, scn.influence).replace(":", "-")
-        eng = self._memo["engine"].get_or_make(key, lambda: InfluenceEngine(
-            keyed.model, poisoned.train, scn.influence, self.store.directory, score_cache=(self.store.get,
-                                                                                           self.store.set), key=key))
+        # The engine derives its factor and score keys from this content key and its config.
+        content = self.store.key("influence", keyed.key, poisoned.key).replace(":", "-")
+        eng = self._memo["engine"].get_or_make(stable_hash(content, scn.influence), lambda: InfluenceEngine(
+            keyed.model, poisoned.train, scn.influence, self.store.directory,
+            score_cache=(self.store.get, self.store.set), key=content))
         eng.progress = self._stage("influence")  # the caller's sink for this call
         return eng
 
