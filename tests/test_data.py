@@ -208,7 +208,7 @@ def test_damaged_decoded_cache_is_rebuilt(tmp_path, caplog):
     good = image_folder.load(cfg, cache_dir=str(cache)).train.pixels.clone()
     (arr,) = (cache / "datasets").glob("folder-*/train_x.npy")
     raw = bytearray(arr.read_bytes())
-    raw[-20:] = bytes(20)
+    raw[-20:] = bytes(b ^ 0xFF for b in raw[-20:])  # flipped, so the damage shows whatever the pixels were
     arr.write_bytes(bytes(raw))
     with caplog.at_level(logging.WARNING, logger="deltainf"):
         again = image_folder.load(cfg, cache_dir=str(cache)).train.pixels
