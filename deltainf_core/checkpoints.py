@@ -110,14 +110,14 @@ def _read_safetensors(data: bytes, name: str) -> dict:
         tensors = safetensors.torch.load(data)
     except Exception:  # noqa: BLE001 - a damaged file may fail anywhere in the parser
         raise _not_a_checkpoint(name) from None
-    if meta.get("format") in (FORMAT, *OLD_FORMATS):
-        try:
-            obj = {k: json.loads(v) for k, v in meta.items()}
-        except (TypeError, ValueError):
-            raise _not_a_checkpoint(name) from None
-        obj["state_dict"] = tensors
-        return obj
-    return tensors
+    if meta.get("format") != json.dumps(FORMAT):
+        return tensors  # someone else's safetensors file: a plain state_dict
+    try:
+        obj = {k: json.loads(v) for k, v in meta.items()}
+    except (TypeError, ValueError):
+        raise _not_a_checkpoint(name) from None
+    obj["state_dict"] = tensors
+    return obj
 
 
 def _read_torch(source: str | bytes, name: str) -> Any:
@@ -265,9 +265,9 @@ def _own(obj: dict, given: ModelSpec | None, splits: DatasetSplits, name: str) -
     if given is not None:
         if given.model != saved.model:
             raise CheckpointError(f"{name} is a {saved.model!r} model, not {given.model!r}")
-        for what, mine, theirs in (("model kwargs", given.model_kwargs or None, saved.model_kwargs or None),
+        for what, mine, theirs in (("model kwargs", given.model_kwargs, saved.model_kwargs),
                                    ("model output", given.model_output, saved.model_output)):
-            if mine is not None and mine != theirs:
+            if mine not in (None, {}) and mine != theirs:
                 raise CheckpointError(f"{name} was saved with {what} {theirs!r}, not {mine!r}")
     if list(obj.get("classes") or []) != list(splits.classes):
         raise CheckpointError(f"{name} was trained on different classes than this dataset's")
