@@ -12,13 +12,12 @@ Two kinds of file load:
 - a plain ``state_dict`` of the analyst's model, possibly inside a training
   checkpoint (``state_dict`` / ``model_state_dict`` / ``model`` / ``net`` entry) and
   with wrapper prefixes such as ``module.`` (DataParallel), ``_orig_mod.``
-  (torch.compile) or ``model.`` (Lightning). A prefix shared by *every* key is
-  stripped when that matches the architecture's own names better; nothing else is
-  renamed. Only BatchNorm's ``num_batches_tracked`` counters may be missing.
+  (torch.compile) or ``model.`` (Lightning), matched as ``models.weights`` says.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -35,6 +34,7 @@ from torch import nn
 from .data.base import DatasetSplits
 from .errors import CheckpointError
 from .models import Classifier, ModelSpec, as_spec, build_model
+from .models.weights import align_keys, fit_state
 
 FORMAT = "deltainf-checkpoint-v2"
 OLD_FORMATS = ("deltainf-checkpoint-v1",)  # v1: {"model": builtin name, "classes", "state_dict"}
@@ -86,7 +86,7 @@ def checkpoint_bytes(model: nn.Module, model_name: str | None = None, classes: t
 def save_checkpoint(model: nn.Module, path: str, classes: tuple[str, ...] | list[str]) -> None:
     """Write ``checkpoint_bytes`` atomically; ``.safetensors`` paths get that format."""
     data = checkpoint_bytes(model, None, classes, fmt="safetensors" if path.endswith(".safetensors") else "pt")
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
@@ -136,9 +136,16 @@ def _read_torch(source: str | bytes, name: str) -> Any:
         raise _not_a_checkpoint(name) from None
 
 
-def read_checkpoint(source: str | bytes) -> dict:
-    """Deserialize a checkpoint file (path) or upload (bytes); ``CheckpointError`` if it is not one."""
-    name = os.path.basename(source) if isinstance(source, str) else "uploaded file"
+def _name(source: str | bytes, name: str | None) -> str:
+    return name or (os.path.basename(source) if isinstance(source, str) else "uploaded file")
+
+
+def read_checkpoint(source: str | bytes, name: str | None = None) -> dict:
+    """Deserialize a checkpoint file (path) or upload (bytes); ``CheckpointError`` if it is not one.
+
+    name: what to call the file in error messages (default: its base name / "uploaded file").
+    """
+    name = _name(source, name)
     if isinstance(source, str):
         if not os.path.isfile(source):
             raise CheckpointError(f"checkpoint {source} does not exist")
@@ -160,6 +167,23 @@ def read_checkpoint(source: str | bytes) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{name} holds a {type(obj).__name__}, not a state dict; {SAVE_HINT}")
     return obj
+
+
+def store_upload(data: bytes, directory: str, name: str | None = None) -> str:
+    """Check uploaded weights and keep them under their content hash; returns the file's path.
+
+    The suffix follows the content (``.safetensors`` or ``.pt``), whatever the upload was called.
+    """
+    read_checkpoint(data, name)
+    os.makedirs(directory, exist_ok=True)
+    suffix = ".safetensors" if _sniff(data[:16], len(data)) == "safetensors" else ".pt"
+    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:32] + suffix)
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    return path
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -200,53 +224,6 @@ def _saved_spec(obj: dict) -> ModelSpec:
 
 
 # -- fitting weights to an architecture -------------------------------------------------------
-def _align_keys(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    """Strip a prefix shared by every key (``module.``, ``model.``, ...) while that matches better."""
-    best, hits, current = state, len(expected & set(state)), state
-    for _ in range(3):
-        heads = {k.split(".", 1)[0] for k in current}
-        if len(heads) != 1 or not all("." in k for k in current):
-            break
-        cut = len(heads.pop()) + 1
-        current = {k[cut:]: v for k, v in current.items()}
-        if len(expected & set(current)) > hits:
-            best, hits = current, len(expected & set(current))
-    return best
-
-
-def _few(keys: list[str]) -> str:
-    return ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
-
-
-def _shape(t: torch.Tensor | torch.Size) -> str:
-    return "[" + ", ".join(map(str, tuple(t))) + "]"
-
-
-def _fit(module: nn.Module, state: dict[str, torch.Tensor], name: str, label: str, num_classes: int) -> None:
-    """``load_state_dict`` with one sentence naming up to five missing, unexpected and misshapen keys."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in state if k in expected and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_few(unexpected)})")
-        if wrong:
-            shapes = "; ".join(f"{k} is {_shape(state[k].shape)} in the file, {_shape(expected[k].shape)} in the "
-                               "model" for k in wrong[:5])
-            parts.append(f"{len(wrong)} of another shape ({shapes}{'; …' if len(wrong) > 5 else ''})")
-            heads = [k for k in wrong if expected[k].ndim and expected[k].shape[0] == num_classes
-                     and state[k].ndim == expected[k].ndim and state[k].shape[1:] == expected[k].shape[1:]]
-            if heads:
-                parts.append(f"the file's classifier has {state[heads[0]].shape[0]} outputs, the data has "
-                             f"{num_classes} classes")
-        raise CheckpointError(f"{name} does not fit {label}: " + "; ".join(parts))
-    module.load_state_dict(state, strict=False)
-
-
 def _finite(model: nn.Module, name: str) -> None:
     for t in model.state_dict().values():
         if t.is_floating_point() and not torch.isfinite(t).all():
@@ -287,7 +264,7 @@ def _own(obj: dict, given: ModelSpec | None, splits: DatasetSplits, name: str) -
         raise CheckpointError(f"{name} normalises with mean {mean} and std {std}, not the ones given")
     spec = ModelSpec(saved.model, dict(saved.model_kwargs), saved.model_output, mean, std)
     model = build_model(spec, shape, splits.train.num_classes, small_images=bool(obj.get("small_images")))
-    _fit(model, state, name, saved.model, splits.train.num_classes)
+    fit_state(model, state, name, saved.model, splits.train.num_classes)
     return model
 
 
@@ -295,17 +272,16 @@ def _plain_state(state: dict[str, torch.Tensor], spec: ModelSpec, splits: Datase
                  small_images: bool | None = None) -> Classifier:
     shape, k = tuple(splits.train.image_shape), splits.train.num_classes
     model = build_model(spec, shape, k, small_images=small_images)
-    whole = _align_keys(state, set(model.state_dict()))
-    inner = _align_keys(state, set(model.backbone.state_dict()))
-    if {"normalize.mean", "normalize.std"} <= set(whole):  # a whole Classifier: its normalisation comes along
-        file_mean = tuple(whole["normalize.mean"].flatten().tolist())
-        file_std = tuple(whole["normalize.std"].flatten().tolist())
+    whole_keys, inner_keys = set(model.state_dict()), set(model.backbone.state_dict())
+    whole, inner = align_keys(state, whole_keys), align_keys(state, inner_keys)
+    if len(whole_keys & set(whole)) > len(inner_keys & set(inner)):  # a whole Classifier: normalisation comes along
+        fit_state(model, whole, name, spec.model, k)
+        file_mean, file_std = model.normalize.values()
         if spec.input_mean is not None and not (_same(tuple(spec.input_mean), file_mean)
                                                 and _same(tuple(spec.input_std or ()), file_std)):
             raise CheckpointError(f"{name} normalises with mean {file_mean} and std {file_std}, not the ones given")
-        _fit(model, whole, name, spec.model, k)
     else:
-        _fit(model.backbone, inner, name, spec.model, k)
+        fit_state(model.backbone, inner, name, spec.model, k)
     return model
 
 
@@ -323,7 +299,8 @@ def _plain_or_stock_stem(state: dict[str, torch.Tensor], spec: ModelSpec, splits
         raise
 
 
-def load_checkpoint(source: str | bytes, model: ModelSpec | str | None, splits: DatasetSplits) -> Classifier:
+def load_checkpoint(source: str | bytes, model: ModelSpec | str | None, splits: DatasetSplits,
+                    name: str | None = None) -> Classifier:
     """The model in ``source``, built for ``splits`` and ready for evaluation.
 
     model: the architecture (a ``ModelSpec`` or a name). This tool's own checkpoints
@@ -331,8 +308,8 @@ def load_checkpoint(source: str | bytes, model: ModelSpec | str | None, splits: 
         plain state_dict needs it. The plain state_dict's normalisation is the spec's
         ``input_mean``/``input_std``, or none: the model sees pixels in ``[0, 1]``.
     """
-    obj = read_checkpoint(source)
-    name = os.path.basename(source) if isinstance(source, str) else "uploaded file"
+    name = _name(source, name)
+    obj = read_checkpoint(source, name)
     given = as_spec(model) if model is not None else None
     if obj.get("format") in (FORMAT, *OLD_FORMATS):
         result = _own(obj, given, splits, name)
@@ -347,4 +324,4 @@ def load_checkpoint(source: str | bytes, model: ModelSpec | str | None, splits: 
 
 
 __all__ = ["FORMAT", "checkpoint_bytes", "checkpoint_spec", "load_checkpoint", "read_checkpoint",
-           "save_checkpoint", "state_dict_of"]
+           "save_checkpoint", "state_dict_of", "store_upload"]

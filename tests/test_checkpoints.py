@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 import torchvision
 
 from deltainf_core import build_model, checkpoint_bytes, load_checkpoint
-from deltainf_core.checkpoints import checkpoint_spec, read_checkpoint, save_checkpoint
+from deltainf_core.checkpoints import checkpoint_spec, read_checkpoint, save_checkpoint, store_upload
 from deltainf_core.data.base import DatasetSplits, ImageSet
 from deltainf_core.errors import CheckpointError
 from deltainf_core.models import ModelSpec
@@ -253,3 +254,37 @@ def test_nan_weights_refused(small_splits):
         m.backbone.fc.weight.fill_(float("nan"))
     with pytest.raises(CheckpointError, match="NaN"):
         load_checkpoint(checkpoint_bytes(m, "smallcnn", s.classes), "smallcnn", s)
+
+
+def test_whole_classifier_state_dict_brings_its_normalisation(rgb_splits, tmp_path):
+    m = build_model("smallcnn", (3, 32, 32), 4, (0.3, 0.4, 0.5), (0.2, 0.2, 0.2))
+    back = load_checkpoint(saved({f"module.{k}": v for k, v in m.state_dict().items()}), "smallcnn", rgb_splits)
+    assert same_logits(m, back, rgb_splits.test.images) and back.normalize.values() == m.normalize.values()
+    # an analyst's own module that happens to be called "normalize" is not mistaken for the wrapper's
+    path = tmp_path / "own_norm.py"
+    path.write_text("from torch import nn\n"
+                    "class Net(nn.Module):\n"
+                    "    def __init__(self, num_classes):\n"
+                    "        super().__init__()\n"
+                    "        self.normalize = nn.BatchNorm2d(3)\n"
+                    "        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+                    "                                  nn.Linear(3, num_classes))\n"
+                    "    def forward(self, x):\n"
+                    "        return self.head(self.normalize(x))\n")
+    torch.manual_seed(4)
+    mine = build_model(f"{path}:Net", (3, 32, 32), 4)
+    back = load_checkpoint(saved(mine.backbone.state_dict()), f"{path}:Net", rgb_splits)
+    assert same_logits(mine, back, rgb_splits.test.images)
+
+
+def test_store_upload_keeps_the_content_under_its_hash(rgb_splits, tmp_path):
+    m = build_model("smallcnn", (3, 32, 32), 4)
+    for fmt, suffix in (("pt", ".pt"), ("safetensors", ".safetensors")):
+        data = checkpoint_bytes(m, None, rgb_splits.classes, fmt=fmt)
+        path = store_upload(data, str(tmp_path / "uploads"), "model.bin")
+        assert path.endswith(suffix) and Path(path).read_bytes() == data
+        assert store_upload(data, str(tmp_path / "uploads")) == path
+        assert same_logits(m, load_checkpoint(path, None, rgb_splits), rgb_splits.test.images)
+    with pytest.raises(CheckpointError, match=r"^notes\.pt " + re.escape(NOT_A_CHECKPOINT)):
+        store_upload(b"my notes", str(tmp_path / "uploads"), "notes.pt")
+    assert len(list((tmp_path / "uploads").iterdir())) == 2

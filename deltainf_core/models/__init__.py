@@ -34,6 +34,11 @@ MODELS.register("resnet9", resnet9.build, "ResNet-9 (Potion's CIFAR model)")
 MODELS.register("resnet18", resnet18.build, "ResNet-18, CIFAR stem for small images (the paper's)")
 
 
+def torchvision_model_names() -> list[str]:
+    """torchvision's classification architectures, for ``torchvision:NAME`` (choices in the app)."""
+    return from_torchvision.classification_models()
+
+
 def as_spec(model: ModelSpec | str) -> ModelSpec:
     spec = ModelSpec(model=model) if isinstance(model, str) else model
     spec.validate()
@@ -113,5 +118,5 @@ __all__ = [
     "MODELS", "TORCHVISION_PREFIX", "TRACKED_TYPES", "Architecture", "Classifier", "ModelError", "ModelSpec",
     "Normalize", "architecture_key", "as_spec", "build_like", "build_model", "check_outputs",
     "influence_tracked_modules", "parse_channel_values", "parse_model_kwargs", "parse_model_output",
-    "require_influence_trackable", "select_output",
+    "require_influence_trackable", "select_output", "torchvision_model_names",
 ]
