@@ -264,7 +264,8 @@ def test_file_and_name_errors(tmp_path):
 
 
 def test_unknown_builtin_name():
-    with pytest.raises(UnknownNameError, match="unknown model 'resnet7'"):
+    with pytest.raises(UnknownNameError, match=r"unknown model 'resnet7' \(choose from: smallcnn, resnet9, "
+                                               r"resnet18, or torchvision:NAME, path/to/file.py:NAME"):
         build_model("resnet7", (3, 32, 32), 10)
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict
 import torchvision
 from torch import nn
 
+from ..errors import UnknownNameError
 from ..registry import Registry
 from . import from_code, from_torchvision, resnet9, resnet18, smallcnn
 from .base import TRACKED_TYPES, Architecture, Classifier, ModelError, Normalize, select_output
@@ -49,6 +50,9 @@ def _backbone(spec: ModelSpec, image_shape: tuple[int, int, int], num_classes: i
               small_images: bool | None) -> tuple[nn.Module, bool]:
     channels, height, width = image_shape
     if spec.kind == "builtin":
+        if spec.model not in MODELS:
+            raise UnknownNameError(f"unknown model {spec.model!r} (choose from: {', '.join(MODELS)}, or "
+                                   "torchvision:NAME, path/to/file.py:NAME, package.module:NAME)")
         build = MODELS.get(spec.model)
         return from_code.instantiate(lambda **kw: build(channels, num_classes, height, **kw), spec.model,
                                      spec.model_kwargs, num_classes), False
