@@ -225,3 +225,21 @@ def test_builtin_fingerprint_depends_on_config_only(tmp_path):
     folder.mkdir()
     (folder / "data_batch_1").write_bytes(b"x")
     assert dataset_fingerprint(DataConfig(dataset="cifar10", data_root=str(tmp_path))) != absent
+
+
+def test_with_rows_keeps_uint8_for_exact_8bit_changes_and_never_writes_the_source():
+    import torch
+
+    from deltainf_core.data.base import ImageSet
+
+    src = ImageSet(torch.randint(0, 256, (6, 1, 4, 4), dtype=torch.uint8), torch.arange(6), tuple("abcdef"))
+    before = src.pixels.clone()
+    patch = src.float_batch([1, 3]).clone()
+    patch[..., -2:, -2:] = 1.0  # a white BadNet square: exact 8-bit levels
+    stamped = src.with_rows([1, 3], patch, labels=0)
+    assert stamped.is_uint8 and torch.equal(stamped.float_batch([1, 3]), patch)
+    assert stamped.labels.tolist() == [0, 0, 2, 0, 4, 5] and torch.equal(src.pixels, before)
+    assert stamped.rows_equal(src).tolist() == [True, False, True, False, True, True]
+    blurred = src.with_rows([2], src.float_batch([2]) * 0.5 + 0.001)  # not an 8-bit level: float storage
+    assert not blurred.is_uint8 and torch.equal(blurred.float_batch([0]), src.float_batch([0]))
+    assert blurred.rows_equal(src).tolist() == [True, True, False, True, True, True]

@@ -92,11 +92,10 @@ def dirty_label_poisoning(
     Returns ``(poisoned train, poison indices, triggered victim test images, their test indices)``.
     """
     victim, target = int(cfg.victim_class), int(cfg.target_class)  # type: ignore[arg-type]
-    train = splits.train.clone()
-    poisons = choose_poisons(victim_indices(train.labels, victim), len(train), cfg.poison_frac, cfg.seed)
+    clean = splits.train
+    poisons = choose_poisons(victim_indices(clean.labels, victim), len(clean), cfg.poison_frac, cfg.seed)
     idx = torch.as_tensor(poisons)
-    train.images[idx] = trigger(train.images[idx])
-    train.labels[idx] = target
+    train = clean.with_rows(idx, trigger(clean.float_batch(idx)), labels=target)
     test_victims = victim_indices(splits.test.labels, victim)
     psr = splits.test.subset(test_victims)
     return train, np.asarray(poisons), ImageSet(trigger(psr.images), psr.labels, psr.classes), test_victims

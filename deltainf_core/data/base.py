@@ -137,6 +137,41 @@ class ImageSet:
     def clone(self) -> ImageSet:
         return ImageSet(self._pixels.clone(), self.labels.clone(), self.classes)
 
+    def with_rows(self, indices: Index, rows: torch.Tensor, labels: torch.Tensor | int | None = None) -> ImageSet:
+        """A new set with ``rows`` (float ``[0, 1]``) in place of ``indices``; this set is untouched.
+
+        Why: an attack changes a few hundred images of tens of thousands. Where every new
+        value is an exact 8-bit level (a BadNet patch of 0s and 1s) the set stays uint8 —
+        a quarter of float32's memory and the same floats per batch; only changes that
+        8 bits cannot hold (a smooth trigger, noise, a crafted perturbation) turn it float.
+        """
+        idx = _as_index(indices)
+        rows = rows.float()
+        if self.is_uint8:
+            q = (rows * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+            if torch.equal(to_float(q), rows):
+                pixels = self._pixels.clone()
+                pixels[idx] = q
+            else:
+                pixels = to_float(self._pixels)
+                pixels[idx] = rows
+        else:
+            pixels = self._pixels.clone()
+            pixels[idx] = rows
+        new_labels = self.labels.clone()
+        if labels is not None:
+            new_labels[idx] = labels if isinstance(labels, int) else torch.as_tensor(labels, dtype=new_labels.dtype)
+        return ImageSet(pixels, new_labels, self.classes)
+
+    def rows_equal(self, other: ImageSet, chunk: int = 8192) -> torch.Tensor:
+        """Per image, whether its pixels equal ``other``'s (chunked: no whole-set float copy)."""
+        if self.is_uint8 and other.is_uint8:
+            return (self._pixels == other._pixels).flatten(1).all(dim=1)
+        if len(self) == 0:
+            return torch.zeros(0, dtype=torch.bool)
+        return torch.cat([(self.float_batch(slice(a, a + chunk)) == other.float_batch(slice(a, a + chunk)))
+                          .flatten(1).all(dim=1) for a in range(0, len(self), chunk)])
+
     def dataset(self, order: np.ndarray | None = None,
                 on_batch: Callable[[int], None] | None = None) -> ImageDataset:
         """A torch ``Dataset`` of ``(float image, label)`` that converts a batch at a time."""

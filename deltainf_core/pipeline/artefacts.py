@@ -67,10 +67,10 @@ class UnlearnOutcome:
 def pack(result: PoisonedScenario, clean: ImageSet) -> dict:
     """Store only what the attack changed: large training sets are not duplicated on disk."""
     same_label = result.train.labels == clean.labels
-    same_image = (result.train.images == clean.images).flatten(1).all(dim=1)
+    same_image = result.train.rows_equal(clean)
     changed = torch.nonzero(~(same_label & same_image)).flatten()
     return {
-        "changed": changed, "images": result.train.images[changed].clone(),
+        "changed": changed, "images": result.train.float_batch(changed),
         "labels": result.train.labels[changed].clone(), "n": len(result.train),
         "poison_indices": result.poison_indices, "psr_set": result.psr_set,
         "psr_source_indices": result.psr_source_indices, "target_class": result.target_class,
@@ -83,10 +83,7 @@ def unpack(packed: dict, clean: ImageSet, key: str) -> PoisonedScenario:
     """The poisoned set from its packed form; new tensors, the clean set is never written into."""
     train = clean
     if len(packed["changed"]):
-        images, labels = clean.images.clone(), clean.labels.clone()
-        images[packed["changed"]] = packed["images"]
-        labels[packed["changed"]] = packed["labels"]
-        train = ImageSet(images, labels, clean.classes)
+        train = clean.with_rows(packed["changed"], packed["images"], packed["labels"])
     return PoisonedScenario(train, np.asarray(packed["poison_indices"]), packed["psr_set"],
                             np.asarray(packed["psr_source_indices"]), packed["target_class"],
                             packed["victim_class"], packed["info"], packed["noise"], packed["trigger_fn"], key)

@@ -333,7 +333,7 @@ class Pipeline:
         splits = self.dataset(scn.data)
         idx = torch.as_tensor(poisoned.poison_indices)
         sigma = float(poisoned.info.get("sigma", poisoned.noise.std()))
-        return gaussian_poisoning_statistic(model, splits.train.images[idx], splits.train.labels[idx],
+        return gaussian_poisoning_statistic(model, splits.train.float_batch(idx), splits.train.labels[idx],
                                             poisoned.noise, sigma)
 
     # -- the whole path ---------------------------------------------------------------

@@ -63,7 +63,7 @@ def minibatches(
     order = torch.randperm(n, generator=gen)
     for b in range(math.ceil(n / batch_size)):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        x = data.images[idx]
+        x = data.float_batch(idx)
         if augment:
             x = augment_batch(x, flip, gen)
         yield x.to(device), data.labels[idx].to(device), idx

@@ -57,7 +57,7 @@ def rms_gradient(model: torch.nn.Module, data, batch_size: int, batches: int, de
     total, count = 0.0, 0
     params = [q for q in model.parameters() if q.requires_grad]
     for b in range(min(batches, math.ceil(len(data) / batch_size))):
-        x = data.images[b * batch_size : (b + 1) * batch_size].to(device)
+        x = data.float_batch(slice(b * batch_size, (b + 1) * batch_size), device)
         y = data.labels[b * batch_size : (b + 1) * batch_size].to(device)
         grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
         total += sum(float(g.pow(2).sum()) for g in grads)

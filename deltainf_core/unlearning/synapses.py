@@ -79,7 +79,7 @@ def parameter_importance(
         per_image_grads = torch.func.vmap(torch.func.grad(one_image), in_dims=(None, 0, 0))
         detached = {name: p.detach() for name, p in params.items()}
     for b in range(n_batches):
-        x = data.images[b * batch_size : (b + 1) * batch_size].to(device)
+        x = data.float_batch(slice(b * batch_size, (b + 1) * batch_size), device)
         y = data.labels[b * batch_size : (b + 1) * batch_size].to(device)
         if per_sample:
             grads = per_image_grads(detached, x, y)
