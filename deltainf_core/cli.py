@@ -202,8 +202,11 @@ def _summary(r: dict, stream) -> None:
     if r.get("unlearn_error"):
         lines.append(f"not unlearned: {r['unlearn_error']}")
     if u:
+        oracle = ("" if u["oracle_clean_accuracy"] is None else "; oracle retrain without the true poisons: "
+                  f"accuracy {pct(u['oracle_clean_accuracy'])}, PSR {pct(u.get('oracle_poison_success_rate'))}")
         lines.append(f"unlearned ({u['method']}): accuracy {pct(u['clean_accuracy'])}, "
-                     f"PSR {pct(u['poison_success_rate'])}; oracle retrain without the true poisons: accuracy "
-                     f"{pct(u['oracle_clean_accuracy'])}, PSR {pct(u.get('oracle_poison_success_rate'))}")
+                     f"PSR {pct(u['poison_success_rate'])}{oracle}")
+        if u.get("recipe_note"):
+            lines.append(u["recipe_note"])
     stream.write("\n".join(lines) + "\n")
 

@@ -37,9 +37,8 @@ def _can_write_in(folder: str) -> str | None:
     return None
 
 
-def _folder_for(path: str, flag: str, what: str) -> None:
-    """The folder that will hold ``path`` exists and is writable, or can be created."""
-    folder = os.path.dirname(path)
+def _folder_for(folder: str, path: str, flag: str, what: str) -> None:
+    """``folder`` (where ``flag``'s ``path`` goes) exists and is writable, or can be created."""
     base, missing = _existing_ancestor(folder)
     if not os.path.isdir(base):
         raise ConfigError(f"{flag} {path}: {base} is a file, so no {what} can be created under it")
@@ -57,7 +56,7 @@ def check_output_file(path: str, flag: str) -> str:
                           f"{os.path.join(path, 'results.json' if flag == '--out' else 'report.html')}")
     if os.path.lexists(full) and not os.path.isfile(full):
         raise ConfigError(f"{flag} {path} exists and is not a regular file")
-    _folder_for(full, flag, "file")
+    _folder_for(os.path.dirname(full), path, flag, "file")
     if os.path.isfile(full) and not os.access(full, os.W_OK):
         raise ConfigError(f"{flag} {path} exists and cannot be overwritten (permission denied)")
     return full
@@ -73,7 +72,7 @@ def check_cache_dir(path: str, flag: str = "--cache-dir") -> str:
     if os.path.lexists(full) and not os.path.isdir(full):
         raise ConfigError(f"{flag} {path} is a file, not a folder")
     if not os.path.isdir(full):
-        _folder_for(os.path.join(full, "x"), flag, "folder")
+        _folder_for(full, path, flag, "folder")
     return full
 
 

@@ -6,9 +6,9 @@ configs it depends on and is stored under ``store.key(stage, ...)``: the stage n
 it was made from and the registry entry's ``version``. Keys are computed once and
 handed on with the artefacts, so weights and images are never re-hashed.
 
-Stage names used in the store: ``data`` (key only), ``poison``, ``train``,
-``influence`` (the kronfluence engine's key; its score chunks derive from it) and
-``unlearn``.
+Stage names used in the store: ``poison``, ``train`` and ``unlearn``; data and the
+kronfluence engine get plain content keys (``data:…``, ``influence-…``) from which the
+engine derives its factor and score keys.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..errors import CheckpointError, ConfigError
 from ..influence import InfluenceEngine, data_fingerprint
 from ..metrics import clean_accuracy, poison_success_rate
 from ..misclassified import affected_by_index, misclassified
-from ..models import Classifier, architecture_key, build_like, build_model
+from ..models import Classifier, architecture_key, build_like, build_model, require_influence_trackable
 from ..store import Store, finite_state_dict
 from ..training import pick_device, predict, train_model
 from ..unlearning import UNLEARNERS, UnlearnContext
@@ -222,7 +222,7 @@ class Pipeline:
     def default_affected(self, scn: Scenario) -> np.ndarray:
         cands = self.affected_candidates(scn)
         if cands.size == 0:
-            if self.poisoned(scn).target_class is None:  # no attack: the analyst says which images are wrong
+            if self.attack_config(scn).attack == NO_ATTACK:  # the analyst says which images are wrong
                 wrong = misclassified(self.trained(scn).model, self.dataset(scn.data).test).indices[:5]
                 some = f" (the model gets test images {', '.join(map(str, wrong))} wrong)" if len(wrong) else ""
                 raise ConfigError("with no attack there is no triggered test image: choose the test images to "
@@ -270,6 +270,7 @@ class Pipeline:
     def engine(self, scn: Scenario, model: KeyedModel | None = None) -> InfluenceEngine:
         """kronfluence for a model and the poisoned training set, keyed by the keys that made them."""
         keyed = model or self.trained(scn)
+        require_influence_trackable(keyed.model)  # a model EK-FAC cannot see: one sentence, not kronfluence's
         poisoned = self.poisoned(scn)
         # The engine derives its factor and score keys from this content key and its config.
         content = f"influence-{stable_hash(keyed.key, poisoned.key)}"
