@@ -142,3 +142,14 @@ def test_a_read_only_cache_that_lacks_a_stage_names_the_folder_before_training(c
     assert trained == []
     with pytest.raises(CacheError):
         store.Store(cache_dir).set("train:v1:x", 1)
+
+
+def test_run_writes_the_stakeholder_report(capsys, pipeline, tiny_scenario, cache_dir, tmp_path):
+    """``run --report``: the JSON and a self-contained HTML page, from the cached tiny run."""
+    pipeline.run(tiny_scenario)
+    out, report = tmp_path / "r.json", tmp_path / "reports" / "report.html"
+    rc, _, err = run_cli(capsys, *TINY, "--cache-dir", cache_dir, "--out", str(out), "--report", str(report))
+    assert rc == 0, err
+    html = report.read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "data:image/png;base64," in html
+    assert json.loads(out.read_text())["detection"]["n_flagged"] > 0
