@@ -20,10 +20,11 @@ from .config import UnlearnConfig
 from .detectors import DETECTORS
 from .errors import ConfigError, DeltaInfError
 from .flags import Flag, add_scenario_flags, scenario_from_args
+from .paths import check_cache_dir, check_output_file
 from .pipeline import Pipeline
 from .pipeline.results import run_results
 from .registry import Registry
-from .store import Store
+from .store import Store, default_cache_dir
 from .unlearning import UNLEARNERS
 
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="scenario → model → Δ-Influence → unlearning, as JSON")
     run.set_defaults(flags=_common(run))
     run.add_argument("--out", help="write results JSON here (default: print to stdout)")
+    run.add_argument("--report", help="also write a self-contained HTML report for stakeholders here")
     cmp = sub.add_parser("compare", help="detectors × attacks (× unlearners) table")
     cmp.set_defaults(flags=_common(cmp, exclude=("attack.attack", "detect.detector", "unlearn.method")))
     cmp.add_argument("--attacks", default=",".join(ATTACKS.names(has_success_rate=True)),
@@ -104,20 +106,44 @@ def _names(text: str, registry: Registry) -> list[str]:
     return names
 
 
+def _write(path: str, text: str) -> None:
+    """Atomically: a reader never sees half a file, and a failure leaves nothing behind."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _run(args: argparse.Namespace, progress: TerminalProgress) -> int:
+    # Every path is checked before any work: a bad one costs a second, not a training run.
+    out = check_output_file(args.out, "--out") if args.out else None
+    report = check_output_file(args.report, "--report") if args.report else None
+    if out is not None and out == report:
+        raise ConfigError("--out and --report name the same file")
+    cache = check_cache_dir(args.cache_dir or default_cache_dir())
+    if report is not None:
+        from .report import collect, write_report  # imported now: a broken install fails before the work
     scn = scenario_from_args(args, args.flags)
-    result = run_results(Pipeline(Store(args.cache_dir), progress), scn)
+    pipe = Pipeline(Store(cache), progress)
+    result = run_results(pipe, scn)
     text = json.dumps(result, indent=2)
-    progress.close()
-    if not args.out:
+    if out is None:
+        progress.close()
         print(text)
-        return 0
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text + "\n")
-    os.replace(tmp, args.out)
-    _summary(result, sys.stderr)
+    else:
+        _write(out, text)
+    if report is not None:
+        write_report(collect(pipe, scn, result), report)
+    progress.close()
+    if out is not None:
+        _summary(result, sys.stderr)
+    if report is not None:
+        print(f"wrote the report {report}", file=sys.stderr)
     return 0
 
 
@@ -126,9 +152,11 @@ def _compare(args: argparse.Namespace, progress: TerminalProgress) -> int:
     if not attacks:
         raise ConfigError("choose at least one attack with a success rate "
                           f"({', '.join(ATTACKS.names(has_success_rate=True))})")
+    out_dir = check_cache_dir(args.out_dir, "--out-dir")
+    cache = check_cache_dir(args.cache_dir or default_cache_dir())
     base = scenario_from_args(args, args.flags, strict=False)
     result = run_comparison(base, attacks, _names(args.detectors, DETECTORS), _names(args.unlearners, UNLEARNERS),
-                            progress, args.out_dir, Pipeline(Store(args.cache_dir), progress),
+                            progress, out_dir, Pipeline(Store(cache), progress),
                             brew_targets=args.brew_targets)
     progress.close()
     print(result["markdown"])
@@ -174,8 +202,11 @@ def _summary(r: dict, stream) -> None:
     if r.get("unlearn_error"):
         lines.append(f"not unlearned: {r['unlearn_error']}")
     if u:
+        oracle = ("" if u["oracle_clean_accuracy"] is None else "; oracle retrain without the true poisons: "
+                  f"accuracy {pct(u['oracle_clean_accuracy'])}, PSR {pct(u.get('oracle_poison_success_rate'))}")
         lines.append(f"unlearned ({u['method']}): accuracy {pct(u['clean_accuracy'])}, "
-                     f"PSR {pct(u['poison_success_rate'])}; oracle retrain without the true poisons: accuracy "
-                     f"{pct(u['oracle_clean_accuracy'])}, PSR {pct(u.get('oracle_poison_success_rate'))}")
+                     f"PSR {pct(u['poison_success_rate'])}{oracle}")
+        if u.get("recipe_note"):
+            lines.append(u["recipe_note"])
     stream.write("\n".join(lines) + "\n")
 

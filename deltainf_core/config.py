@@ -18,9 +18,12 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .models.spec import ModelSpec
 
 AUTO_EPOCHS = 12
 """Epochs when none are given and the set is large enough for ``min_steps``."""
@@ -95,7 +98,20 @@ class AttackConfig:
 
 @dataclass
 class TrainConfig:
-    model: str = _f("smallcnn", "architecture", family="model")
+    model: str = _f("smallcnn", "architecture: a built-in name, torchvision:NAME, path/to/file.py:NAME or "
+                    "package.module:NAME (NAME a class or a factory function)", family="model", open_family=True)
+    model_kwargs: dict = _f({}, "keyword arguments for the architecture, a JSON object such as '{\"width\": 16}' "
+                                "(num_classes comes from the data when the class takes it)",
+                            parser="model_kwargs", metavar="JSON")
+    model_output: int | str | None = _f(None, "which output is the logits when forward returns a tuple or list "
+                                              "(an index) or a dict (a key)", parser="model_output",
+                                        metavar="INDEX_OR_KEY")
+    input_mean: tuple[float, ...] | None = _f(
+        None, "per-channel mean the model normalises its [0, 1] input with, as a,b,c (default: the data's "
+        "statistics when the tool trains it; raw pixels for a checkpoint)", parser="channels",
+        metavar="a,b,c")
+    input_std: tuple[float, ...] | None = _f(None, "per-channel std that goes with input_mean, as a,b,c",
+                                             parser="channels", metavar="a,b,c")
     epochs: int | None = _f(
         None, "training epochs (default: auto, 12 or more so that a small set still gets "
         "min_steps mini-batches)")
@@ -120,7 +136,14 @@ class TrainConfig:
         steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
         return max(AUTO_EPOCHS, math.ceil(self.min_steps / steps_per_epoch))
 
+    def model_spec(self) -> ModelSpec:
+        """The architecture these fields describe (``models.ModelSpec`` has the same field names)."""
+        from .models.spec import ModelSpec
+
+        return ModelSpec.from_config(self)
+
     def validate(self) -> None:
+        self.model_spec().validate()
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -214,7 +237,12 @@ class Scenario:
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
-    checkpoint: str | None = _f(None, "investigate this existing model file instead of training one")
+    checkpoint: str | None = _f(None, "investigate this existing model file (a state_dict as .pt/.pth or "
+                                      ".safetensors) instead of training one; --model says its architecture")
+    affected_test_index: tuple[int, ...] = _f(
+        (), "test images the investigation explains, by index in the test set (ImageFolder order: classes, then "
+        "files, sorted); its target is the model's own prediction on them. Default: triggered test images the "
+        "model predicts as the attack target", metavar="I")
     max_rounds: int = _f(2, "detect/unlearn rounds while an affected image still shows the attack")
 
     def as_dict(self) -> dict:
@@ -231,11 +259,7 @@ class Scenario:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown scenario setting(s): {', '.join(unknown)}")
-        kw: dict[str, Any] = {}
-        for name, value in values.items():
-            stage = STAGES.get(name)
-            kw[name] = _stage_from_dict(stage, value) if stage is not None else value
-        return cls(**kw)
+        return _stage_from_dict(cls, values, nested=True)
 
     def validate(self) -> None:
         """Checks that need no data (class ranges are checked once the data is loaded)."""
@@ -246,6 +270,11 @@ class Scenario:
         self.collapse.validate()
         if self.max_rounds < 1:
             raise ConfigError(f"need at least one detect/unlearn round, got {self.max_rounds}")
+        picks = list(self.affected_test_index)
+        if any(not isinstance(i, int) or i < 0 for i in picks):
+            raise ConfigError(f"affected test indices must be whole numbers from 0, got {picks}")
+        if len(set(picks)) != len(picks):
+            raise ConfigError("each affected test index may be given only once")
 
 
 STAGES: dict[str, type] = {"data": DataConfig, "attack": AttackConfig, "train": TrainConfig,
@@ -254,7 +283,7 @@ STAGES: dict[str, type] = {"data": DataConfig, "attack": AttackConfig, "train": 
 """Scenario field name -> its stage config class, in the order of the investigation."""
 
 
-def _stage_from_dict(cls: type, values: dict) -> Any:
+def _stage_from_dict(cls: type, values: dict, nested: bool = False) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{cls.__name__} settings must be a mapping, got {type(values).__name__}")
     by_name = {f.name: f for f in fields(cls)}
@@ -262,6 +291,8 @@ def _stage_from_dict(cls: type, values: dict) -> Any:
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
     kw = {k: tuple(v) if isinstance(v, list) and "tuple" in str(by_name[k].type) else v for k, v in values.items()}
+    if nested:  # a Scenario: its stage fields are configs of their own
+        kw = {k: _stage_from_dict(STAGES[k], v) if k in STAGES else v for k, v in kw.items()}
     return cls(**kw)
 
 

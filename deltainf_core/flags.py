@@ -7,8 +7,10 @@ Convention (so a new config field or a new method's parameter is a flag with no 
   than one stage gets the stage as prefix (``--attack-seed``, ``--unlearn-epochs``); a
   field naming a registry entry is named after the family (``--detector``, ``--unlearner``);
 - help text is the field's ``help`` metadata plus its default; ``choices`` come from the
-  registry named by ``family`` metadata (or the ``choices`` metadata); booleans get
-  ``--x/--no-x``; tuples take several values; a ``params`` dict takes
+  registry named by ``family`` metadata (or the ``choices`` metadata; an ``open_family``
+  also takes other forms, checked by the config); a ``parser`` metadata names how the text
+  is read; booleans get ``--x/--no-x``; tuples take several values and may be repeated; a
+  ``params`` dict takes
   ``--<stage>-param KEY=VALUE`` (repeatable);
 - every field of every registered parameters dataclass of an attack, detector or
   unlearner is a flag ``--<stage>-<field>`` (``--attack-size``, ``--detect-effect-size``);
@@ -97,6 +99,8 @@ def _default_text(f: dataclasses.Field) -> str:
 
 
 def _choices(f: dataclasses.Field, annotation: Any) -> list | None:
+    if f.metadata.get("open_family"):
+        return None  # registered names or other forms (``torchvision:NAME``): checked by the config
     if "family" in f.metadata:
         return FAMILIES[f.metadata["family"]].names()
     if "choices" in f.metadata:
@@ -121,25 +125,46 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), _value(raw)
 
 
+def _parser(name: str) -> Any:
+    """A field's ``parser`` metadata: text → value, with the config's one-line error."""
+    from .models import spec
+
+    parse = {"model_kwargs": spec.parse_model_kwargs, "model_output": spec.parse_model_output,
+             "channels": spec.parse_channel_values}[name]
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = name.replace("_", " ")
+    return convert
+
+
 def _add(parser: argparse.ArgumentParser, flag: Flag, f: dataclasses.Field, annotation: Any, help: str) -> None:
     base = _base_type(annotation)
     origin = typing.get_origin(base)
+    if f.metadata.get("open_family"):
+        help += f" (built-in: {', '.join(FAMILIES[f.metadata['family']].names())})"
     kw: dict[str, Any] = {"dest": flag.dest, "default": None, "help": help.replace("%", "%%")}
     if base is not bool:
-        kw["metavar"] = f.name.upper()
-    if base is bool:
+        kw["metavar"] = f.metadata.get("metavar", f.name.upper())
+    if "parser" in f.metadata:
+        kw["type"] = _parser(f.metadata["parser"])
+    elif base is bool:
         kw["action"] = argparse.BooleanOptionalAction
     elif base is dict or origin is dict:
         kw.update(type=_key_value, action="append", metavar="KEY=VALUE")
-    elif origin in (tuple, list):
+    elif origin in (tuple, list):  # several values, and the flag may be repeated: --x 1 2 --x 3
         inner = (typing.get_args(base) or (str,))[0]
-        kw.update(nargs="+", type=inner if inner in (int, float, str) else str)
+        kw.update(nargs="+", action="extend", type=inner if inner in (int, float, str) else str)
     elif base in (int, float, str):
         kw["type"] = base
     else:  # Literal and anything else: parsed like a JSON value, checked by the dataclass
         kw["type"] = _value
     choices = _choices(f, base)
-    if choices is not None and "action" not in kw:
+    if choices is not None and kw.get("action") in (None, "extend"):
         kw["choices"] = choices
         kw.pop("metavar", None)
     parser.add_argument(*flag.options, **kw)
@@ -181,7 +206,7 @@ def add_scenario_flags(parser: argparse.ArgumentParser, exclude: Iterable[str] =
 
 def _add_param_flags(parser: argparse.ArgumentParser, stage: str, registry, taken: set[str]) -> list[Flag]:
     """One flag per method-parameter name of a family (shared by the methods that take it)."""
-    by_option: dict[str, tuple[str, dataclasses.Field, Any, list[str]]] = {}
+    by_option: dict[str, tuple[str, dataclasses.Field, Any, list[str], dict[str, list[str]]]] = {}
     for entry in registry.names():
         cls = registry.params(entry)
         hints = typing.get_type_hints(cls)
@@ -189,15 +214,16 @@ def _add_param_flags(parser: argparse.ArgumentParser, stage: str, registry, take
             option = _option(stage, f.name)
             if option in taken:
                 option = _option(stage, entry, f.name)
-            if option in by_option:
-                by_option[option][3].append(entry)
-            else:
-                by_option[option] = (f.name, f, hints[f.name], [entry])
+            if option not in by_option:
+                by_option[option] = (f.name, f, hints[f.name], [], {})
+            by_option[option][3].append(entry)
+            # methods sharing a parameter name may mean different things by it: each says its own
+            by_option[option][4].setdefault(f.metadata.get("help", "") + _default_text(f), []).append(entry)
     group = parser.add_argument_group(f"{registry.family} parameters (apply to the methods named)")
     flags = []
-    for option, (name, f, annotation, entries) in by_option.items():
+    for option, (name, f, annotation, entries, helps) in by_option.items():
         flag = Flag(stage, name, (option,), tuple(entries))
-        help = f"{', '.join(entries)}: {f.metadata.get('help', '')}{_default_text(f)}"
+        help = "; ".join(f"{', '.join(names)}: {text}" for text, names in helps.items())
         _add(group, flag, f, annotation, help)
         taken.add(option)
         flags.append(flag)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import streamlit as st
 
@@ -12,16 +13,35 @@ from deltainf_core import (
     MODELS,
     NO_ATTACK,
     TRANSFORMS,
+    Scenario,
     checkpoint_bytes,
-    read_checkpoint,
 )
+from deltainf_core.checkpoints import store_upload
 from deltainf_core.collapse.transforms import transform_title
 from deltainf_core.config import INFLUENCE_STRATEGIES
 from deltainf_core.figures import to_display
+from deltainf_core.models import (
+    ModelSpec,
+    parse_channel_values,
+    parse_model_kwargs,
+    parse_model_output,
+    torchvision_model_names,
+)
 from pages import ui
+
+# investigations list (workspace helper)
 
 ss = st.session_state
 HELP = ui.HELP
+ARCH_SOURCES = {"builtin": "built-in", "torchvision": "torchvision", "code": "my own class"}
+MODEL_WIDGETS = {"scn_arch_source": "builtin", "scn_tv_model": "resnet18", "scn_arch_path": "",
+                 "scn_model_kwargs": "", "scn_model_output": "", "scn_input_mean": "", "scn_input_std": ""}
+"""The architecture widgets this page adds to ``ui.Widgets`` (keys and defaults)."""
+for _key, _default in MODEL_WIDGETS.items():
+    ss.setdefault(_key, _default)
+for _key, _shown in (("scn_victim", 0), ("scn_target", 1)):  # the defaults AttackConfig resolves to, shown
+    if ss.get(_key) is None:
+        ss[_key] = _shown
 
 
 def _sanitize(key: str, options: list) -> None:
@@ -29,12 +49,19 @@ def _sanitize(key: str, options: list) -> None:
         ss[key] = options[0]
 
 
+def _choices_help(lead: str, registry) -> str:
+    """A select box's help: what it is, then one line per option (the box shows names only)."""
+    return lead + "\n\n" + "\n".join(f"- **{n}**: {registry.help(n)}" for n in registry.names())
+
+
 def dataset_widgets(col) -> None:
     options = [*DATASETS.names(), ui.FOLDER]
     _sanitize("scn_dataset", options)
     col.selectbox(
-        "Dataset", options, **ui.keep("scn_dataset"), help=HELP["data"]["dataset"],
-        format_func=lambda n: "ImageFolder on this machine…" if n == ui.FOLDER else f"{n} · {DATASETS.help(n)}",
+        "Dataset", options, **ui.keep("scn_dataset"),
+        help=_choices_help(HELP["data"]["dataset"], DATASETS) + "\n- **ImageFolder**: train/<class>/* and "
+        "test/<class>/* on the machine that runs this app",
+        format_func=lambda n: "ImageFolder on this machine…" if n == ui.FOLDER else n,
     )
     if ss["scn_dataset"] == ui.FOLDER:
         col.text_input("ImageFolder root", **ui.keep("scn_data_dir"), placeholder="/path/with/train/and/test",
@@ -42,10 +69,61 @@ def dataset_widgets(col) -> None:
 
 
 def model_widget(col) -> None:
-    options = MODELS.names()
-    _sanitize("scn_model", options)
-    col.selectbox("Model", options, **ui.keep("scn_model"), help=HELP["train"]["model"],
-                  format_func=lambda n: f"{n} · {MODELS.help(n)}")
+    """The architecture: a built-in, a torchvision model or a class in a file on this machine."""
+    _sanitize("scn_arch_source", list(ARCH_SOURCES))
+    col.radio("Architecture", list(ARCH_SOURCES), **ui.keep("scn_arch_source"), horizontal=True,
+              format_func=ARCH_SOURCES.get, help="torchvision models get a stem for small images where the "
+              "architecture allows; your own class is imported from a file on the machine that runs this app")
+    source = ss["scn_arch_source"]
+    if source == "builtin":
+        options = MODELS.names()
+        _sanitize("scn_model", options)
+        col.selectbox("Model", options, **ui.keep("scn_model"), help=_choices_help("architecture", MODELS))
+    elif source == "torchvision":
+        options = torchvision_model_names()
+        _sanitize("scn_tv_model", options)
+        col.selectbox("torchvision model", options, **ui.keep("scn_tv_model"),
+                      help="built with the data's number of classes; trained from scratch or loaded from your weights")
+    else:
+        col.text_input("Class or factory", **ui.keep("scn_arch_path"),
+                       placeholder="/path/to/nets.py:ResNet  or  mypkg.models:make_net",
+                       help=HELP["train"]["model"] + ". The file is read on the machine that runs this app; "
+                       "code is never uploaded through the browser.")
+    with col.expander("Arguments, output and normalisation"):
+        st.text_input("Keyword arguments (JSON)", **ui.keep("scn_model_kwargs"), placeholder='{"width": 16}',
+                      help=HELP["train"]["model_kwargs"])
+        st.text_input("Logits output (index or key)", **ui.keep("scn_model_output"), placeholder="1  or  logits",
+                      help=HELP["train"]["model_output"])
+        a, b = st.columns(2)
+        a.text_input("Input mean", **ui.keep("scn_input_mean"), placeholder="0.4914,0.4822,0.4465",
+                     help=HELP["train"]["input_mean"])
+        b.text_input("Input std", **ui.keep("scn_input_std"), placeholder="0.2470,0.2435,0.2616",
+                     help=HELP["train"]["input_std"])
+
+
+def model_spec() -> ModelSpec:
+    """The architecture the widgets describe (``ConfigError`` in one sentence for bad text)."""
+    source = ss["scn_arch_source"]
+    name = {"builtin": ss["scn_model"], "torchvision": f"torchvision:{ss['scn_tv_model']}",
+            "code": ss["scn_arch_path"].strip()}[source]
+    mean, std = ss["scn_input_mean"].strip(), ss["scn_input_std"].strip()
+    spec = ModelSpec(name, parse_model_kwargs(ss["scn_model_kwargs"]) if ss["scn_model_kwargs"].strip() else {},
+                     parse_model_output(ss["scn_model_output"]),
+                     parse_channel_values(mean, "input mean") if mean else None,
+                     parse_channel_values(std, "input std") if std else None)
+    spec.validate()
+    return spec
+
+
+def scenario(checkpoint: str | None = None) -> Scenario:
+    """``ui.scenario_from_widgets`` plus this page's architecture widgets."""
+    scn = ui.scenario_from_widgets(None, checkpoint)
+    spec = model_spec()
+    scn = replace(scn, train=replace(scn.train, model=spec.model, model_kwargs=spec.model_kwargs,
+                                     model_output=spec.model_output, input_mean=spec.input_mean,
+                                     input_std=spec.input_std))
+    scn.validate()
+    return scn
 
 
 def advanced_widgets(with_training: bool) -> None:
@@ -95,20 +173,19 @@ def train_section() -> None:
     model_widget(c2)
     attacks = ATTACKS.names()
     _sanitize("scn_attack", attacks)
-    c3.selectbox("Attack", attacks, **ui.keep("scn_attack"), help=HELP["attack"]["attack"],
-                 format_func=lambda n: f"{n} · {ATTACKS.help(n)}")
+    c3.selectbox("Attack", attacks, **ui.keep("scn_attack"), help=_choices_help(HELP["attack"]["attack"], ATTACKS))
     no_attack = ss["scn_attack"] == NO_ATTACK
     d1, d2, d3, d4 = st.columns(4)
     d1.number_input("Poisoned fraction", min_value=0.001, max_value=0.5, step=0.005, format="%.3f",
                     **ui.keep("scn_poison_frac"), disabled=no_attack, help=HELP["attack"]["poison_frac"])
-    d2.number_input("Victim class (blank: 0)", min_value=0, step=1, **ui.keep("scn_victim"), disabled=no_attack,
+    d2.number_input("Victim class", min_value=0, step=1, **ui.keep("scn_victim"), disabled=no_attack,
                     help=HELP["attack"]["victim_class"])
-    d3.number_input("Target class (blank: 1)", min_value=0, step=1, **ui.keep("scn_target"), disabled=no_attack,
+    d3.number_input("Target class", min_value=0, step=1, **ui.keep("scn_target"), disabled=no_attack,
                     help=HELP["attack"]["target_class"])
     d4.number_input("Seed", min_value=0, step=1, **ui.keep("scn_seed"), help="seed for poisons, training and copies")
     advanced_widgets(with_training=True)
     if st.button("Train", type="primary", icon=":material/play_arrow:", key="scn_train"):
-        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_widgets)
+        ok, scn = ui.attempt("Reading the settings", scenario)
         if ok:
             ok, tm = ui.run_long("Training", lambda pipe: pipe.trained(scn))
             if ok:
@@ -116,29 +193,23 @@ def train_section() -> None:
 
 
 def checkpoint_section() -> None:
-    st.caption("A checkpoint of one of the registered architectures (weights only; files holding code are "
-               "refused) plus the data it was trained on. There is no ground truth here, so points stay "
-               "neutral grey and precision/recall are not shown.")
-    upload = st.file_uploader("Model checkpoint", type=["pt", "pth", "ckpt", "bin"], key="scn_ckpt_file")
+    st.caption("Your model's weights (a state_dict as .pt/.pth or .safetensors; files holding code are refused) "
+               "plus the data it was trained on. Say its architecture, how it normalises its input and which "
+               "output is the logits. There is no ground truth here, so points stay neutral grey and "
+               "precision/recall are not shown; unlearning retrains or fine-tunes your architecture with this "
+               "tool's recipe.")
+    upload = st.file_uploader("Model weights", type=["pt", "pth", "safetensors", "ckpt", "bin"], key="scn_ckpt_file")
     c1, c2 = st.columns(2)
     dataset_widgets(c1)
     model_widget(c2)
     advanced_widgets(with_training=False)
     if st.button("Load model", type="primary", icon=":material/upload:", disabled=upload is None,
                  key="scn_load"):
-        data = upload.getvalue()
-        ok, _ = ui.attempt("Reading the checkpoint", read_checkpoint, data)
+        ok, path = ui.attempt("Reading the weights", store_upload, upload.getvalue(),
+                              os.path.join(ui.cache_dir(), "uploads"), upload.name)
         if not ok:
             return
-        directory = os.path.join(ui.cache_dir(), "uploads")
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, f"{ui.sha256(data)}.pt")
-        if not os.path.exists(path):
-            tmp = f"{path}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_widgets, None, path)
+        ok, scn = ui.attempt("Reading the settings", scenario, path)
         if ok:
             ok, tm = ui.run_long("Loading the model", lambda pipe: pipe.trained(scn))
             if ok:
@@ -160,7 +231,9 @@ def results(act: ui.Active) -> None:
     cols[0].metric("Clean accuracy", ui.pct(tm.clean_accuracy), help="accuracy on the clean test set")
     cols[1].metric("Poison success rate", ui.pct(tm.poison_success_rate),
                    help="share of triggered victim-class test images predicted as the target")
-    cols[2].metric("Training images", f"{len(poisoned.train):,}")
+    cols[2].metric("Training / test images", f"{len(poisoned.train):,} / {len(splits.test):,}",
+                   help="the dataset's split into images the model learns from and images it is judged on "
+                   "(after the caps under Advanced)")
     cols[3].metric("Poisoned images", "unknown" if truth is None else f"{len(truth):,}")
     cols[4].metric("Training time", "loaded" if act.mode != "train" else f"{tm.seconds:.1f}s",
                    help="trained earlier with these settings; loaded from the cache" if tm.cached else None)
@@ -180,16 +253,17 @@ def results(act: ui.Active) -> None:
                                                                      strict=True)])
     left, right = st.columns([3, 1])
     left.page_link("pages/affected_image.py", label="Next: pick the affected image", icon=":material/arrow_forward:")
+    short = act.scenario.train.model.replace("\\", "/").rsplit("/", 1)[-1].replace(":", "-").replace(".py", "")
     right.download_button(
         "Download this model", data=lambda: checkpoint_bytes(tm.model, act.scenario.train.model, splits.classes),
-        file_name=f"deltainf-{act.scenario.train.model}-{act.model_key.split(':')[-1][:8]}.pt",
+        file_name=f"deltainf-{short}-{act.model_key.split(':')[-1][:8]}.pt",
         mime="application/octet-stream", icon=":material/download:", key="scn_download",
     )
 
 
 def settings_changed(act: ui.Active) -> bool:
     try:
-        now = ui.scenario_from_widgets(checkpoint=act.scenario.checkpoint)
+        now = scenario(act.scenario.checkpoint)
     except Exception:  # noqa: BLE001 - an unfinished edit (bad JSON, empty folder) is not "changed" yet
         return False
     keep = ("data", "attack", "train", "influence")

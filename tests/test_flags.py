@@ -46,7 +46,10 @@ def test_every_field_of_every_stage_config_has_a_flag(command):
             assert f.metadata["help"] in action.help.replace("%%", "%"), dest
             assert any(f.name.replace("_", "-") in o or f.metadata.get("family", "@") in o
                        for o in action.option_strings), (dest, action.option_strings)
-            if "family" in f.metadata:
+            if f.metadata.get("open_family"):  # registered names or other forms: listed in the help
+                assert action.choices is None
+                assert ", ".join(FAMILIES[f.metadata["family"]].names()) in action.help
+            elif "family" in f.metadata:
                 assert list(action.choices) == FAMILIES[f.metadata["family"]].names()
 
 

@@ -50,10 +50,10 @@ def run_results(pipe: Pipeline, scn: Scenario) -> dict:
     else:
         inv = pipe.investigate(scn)
         timings.update(inv.timings)
-        source = poisoned.psr_source_indices
         result.update({
-            "affected_test_index": int(source[inv.affected_idx[0]]),
-            "affected_test_indices": [int(source[i]) for i in inv.affected_idx],
+            "affected_test_index": int(inv.affected_test_indices[0]),
+            "affected_test_indices": [int(i) for i in inv.affected_test_indices],
+            "affected_target_class": inv.target,
             "detection": {
                 "method": scn.detect.detector, "flagged": inv.flagged.tolist(), "n_flagged": int(inv.flagged.size),
                 "flagged_fraction": float(inv.flagged.size / len(poisoned.train)),
@@ -69,6 +69,7 @@ def run_results(pipe: Pipeline, scn: Scenario) -> dict:
             oracle = pipe.oracle(scn)
             timings["oracle"] = time.perf_counter() - t
             result["unlearned"] = unlearned_json(inv.outcome, tm, oracle)
+            result["unlearned"].update(recipe_json(pipe, scn, inv.outcome.method))
     result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     result["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     return result
@@ -90,6 +91,19 @@ def unlearned_json(out: UnlearnOutcome, tm: TrainedModel, oracle: UnlearnOutcome
         "retrains_from_scratch": bool(UNLEARNERS.trait(out.method, "from_scratch")),
         "removed": verdict["removed"], "verdict": verdict["text"], "note": out.info.get("note"),
     }
+
+
+def recipe_json(pipe: Pipeline, scn: Scenario, method: str) -> dict:
+    """How the unlearner trained: this tool's recipe, which for a loaded checkpoint is not the one that made it."""
+    cfg = scn.train
+    recipe = {"architecture": cfg.model, "epochs": cfg.epochs_for(len(pipe.poisoned(scn).train)),
+              "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": "SGD with Nesterov momentum, one-cycle"}
+    out: dict = {"recipe": recipe}
+    if scn.checkpoint:
+        how = "retrained from scratch" if UNLEARNERS.trait(method, "from_scratch") else "fine-tuned"
+        out["recipe_note"] = (f"{method} {how} the checkpoint's architecture ({cfg.model}) with this tool's training "
+                              "recipe on the given data, not with the recipe that produced the checkpoint")
+    return out
 
 
 def scenario_summary(pipe: Pipeline, scn: Scenario) -> dict:

@@ -76,19 +76,24 @@ class Rounds:
 class Investigation:
     """What ``investigate`` found and did.
 
-    affected_idx: indices into the attack's ``psr_set`` used as affected images.
+    affected_idx: indices into the attack's ``psr_set`` used as affected images (empty when the
+        scenario names test images instead).
+    affected_test_indices: the affected images' indices in the test set.
     flagged: union of every round's flagged training indices.
     outcome: the unlearned model after the last round (None if nothing was flagged).
     rounds: per-round summary (flag counts, precision/recall when known, PSR, accuracy).
     """
 
     affected_idx: np.ndarray
+    affected_test_indices: np.ndarray
     flagged: np.ndarray
     outcome: UnlearnOutcome | None
     rounds: list[dict]
     precision: float | None
     recall: float | None
     timings: dict
+    target: int | None = None
+    """The class the affected images are explained as (the attack's target, or the model's prediction)."""
 
 
 def investigate(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray | None = None) -> Investigation:
@@ -96,10 +101,16 @@ def investigate(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray | None =
     timings = {"factors": 0.0, "scores": 0.0, "detect": 0.0, "unlearn": 0.0}
     poisoned = pipe.poisoned(scn)
     truth = poisoned.poison_indices if len(poisoned.poison_indices) else None
-    if affected_idx is None:
-        affected_idx = pipe.default_affected(scn)
-    affected = pipe.affected_set(scn, affected_idx)
-    target = poisoned.target_class
+    if affected_idx is None and scn.affected_test_index:
+        # the analyst's picks: the target is the model's own prediction on them
+        affected, target = pipe.affected_test_images(scn)
+        affected_idx, test_idx = _empty(), np.asarray(scn.affected_test_index, dtype=np.int64)
+    else:
+        if affected_idx is None:
+            affected_idx = pipe.default_affected(scn)
+        affected = pipe.affected_set(scn, affected_idx)
+        target = poisoned.target_class
+        test_idx = np.asarray(poisoned.psr_source_indices)[np.asarray(affected_idx, dtype=np.int64)]
     rounds = Rounds(pipe.trained(scn), scn.max_rounds)
     records: list[dict] = []
     outcome: UnlearnOutcome | None = None
@@ -141,4 +152,5 @@ def investigate(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray | None =
             break
         rounds.advance(flagged, outcome)
     precision, recall = precision_recall(flagged, truth)
-    return Investigation(np.asarray(affected_idx), flagged, outcome, records, precision, recall, timings)
+    return Investigation(np.asarray(affected_idx), test_idx.astype(np.int64), flagged, outcome, records, precision,
+                         recall, timings, target)

@@ -6,9 +6,9 @@ configs it depends on and is stored under ``store.key(stage, ...)``: the stage n
 it was made from and the registry entry's ``version``. Keys are computed once and
 handed on with the artefacts, so weights and images are never re-hashed.
 
-Stage names used in the store: ``data`` (key only), ``poison``, ``train``,
-``influence`` (the kronfluence engine's key; its score chunks derive from it) and
-``unlearn``.
+Stage names used in the store: ``poison``, ``train`` and ``unlearn``; data and the
+kronfluence engine get plain content keys (``data:…``, ``influence-…``) from which the
+engine derives its factor and score keys.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from ..data import DATASETS, load_dataset
 from ..data.base import DatasetSplits, ImageSet
 from ..detectors import DETECTORS
 from ..detectors.base import Detection, DetectionContext
-from ..errors import ConfigError, DataError
+from ..errors import CheckpointError, ConfigError
 from ..influence import InfluenceEngine, data_fingerprint
 from ..metrics import clean_accuracy, poison_success_rate
-from ..models import MODELS, Classifier, build_model
-from ..store import Store
+from ..misclassified import affected_by_index, misclassified
+from ..models import Classifier, architecture_key, build_like, build_model, require_influence_trackable
+from ..store import Store, finite_state_dict
 from ..training import pick_device, predict, train_model
 from ..unlearning import UNLEARNERS, UnlearnContext
 from .artefacts import CollapseResult, KeyedModel, TrainedModel, UnlearnOutcome, pack, unpack
@@ -53,6 +54,11 @@ ORACLE_UNLEARNER = "eu"
 
 def quiet(stage: str, frac: float, msg: str) -> None:
     return None
+
+
+def _data_key(*parts: object) -> str:
+    """Data is never stored (datasets cache themselves), so its key is a plain hash, not a store key."""
+    return f"data:{stable_hash(*parts)}"
 
 
 def file_hash(path: str) -> str:
@@ -91,18 +97,18 @@ class Pipeline:
             self.progress("data", 1.0, f"{len(splits.train)} training images")
             return splits
 
-        return self._memo["data"].get_or_make(self.store.key("data", cfg), load)
+        return self._memo["data"].get_or_make(_data_key(cfg), load)
 
     def data_key(self, cfg: DataConfig) -> str:
         """A registered dataset is known by its config; an ImageFolder by its contents, hashed once."""
         if not cfg.data_dir:
-            return self.store.key("data", cfg, DATASETS.version(cfg.dataset))
+            return _data_key(cfg, DATASETS.version(cfg.dataset))
 
         def fingerprint() -> str:
             splits = self.dataset(cfg)
-            return self.store.key("data", cfg, data_fingerprint(splits.train), data_fingerprint(splits.test))
+            return _data_key(cfg, data_fingerprint(splits.train), data_fingerprint(splits.test))
 
-        return self._memo["data_key"].get_or_make(self.store.key("data", cfg), fingerprint)
+        return self._memo["data_key"].get_or_make(_data_key(cfg), fingerprint)
 
     def attack_config(self, scn: Scenario) -> AttackConfig:
         """The scenario's attack with default classes filled in (a checkpoint has no attack)."""
@@ -122,12 +128,9 @@ class Pipeline:
 
         def make() -> PoisonedScenario:
             splits = self.dataset(scn.data)
-            packed = self.store.get(key)
-            if packed is None:
-                result = ATTACKS.get(acfg.attack)(splits, acfg, scn.train, self._stage("attack"))
-                packed = pack(result, splits.train)
-                self.store.set(key, packed)
-            else:
+            packed, cached = self.store.cached(key, lambda: pack(
+                ATTACKS.get(acfg.attack)(splits, acfg, scn.train, self._stage("attack")), splits.train))
+            if cached:
                 self.progress("attack", 1.0, "poisoned set from cache")
             return unpack(packed, splits.train, key)
 
@@ -135,22 +138,33 @@ class Pipeline:
 
     # -- model ------------------------------------------------------------------------
     def new_model(self, scn: Scenario, seed: int | None = None) -> Classifier:
+        """A freshly initialised model of the scenario's architecture (what training and EU start from).
+
+        For a checkpoint: the loaded model's own architecture and normalisation, so EU
+        retrains the analyst's architecture (with this tool's recipe, not theirs).
+        """
         splits = self.dataset(scn.data)
+        loaded = self.trained(scn).model if scn.checkpoint else None
         torch.manual_seed(scn.train.seed if seed is None else seed)
-        return build_model(scn.train.model, splits.train.image_shape, splits.train.num_classes,
+        if loaded is not None:
+            return build_like(loaded)
+        return build_model(scn.train.model_spec(), splits.train.image_shape, splits.train.num_classes,
                            splits.mean, splits.std)
 
     def model_key(self, scn: Scenario) -> str:
+        """The key of the model under investigation; ``architecture_key`` hashes the code of an
+        architecture file too, so an edited file is never served a model of the old one."""
+        arch = architecture_key(scn.train.model_spec())
         if scn.checkpoint:
             if not os.path.isfile(scn.checkpoint):
-                raise DataError(f"checkpoint {scn.checkpoint} does not exist")
+                raise CheckpointError(f"checkpoint {scn.checkpoint} does not exist")
             st = os.stat(scn.checkpoint)  # hashed once per file version, not on every call
             digest = self._memo["file"].get_or_make(f"{scn.checkpoint}:{st.st_mtime_ns}:{st.st_size}",
                                                     lambda: file_hash(scn.checkpoint))
-            return self.store.key("train", "checkpoint", digest, scn.train.model, self.data_key(scn.data))
+            return self.store.key("train", "checkpoint", digest, arch, self.data_key(scn.data))
         # The poison key (not just the attack config) so a change to an attack's code
         # or defaults retrains instead of reusing a model trained on other poisons.
-        return self.store.key("train", self.poison_key(scn), scn.train, MODELS.version(scn.train.model))
+        return self.store.key("train", self.poison_key(scn), scn.train, arch)
 
     def trained(self, scn: Scenario) -> TrainedModel:
         """Train (or load) the model under investigation and evaluate it."""
@@ -160,20 +174,21 @@ class Pipeline:
     def _train(self, scn: Scenario, key: str) -> TrainedModel:
         splits = self.dataset(scn.data)
         poisoned = self.poisoned(scn)
-        model = self.new_model(scn)
-        entry = self.store.get(key)
-        cached = entry is not None
         if scn.checkpoint:
-            model = load_checkpoint(scn.checkpoint, scn.train.model, splits)
-            entry = {"seconds": 0.0}
-        elif entry is None:
-            stats = train_model(model, poisoned.train, scn.train, augment_flip=splits.augment_flip,
-                                progress=self._stage("train"), device=self.device)
-            entry = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "seconds": stats.seconds}
-            self.store.set(key, entry)
+            model = load_checkpoint(scn.checkpoint, scn.train.model_spec(), splits)
+            entry, cached = {"seconds": 0.0}, False
         else:
-            model.load_state_dict(entry["state_dict"])
-            self.progress("train", 1.0, "model from cache")
+            model = self.new_model(scn)
+
+            def fit() -> dict:
+                stats = train_model(model, poisoned.train, scn.train, augment_flip=splits.augment_flip,
+                                    progress=self._stage("train"), device=self.device)
+                return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "seconds": stats.seconds}
+
+            entry, cached = self.store.cached(key, fit, check=finite_state_dict(model.state_dict()))
+            if cached:
+                model.load_state_dict(entry["state_dict"])
+                self.progress("train", 1.0, "model from cache")
         model.to(self.device).eval()
         return TrainedModel(model, key, clean_accuracy(model, splits.test), poison_success_rate(model, poisoned),
                             float(entry["seconds"]), cached)
@@ -207,9 +222,31 @@ class Pipeline:
     def default_affected(self, scn: Scenario) -> np.ndarray:
         cands = self.affected_candidates(scn)
         if cands.size == 0:
+            if self.attack_config(scn).attack == NO_ATTACK:  # the analyst says which images are wrong
+                wrong = misclassified(self.trained(scn).model, self.dataset(scn.data).test).indices[:5]
+                some = f" (the model gets test images {', '.join(map(str, wrong))} wrong)" if len(wrong) else ""
+                raise ConfigError("with no attack there is no triggered test image: choose the test images to "
+                                  f"explain (affected test index on the command line, the gallery in the app){some}")
             raise ConfigError("no test image shows the attack (none is predicted as the target class); "
                               "pick or upload an affected image")
         return cands[: scn.collapse.max_affected]
+
+    def affected_test_images(self, scn: Scenario, model: KeyedModel | None = None) -> tuple[ImageSet, int]:
+        """The scenario's ``affected_test_index`` images labelled with the model's prediction, and that class.
+
+        The investigation explains one prediction (the collapse copies are relabelled to it),
+        so images the model predicts as different classes are refused in one sentence.
+        """
+        keyed = model or self.trained(scn)
+        splits = self.dataset(scn.data)
+        chosen = affected_by_index(keyed.model, splits.test, list(scn.affected_test_index))
+        predicted = chosen.labels.tolist()
+        if len(set(predicted)) > 1:
+            said = ", ".join(f"{i} as {splits.classes[c]!r}" for i, c in zip(scn.affected_test_index, predicted,
+                                                                              strict=True))
+            raise ConfigError(f"the affected test images are predicted as different classes ({said}); one "
+                              "investigation explains one prediction, so give images predicted as the same class")
+        return chosen, int(predicted[0])
 
     def affected_images(self, scn: Scenario, picks: Sequence[int] = (), uploads: Sequence[np.ndarray] = (),
                         from_test_set: bool = False, target_class: int | None = None,
@@ -233,9 +270,10 @@ class Pipeline:
     def engine(self, scn: Scenario, model: KeyedModel | None = None) -> InfluenceEngine:
         """kronfluence for a model and the poisoned training set, keyed by the keys that made them."""
         keyed = model or self.trained(scn)
+        require_influence_trackable(keyed.model)  # a model EK-FAC cannot see: one sentence, not kronfluence's
         poisoned = self.poisoned(scn)
         # The engine derives its factor and score keys from this content key and its config.
-        content = self.store.key("influence", keyed.key, poisoned.key).replace(":", "-")
+        content = f"influence-{stable_hash(keyed.key, poisoned.key)}"
         eng = self._memo["engine"].get_or_make(stable_hash(content, scn.influence), lambda: InfluenceEngine(
             keyed.model, poisoned.train, scn.influence, self.store.directory,
             score_cache=(self.store.get, self.store.set), key=content))
@@ -287,18 +325,18 @@ class Pipeline:
         base = base or self.trained(scn)
         forget = np.unique(np.asarray(forget, dtype=np.int64))
         key = self.store.key("unlearn", base.key, forget.tolist(), cfg, scn.train, UNLEARNERS.version(cfg.method))
-        entry = self.store.get(key)
-        cached = entry is not None
-        if entry is None:
+        new = self.new_model(scn)
+
+        def run() -> dict:
             ctx = UnlearnContext(base.model, poisoned.train, forget, lambda: self.new_model(scn), scn.train,
                                  splits.augment_flip, cfg, self._stage("unlearn"), self.device, params=params)
             result = UNLEARNERS.get(cfg.method)(ctx)
-            entry = {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
-                     "seconds": result.seconds, "passes": result.passes, "info": result.info}
-            self.store.set(key, entry)
-        else:
+            return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
+                    "seconds": result.seconds, "passes": result.passes, "info": result.info}
+
+        entry, cached = self.store.cached(key, run, check=finite_state_dict(new.state_dict()))
+        if cached:
             self.progress("unlearn", 1.0, "unlearned model from cache")
-        new = self.new_model(scn)
         new.load_state_dict(entry["state_dict"])
         new.to(self.device).eval()
         return UnlearnOutcome(new, key, cfg.method, clean_accuracy(new, splits.test),
