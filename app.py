@@ -2,18 +2,19 @@
 
 The entry point only sets the page up, keeps the analyst's choices alive across
 pages, lists the steps (SPEC §2) and shows a summary of the investigation in the
-sidebar. Every page is UI only; all computation goes through ``deltainf_core``.
+sidebar. Every page is UI only; all computation goes through ``deltainf_core``; the
+pages' shared helpers are the package ``pages/ui`` (not a page: the list below is explicit).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-import ui_state
+from pages import ui
 
 st.set_page_config(page_title="Δ-Influence", page_icon=":material/troubleshoot:", layout="wide",
                    initial_sidebar_state="expanded")
-ui_state.init_state()
+ui.init_state()
 
 PAGES = [
     st.Page("pages/scenario.py", title="1 · Scenario", icon=":material/model_training:", default=True),
@@ -33,4 +34,4 @@ try:
 finally:
     # Drawn after the page, so it already reflects what the page just did.
     with summary:
-        ui_state.sidebar_summary()
+        ui.sidebar_summary()

@@ -11,8 +11,8 @@
    the result in the session, and (b) a fresh session's "Compute" when factors and
    scores are already on disk (what a second visit costs).
 
-    python bench/app_latency.py [--n-train 50000] [--repeats 7] [--out bench/results/app_latency.json]
-    python bench/app_latency.py --scenario default --cache-dir cache   # the real default investigation
+    python -m bench.app_latency [--n-train 50000] [--repeats 7] [--out bench/results/app_latency.json]
+    python -m bench.app_latency --scenario default --cache-dir cache   # the real default investigation
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGET_S = 1.0
 
@@ -38,7 +36,9 @@ def synthetic_collapse(n_train: int, seed: int = 0):
     """Scores shaped like a real 5-image collapse: 1% poisons collapse, the rest is noise."""
     import torch
 
-    from deltainf_core import ALL_TRANSFORMS, CollapseQueries, ImageSet
+    from deltainf_core import TRANSFORMS, CollapseQueries, ImageSet
+
+    transforms = TRANSFORMS.names()
 
     rng = np.random.default_rng(seed)
     image_of, is_orig, names = [], [], []
@@ -47,10 +47,10 @@ def synthetic_collapse(n_train: int, seed: int = 0):
         is_orig.append(True)
         names.append("")
         n = 50 if k == 0 else 20
-        for t in rng.integers(0, len(ALL_TRANSFORMS), size=n):
+        for t in rng.integers(0, len(transforms), size=n):
             image_of.append(k)
             is_orig.append(False)
-            names.append(ALL_TRANSFORMS[int(t)])
+            names.append(transforms[int(t)])
     q = len(image_of)
     scale = np.exp(rng.normal(8, 2, size=n_train)).astype(np.float32)  # heavy-tailed magnitudes like EK-FAC
     scores = (rng.standard_normal((q, n_train)).astype(np.float32) * scale)
@@ -67,23 +67,27 @@ def synthetic_collapse(n_train: int, seed: int = 0):
 def bench_toggle(n_train: int, repeats: int) -> dict:
     import plotly.io as pio
 
-    from deltainf_core import ALL_TRANSFORMS, effect_size_rule
-    from deltainf_core.figures import collapse_figure, collapse_panels, collapse_stats
+    from deltainf_core import TRANSFORMS, collapse_panels, collapse_stats, effect_size
+    from deltainf_core.collapse.rules import candidates
+    from deltainf_core.figures import collapse_figure
+
+    every = TRANSFORMS.names()
 
     scores, queries, poisons = synthetic_collapse(n_train)
     t = time.perf_counter()
     stats = collapse_stats(scores, queries)  # once per scoring pass (the app keeps it in the session)
     stats_s = time.perf_counter() - t
-    subsets = [list(ALL_TRANSFORMS)] + [[t for t in ALL_TRANSFORMS if t != off] for off in ALL_TRANSFORMS]
+    subsets = [list(every)] + [[t for t in every if t != off] for off in every]
     parts = {"reduce_s": [], "figure_s": [], "serialise_s": [], "total_s": []}
     payload = 0
     for r in range(repeats):
         subset = subsets[r % len(subsets)]
         t0 = time.perf_counter()
-        panels = collapse_panels(stats, transforms=subset)
-        flagged = effect_size_rule(panels.effect_size, 2.0)
+        panels = collapse_panels(stats, subset)
+        d = effect_size(stats, subset)
+        flagged = candidates(d, 2.0)
         t1 = time.perf_counter()
-        fig = collapse_figure(panels, poisons, flagged, threshold=2.0)
+        fig = collapse_figure(panels, d, "d", "effect size d", 2.0, poisons, flagged)
         t2 = time.perf_counter()
         spec = pio.to_json(fig, validate=False)  # what st.plotly_chart sends
         t3 = time.perf_counter()
@@ -134,7 +138,8 @@ def bench_collapse_page(cache_dir: str, repeats: int, scenario: str = "tiny") ->
     at.button(key="col_compute").click().run()
     check(at)
     first = time.perf_counter() - t0
-    n_train = int(at.session_state["collapse"]["result"].scores.shape[1])
+    result = at.session_state["session"].collapse.value
+    n_train = int(result.scores.shape[1])
 
     warm = []
     for _ in range(repeats):
@@ -145,7 +150,7 @@ def bench_collapse_page(cache_dir: str, repeats: int, scenario: str = "tiny") ->
         check(at)
 
     toggles = []
-    present = [t for t in dict.fromkeys(at.session_state["collapse"]["result"].queries.transform.tolist()) if t]
+    present = result.queries.transforms_present()
     for r in range(repeats):
         at.session_state["col_transforms"] = [t for t in present if t != present[r % len(present)]]
         t = time.perf_counter()
@@ -163,7 +168,7 @@ def bench_collapse_page(cache_dir: str, repeats: int, scenario: str = "tiny") ->
     check(at2)
     return {
         "scenario": tiny or "app defaults (mnist5k, 4,000 images, EK-FAC, 5 affected images)", "n_train": n_train,
-        "n_queries": int(at.session_state["collapse"]["result"].scores.shape[0]), "first_path_s": round(first, 2),
+        "n_queries": int(result.scores.shape[0]), "first_path_s": round(first, 2),
         "page_load_warm_s": {"median": round(statistics.median(warm), 3), "max": round(max(warm), 3)},
         "page_toggle_rerun_s": {"median": round(statistics.median(toggles), 3), "max": round(max(toggles), 3)},
         "compute_with_cached_scores_s": round(cold_cached, 3),

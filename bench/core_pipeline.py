@@ -12,7 +12,7 @@ rules would have done, so the default rule is compared side by side:
 
 Writes ``bench/results/core_pipeline_<datasets>.json`` and prints one line per run.
 
-    python bench/core_pipeline.py [--seeds 0 1 2] [--cifar ../shared/data/cifar10-subset]
+    python -m bench.core_pipeline [--seeds 0 1 2] [--cifar ../shared/data/cifar10-subset]
 """
 
 from __future__ import annotations
@@ -20,30 +20,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from deltainf_core import (
+    RULES,
     AttackConfig,
     CollapseConfig,
     DataConfig,
-    DetectConfig,
     Pipeline,
     Scenario,
     TrainConfig,
     UnlearnConfig,
-    collapse_effect_size,
-    delta_scores,
     influence_collapse,
     pooled_effect_size,
     precision_recall,
-    published_vote,
 )
-from deltainf_core.detectors.delta import default_rule
+from deltainf_core.collapse.rules import EffectSizeParams, PublishedVoteParams
 
 
 def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: np.ndarray,
@@ -55,18 +49,19 @@ def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: n
                             image_of=cr.queries.image_of[rows], transform=cr.queries.transform[rows].astype(str),
                             labels=pipe.poisoned(scn).train.labels.numpy(), truth=truth,
                             target=cr.target_class)
-    d = collapse_effect_size(cr.scores, cr.queries)
+    delta_rule = RULES.get("delta")
+    default = delta_rule(cr, EffectSizeParams())
+    d_broken = default.statistic
+    all_copies = delta_rule(cr, EffectSizeParams(broken_only=False, split=False))
+    d = all_copies.statistic
     d_total = pooled_effect_size(influence_collapse(cr.scores, cr.queries))
-    delta, _ = delta_scores(cr.scores, cr.queries)
-    default, d_broken, _ = default_rule(cr.scores, cr.queries, cr.predicted, cr.target_class, DetectConfig())
-    no_split, _, _ = default_rule(cr.scores, cr.queries, cr.predicted, cr.target_class, DetectConfig(split=False))
     out = {}
     for name, flagged in {
-        "default (broken copies, d>=2, Otsu split)": default,
-        "broken copies, d>=2, no split": no_split,
-        "d>=2 all copies (session-1 default)": np.flatnonzero(d >= 2.0),
+        "default (broken copies, d>=2, Otsu split)": default.flagged,
+        "broken copies, d>=2, no split": delta_rule(cr, EffectSizeParams(split=False)).flagged,
+        "d>=2 all copies (session-1 default)": all_copies.flagged,
         "d>=2 all copies (total std)": np.flatnonzero(d_total >= 2.0),
-        "published th=0 n_tol=1": published_vote(delta, 0.0, 1),
+        "published th=0 n_tol=1": RULES.get("delta_published")(cr, PublishedVoteParams()).flagged,
     }.items():
         p, r = precision_recall(flagged, truth)
         out[name] = {"n_flagged": int(flagged.size), "precision": p, "recall": r}

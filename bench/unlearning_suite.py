@@ -1,13 +1,27 @@
-"""Every registered unlearner on BadNet-poisoned mnist5k: PSR, clean accuracy, cost.
+"""Figure 4 re-measured: every unlearner on Δ-Influence's own flagged set, as the app runs it.
 
-The flagged set mimics a good detector: every true poison plus ``--false-positives``
-random clean training images of the target class (the typical false positives).
-Success (SPEC §1): PSR < 5 % with a clean-accuracy drop < 2 points.
+For each dataset × attack × seed, the scenario is the CLI's default one
+(``python -m deltainf_core run --dataset D --attack A --seed S --rounds 1``): the
+poisoned model, the affected images, the default flagging rule's flagged set (round 1)
+and the oracle retrain (EU without exactly the true poisons) come from the pipeline and
+its cache; EU is the pipeline's own unlearning stage, every other method is run on the
+same model and flagged set with its registered defaults.
 
-    OMP_NUM_THREADS=1 python bench/unlearning_suite.py --seeds 0 1
+Judged as the issue states it (SPEC §3): the methods whose papers report poison removal
+(registry trait ``claims_poison_removal``: EU, CF, Potion) pass when PSR < 5 % — or at
+or below the oracle's own PSR where that floor is higher — with accuracy within
+``tolerance`` of the oracle retrain (2 points on mnist5k, 3 on the 380-image CIFAR test
+set); the others are reported as measured and must stay within 5 points of the
+poisoned model's accuracy. Seconds are wall time on whatever machine ran it
+(indicative only on a shared CPU); passes count work in training-set passes.
 
-Prints a table per seed and writes ``bench/results/unlearning_suite.json``.
-Poisoned models are cached under ``--cache`` (keyed by seed) so re-runs skip training.
+    DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py
+
+Writes ``bench/results/unlearning_suite.json`` (rows, the table, provenance). Rows are
+also kept in ``$DELTAINF_CACHE/unlearning_suite_rows.jsonl`` keyed by scenario, method,
+method version and parameters, so an interrupted run resumes and a changed method re-runs
+alone. ``--datasets/--attacks/--seeds/--methods`` narrow it; narrowed runs write to
+``--out`` only when given one.
 """
 
 from __future__ import annotations
@@ -16,110 +30,232 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from deltainf_core.attacks import badnet
-from deltainf_core.config import AttackConfig, DataConfig, TrainConfig, UnlearnConfig
-from deltainf_core.data import load_dataset
-from deltainf_core.models import build_model
-from deltainf_core.training import accuracy, no_progress, predict, train_model
-from deltainf_core.unlearning import UNLEARNERS, UnlearnContext
+from bench.provenance import provenance  # noqa: E402
+from deltainf_core.config import (  # noqa: E402
+    AttackConfig,
+    CollapseConfig,
+    DataConfig,
+    DetectConfig,
+    TrainConfig,
+    UnlearnConfig,
+    stable_hash,
+)
+from deltainf_core.metrics import clean_accuracy, poison_success_rate, precision_recall  # noqa: E402
+from deltainf_core.pipeline import Pipeline, Scenario  # noqa: E402
+from deltainf_core.store import Store  # noqa: E402
+from deltainf_core.unlearning import UNLEARNERS, UnlearnContext, unlearning_verdict  # noqa: E402
+
+CIFAR_SUBSET = (ROOT.parent / "shared" / "data" / "cifar10-subset").resolve()
+TOLERANCE = {"mnist5k": 0.02, "cifar10-subset": 0.03}
+"""Accuracy allowed below the oracle retrain (the issue's bar; wider on the 380-image test set)."""
+KEEP_ACCURACY = 0.05
+"""Methods not held to removal must stay within this of the poisoned model's accuracy."""
+DEFAULT_OUT = ROOT / "bench" / "results" / "unlearning_suite.json"
+STAGES = ("poison", "train", "scores", "detect", "unlearn", "oracle")
 
 
-def psr(model: torch.nn.Module, scenario) -> float:
-    return float((predict(model, scenario.psr_set.images) == scenario.target_class).float().mean())
+def scenario(dataset: str, attack: str, seed: int) -> Scenario:
+    """The CLI's default scenario (same configs, so the same cache keys) with one detection round."""
+    data = DataConfig(data_dir=str(CIFAR_SUBSET)) if dataset == "cifar10-subset" else DataConfig(dataset=dataset)
+    return Scenario(data=data, attack=AttackConfig(name=attack, seed=seed), train=TrainConfig(seed=seed),
+                    collapse=CollapseConfig(seed=seed), detect=DetectConfig(),
+                    unlearn=UnlearnConfig(method="eu", seed=seed), max_rounds=1)
 
 
-def run_seed(seed: int, methods: list[str], n_fp: int, params: dict, cache: Path) -> dict:
-    splits = load_dataset(DataConfig())
-    train_cfg = TrainConfig(seed=seed)
-    attack_cfg = AttackConfig(seed=seed).resolved(splits.train.num_classes)
-    scenario = badnet.attack(splits, attack_cfg, train_cfg, no_progress)
+def flagged_scenario(pipe: Pipeline, scn: Scenario) -> dict:
+    """Poisoned model and the default rule's flagged set for the default affected images (round 1)."""
+    tm = pipe.trained(scn)
+    poisoned = pipe.poisoned(scn)
+    affected = pipe.affected_set(scn, pipe.default_affected(scn))
+    detection = pipe.detect(scn, affected, poisoned.target_class)
+    precision, recall = precision_recall(detection.flagged, poisoned.poison_indices)
+    return {"tm": tm, "poisoned": poisoned, "splits": pipe.dataset(scn.data),
+            "flagged": np.asarray(detection.flagged, dtype=np.int64), "precision": precision, "recall": recall}
 
-    def build() -> torch.nn.Module:
-        return build_model(train_cfg.model, splits.train.image_shape, splits.train.num_classes,
-                           splits.mean, splits.std)
 
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"badnet_mnist5k_seed{seed}.pt"
-    torch.manual_seed(seed)
-    model = build()
-    if path.exists():
-        model.load_state_dict(torch.load(path))
-        model.eval()
+def judge(row: dict, base: dict, tolerance: float) -> None:
+    """Fill ``row["pass"]`` and ``row["why"]`` from the issue's bar (see module doc)."""
+    floor = max(0.05, base["oracle_psr"])
+    removed = row["psr"] < 0.05 or row["psr"] <= base["oracle_psr"]
+    if base["poisoned_psr"] < 0.5:
+        row["pass"], row["why"] = None, "attack failed (poisoned PSR < 50%)"
+        return
+    if row["claims_poison_removal"]:
+        close = row["accuracy"] >= base["oracle_accuracy"] - tolerance
+        row["pass"] = bool(removed and close)
+        why = []
+        if not removed:
+            why.append(f"PSR {100 * row['psr']:.1f}% >= {100 * floor:.1f}%")
+        if not close:
+            why.append(f"accuracy {100 * (row['accuracy'] - base['oracle_accuracy']):+.1f} pt vs oracle")
+        row["why"] = "; ".join(why)
     else:
-        train_model(model, scenario.train, train_cfg, augment_flip=splits.augment_flip)
-        torch.save(model.state_dict(), path)
-    before = {"clean_accuracy": accuracy(model, splits.test), "psr": psr(model, scenario)}
-    print(f"seed {seed}: poisoned acc {before['clean_accuracy']:.4f} PSR {before['psr']:.3f} "
-          f"({len(scenario.poison_indices)} poisons)", flush=True)
+        kept = row["accuracy"] >= base["poisoned_accuracy"] - KEEP_ACCURACY
+        row["pass"] = bool(kept)
+        row["removed"] = bool(removed)
+        row["why"] = "" if kept else f"accuracy {100 * (row['accuracy'] - base['poisoned_accuracy']):+.1f} pt"
 
-    rng = np.random.default_rng(1000 + seed)
-    labels = scenario.train.labels.numpy()
-    clean_target = np.setdiff1d(np.flatnonzero(labels == scenario.target_class), scenario.poison_indices)
-    false_pos = rng.choice(clean_target, size=n_fp, replace=False)
-    forget = np.sort(np.concatenate([scenario.poison_indices, false_pos]))
 
+def row_key(dataset: str, attack: str, seed: int, method: str, flagged: np.ndarray, model_key: str) -> str:
+    entry = UNLEARNERS.entry(method)
+    return stable_hash(dataset, attack, seed, method, entry.version, entry.param_defaults(), model_key,
+                       flagged.tolist())
+
+
+def run_scenario(pipe: Pipeline, dataset: str, attack: str, seed: int, methods: list[str],
+                 done: dict, rows_file: Path) -> dict:
+    scn = scenario(dataset, attack, seed)
+    t0 = time.perf_counter()
+    sc = flagged_scenario(pipe, scn)
+    tm, poisoned, splits, flagged = sc["tm"], sc["poisoned"], sc["splits"], sc["flagged"]
+    base = {"dataset": dataset, "attack": attack, "seed": seed, "n_train": len(poisoned.train),
+            "n_test": len(splits.test), "n_poisons": len(poisoned.poison_indices), "n_flagged": int(flagged.size),
+            "precision": sc["precision"], "recall": sc["recall"], "poisoned_accuracy": tm.clean_accuracy,
+            "poisoned_psr": tm.poison_success_rate, "recipe_epochs": scn.train.epochs_for(len(poisoned.train)),
+            "setup_seconds": time.perf_counter() - t0}
+    print(f"{dataset} {attack} seed {seed}: poisoned acc {100 * base['poisoned_accuracy']:.1f} "
+          f"PSR {100 * base['poisoned_psr']:.1f}; flagged {flagged.size} "
+          f"(P {sc['precision']:.2f} R {sc['recall']:.2f})", flush=True)
+    measured = []
+    # Cheap methods first, retraining last: an interrupted run has the informative rows.
+    for method in sorted(methods, key=lambda m: UNLEARNERS.trait(m, "from_scratch")):
+        key = row_key(dataset, attack, seed, method, flagged, tm.key)
+        if key in done:
+            row = done[key]
+        else:
+            if method == "eu":
+                out = pipe.unlearn(scn, flagged, "eu")  # the pipeline's own (cached) stage: the product path
+                model, seconds, passes, info = out.model, out.seconds, out.passes, out.info
+            else:
+                ctx = UnlearnContext(tm.model, poisoned.train, flagged, lambda: pipe.new_model(scn), scn.train,
+                                     splits.augment_flip, replace(scn.unlearn, method=method), device=pipe.device)
+                result = UNLEARNERS.get(method)(ctx)
+                model, seconds, passes, info = result.model, result.seconds, result.passes, result.info
+            psr = poison_success_rate(model, poisoned)
+            acc = clean_accuracy(model, splits.test)
+            row = {"key": key, "dataset": dataset, "attack": attack, "seed": seed, "method": method,
+                   "version": UNLEARNERS.version(method), "psr": psr, "accuracy": acc,
+                   "seconds": seconds, "passes": passes,
+                   "claims_poison_removal": UNLEARNERS.trait(method, "claims_poison_removal"),
+                   "info": {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) or v is None}}
+            with rows_file.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            done[key] = row
+            print(f"  {method:7s} PSR {100 * psr:5.1f}  acc {100 * acc:5.1f}  {passes:6.2f} passes", flush=True)
+        measured.append(row)
+    oracle = pipe.oracle(scn)
+    base.update(oracle_accuracy=oracle.clean_accuracy, oracle_psr=oracle.poison_success_rate)
+    print(f"  oracle  PSR {100 * base['oracle_psr']:5.1f}  acc {100 * base['oracle_accuracy']:5.1f}", flush=True)
     rows = []
-    for name in methods:
-        ctx = UnlearnContext(model=model, train=scenario.train, forget=forget, build_model=build,
-                             train_config=train_cfg, augment_flip=splits.augment_flip,
-                             cfg=UnlearnConfig(method=name, params=params.get(name, {}), seed=seed),
-                             device=torch.device("cpu"))
-        start = time.perf_counter()
-        result = UNLEARNERS.get(name)(ctx)
-        wall = time.perf_counter() - start
-        row = {"method": name, "psr": psr(result.model, scenario),
-               "clean_accuracy": accuracy(result.model, splits.test), "seconds": result.seconds,
-               "wall_seconds": wall, "passes": result.passes,
-               "info": {k: v for k, v in result.info.items() if k not in ("strengths",)}}
-        row["accuracy_drop"] = before["clean_accuracy"] - row["clean_accuracy"]
-        row["success"] = row["psr"] < 0.05 and row["accuracy_drop"] < 0.02
+    for row in sorted(measured, key=lambda r: methods.index(r["method"])):
+        method = row["method"]
+        row = dict(row, accuracy_vs_oracle=row["accuracy"] - base["oracle_accuracy"],
+                   accuracy_vs_poisoned=row["accuracy"] - base["poisoned_accuracy"])
+        row["verdict"] = unlearning_verdict(method, row["info"], row["psr"], base["poisoned_psr"], base["oracle_psr"],
+                                            row["accuracy_vs_poisoned"])["text"]
+        judge(row, base, TOLERANCE.get(dataset, 0.02))
         rows.append(row)
-        extra = ""
-        if name == "potion":
-            extra = f" strength {result.info['strength']:.4g} steps {result.info['steps']}"
-        print(f"  {name:7s} PSR {row['psr']:.3f} acc {row['clean_accuracy']:.4f} "
-              f"(drop {100 * row['accuracy_drop']:+.2f} pt) {row['seconds']:6.1f}s "
-              f"{row['passes']:5.2f} passes {'OK' if row['success'] else 'FAIL'}{extra}", flush=True)
-    return {"seed": seed, "poisoned": before, "n_poisons": len(scenario.poison_indices),
-            "n_flagged": len(forget), "n_false_positives": int(n_fp), "methods": rows}
+        mark = {True: "ok", False: "FAIL", None: "n/a"}[row["pass"]]
+        print(f"  {method:7s} PSR {100 * row['psr']:5.1f}  acc {100 * row['accuracy']:5.1f} "
+              f"({100 * row['accuracy_vs_oracle']:+5.1f} vs oracle)  {row['passes']:6.2f} passes "
+              f"{row['seconds']:7.1f}s  {mark} {row['why']}  | {row['verdict']}", flush=True)
+    return {**base, "methods": rows}
+
+
+def table(runs: list[dict], methods: list[str]) -> str:
+    """Figure-4 style markdown: one line per method × dataset × attack, seeds side by side.
+
+    "held to" says which bar applies: removal (PSR and accuracy vs the oracle) for the
+    methods whose papers claim it, accuracy kept (within 5 points of the poisoned model)
+    for the rest, whose removal is reported beside it.
+    """
+    lines = ["| method | data | attack | PSR after % (by seed) | acc vs oracle, pt | passes | seconds* | result |",
+             "|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        for row in run["methods"]:
+            groups.setdefault((row["method"], run["dataset"], run["attack"]), []).append(row)
+    for method in methods:
+        for (m, data, attack), rows in groups.items():
+            if m != method:
+                continue
+            rows = sorted(rows, key=lambda r: r["seed"])
+            psr = " / ".join(f"{100 * r['psr']:.1f}" for r in rows)
+            acc = " / ".join(f"{100 * r['accuracy_vs_oracle']:+.1f}" for r in rows)
+            passes = f"{np.mean([r['passes'] for r in rows]):.2f}"
+            secs = f"{np.mean([r['seconds'] for r in rows]):.0f}"
+            counted = [r for r in rows if r["pass"] is not None]
+            ok = sum(r["pass"] for r in counted)
+            if rows[0]["claims_poison_removal"]:
+                result = f"{ok}/{len(counted)} pass"
+            else:
+                removed = sum(r.get("removed", False) for r in counted)
+                result = f"removed {removed}/{len(counted)}, accuracy kept {ok}/{len(counted)}"
+            lines.append(f"| {method} | {data} | {attack} | {psr} | {acc} | {passes} | {secs} | {result} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--methods", nargs="+", default=UNLEARNERS.names())
-    ap.add_argument("--false-positives", type=int, default=60)
-    ap.add_argument("--params", default="{}", help='JSON {"method": {"param": value}} overrides')
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/deltainf_bench_models"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "unlearning_suite.json")
+    ap.add_argument("--datasets", nargs="+", default=["mnist5k", "cifar10-subset"])
+    ap.add_argument("--attacks", nargs="+", default=["badnet", "smooth"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=UNLEARNERS.names(), choices=UNLEARNERS.names())
+    ap.add_argument("--out", type=Path, help=f"result file (default {DEFAULT_OUT.relative_to(ROOT)} for a full run)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other scenarios already in --out (replace only those run now)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    params = json.loads(args.params)
-    runs = [run_seed(s, args.methods, args.false_positives, params, args.cache) for s in args.seeds]
-    summary = {}
-    for name in args.methods:
-        rows = [r for run in runs for r in run["methods"] if r["method"] == name]
-        summary[name] = {
-            "psr_mean": float(np.mean([r["psr"] for r in rows])),
-            "accuracy_drop_mean": float(np.mean([r["accuracy_drop"] for r in rows])),
-            "seconds_mean": float(np.mean([r["seconds"] for r in rows])),
-            "passes_mean": float(np.mean([r["passes"] for r in rows])),
-            "successes": int(sum(r["success"] for r in rows)), "runs": len(rows),
-        }
-    out = {"benchmark": "unlearning_suite", "dataset": "mnist5k", "attack": "badnet (defaults)",
-           "train": "smallcnn, TrainConfig defaults", "params": params, "runs": runs, "summary": summary}
-    if args.methods == UNLEARNERS.names() and not params:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.out}")
-    print(json.dumps(summary, indent=1))
+    pipe = Pipeline(Store())
+    rows_file = Path(pipe.store.directory) / "unlearning_suite_rows.jsonl"
+    done: dict = {}
+    if rows_file.exists():
+        for line in rows_file.read_text().splitlines():
+            row = json.loads(line)
+            done[row["key"]] = row
+    full = (args.datasets == ["mnist5k", "cifar10-subset"] and args.attacks == ["badnet", "smooth"]
+            and args.seeds == [0, 1, 2] and args.methods == UNLEARNERS.names())
+    out_path = args.out or (DEFAULT_OUT if full else None)
+    kept: list[dict] = []
+    if args.merge and out_path and out_path.exists():
+        kept = json.loads(out_path.read_text()).get("runs", [])
+    runs: list[dict] = []
+    for dataset in args.datasets:
+        for attack in args.attacks:
+            for seed in args.seeds:
+                runs.append(run_scenario(pipe, dataset, attack, seed, args.methods, done, rows_file))
+                now = {(r["dataset"], r["attack"], r["seed"]) for r in runs}
+                every = [r for r in kept if (r["dataset"], r["attack"], r["seed"]) not in now] + runs
+                every.sort(key=lambda r: (r["dataset"], r["attack"], r["seed"]))
+                result = {
+                    "benchmark": "unlearning_suite",
+                    "command": "DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py "
+                               + " ".join(sys.argv[1:]),
+                    "complete": len({(r["dataset"], r["attack"], r["seed"]) for r in every}) == 12,
+                    "tolerance": TOLERANCE, "keep_accuracy": KEEP_ACCURACY,
+                    "params": {m: UNLEARNERS.entry(m).param_defaults() for m in args.methods},
+                    "provenance": provenance(
+                        stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
+                        detectors=["delta"], unlearners=args.methods,
+                        datasets=sorted({r["dataset"] for r in every} - {"cifar10-subset"})),
+                    "scenarios": [f"{r['dataset']} {r['attack']} seed {r['seed']}" for r in every],
+                    "runs": every, "table": table(every, args.methods),
+                }
+                if out_path:
+                    out_path.parent.mkdir(parents=True, exist_ok=True)
+                    out_path.write_text(json.dumps(result, indent=1, default=float))
+    print(table(every, args.methods))
+    if out_path:
+        print(f"wrote {out_path}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ Each trial crafts poisons with the given attack params (surrogates cached per se
 any surrogate) on the poisoned set, and records the victim's p(adversarial) on the target.
 Results append to ``bench/results/witches_brew_trials.jsonl`` (one JSON line per trial).
 
-    python bench/witches_brew_trials.py --dataset mnist5k \
+    python -m bench.witches_brew_trials --dataset mnist5k \
         --trials '[{"frac": 0.01, "params": {"target_choice": "weakest"}}]'
-    python bench/witches_brew_trials.py --data-dir ../shared/data/cifar10-subset --trials '[...]'
+    python -m bench.witches_brew_trials --data-dir ../shared/data/cifar10-subset --trials '[...]'
 
 Trial keys: ``frac`` (poison budget), ``victim``/``adv`` (classes, default 0/1), ``seed``
 (attack seed), ``params`` (``AttackConfig.params``), ``victims`` (victim training seeds,
@@ -20,14 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from deltainf_core.attacks import witches_brew as wb
 from deltainf_core.config import AttackConfig, DataConfig, TrainConfig

@@ -1,5 +1,6 @@
-"""``python -m deltainf_core run|compare ...``: the headless pipeline with terminal progress.
+"""``python -m deltainf_core run|compare ...`` (or ``deltainf``): the headless pipeline with terminal progress.
 
+Both commands take the same scenario flags, generated from the configs (``flags``).
 Bad input ends in one line on stderr and a non-zero status — never a traceback
 (``--debug`` shows one). Finished stages stay cached when a run is interrupted.
 """
@@ -14,12 +15,14 @@ import time
 from collections.abc import Sequence
 
 from .attacks import ATTACKS
-from .config import AttackConfig, CollapseConfig, DataConfig, DetectConfig, TrainConfig, UnlearnConfig
-from .data import DATASETS
+from .compare import run_comparison
+from .config import UnlearnConfig
 from .detectors import DETECTORS
 from .errors import ConfigError, DeltaInfError
-from .models import MODELS
-from .pipeline import Pipeline, Scenario
+from .flags import Flag, add_scenario_flags, scenario_from_args
+from .pipeline import Pipeline
+from .pipeline.results import run_results
+from .registry import Registry
 from .store import Store
 from .unlearning import UNLEARNERS
 
@@ -63,88 +66,74 @@ class TerminalProgress:
             self.stream.write("\n")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"poison fraction must be in (0, 0.5], got {value}")
-    return value
-
-
-def _param(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value: object = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
-def _add_scenario_args(p: argparse.ArgumentParser) -> None:
-    data = p.add_mutually_exclusive_group()
-    data.add_argument("--dataset", default="mnist5k", choices=DATASETS.names(), help="registered dataset")
-    data.add_argument("--data-dir", help="ImageFolder root with train/<class>/* and test/<class>/*")
-    p.add_argument("--data-root", default="data", help="where torchvision datasets live / download to")
-    p.add_argument("--max-train", type=int, help="keep at most this many training images")
-    p.add_argument("--image-size", type=int, help="resize images to this side length")
-    p.add_argument("--model", default="smallcnn", choices=MODELS.names())
-    p.add_argument("--checkpoint", help="investigate this existing model file instead of training one")
-    p.add_argument("--attack", default="badnet", choices=ATTACKS.names())
-    p.add_argument("--poison-frac", type=_fraction, default=0.01, help="fraction of training images poisoned")
-    p.add_argument("--victim-class", type=int)
-    p.add_argument("--target-class", type=int)
-    p.add_argument("--attack-param", type=_param, action="append", default=[], metavar="KEY=VALUE",
-                   help="attack-specific parameter, e.g. pattern=dark4 (repeatable)")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
-                   help="training epochs (default: auto, 12 or more on small sets)")
-    p.add_argument("--seed", type=int, default=0, help="seed for poisons, training and transformations")
-    p.add_argument("--detector", default="delta", choices=DETECTORS.names())
-    p.add_argument("--effect-size", type=float, default=DetectConfig.effect_size,
-                   help="delta: flag at pooled effect size >= this")
-    p.add_argument("--copies", type=int, default=CollapseConfig.n_copies,
-                   help="transformed copies of the first affected image")
-    p.add_argument("--affected", type=int, default=CollapseConfig.max_affected,
-                   help="use up to this many affected images")
-    p.add_argument("--unlearn", default="eu", choices=UNLEARNERS.names())
-    p.add_argument("--rounds", type=int, default=Scenario.max_rounds,
-                   help="detect/unlearn rounds while an affected image still shows the attack")
+def _common(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> list[Flag]:
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for poisons, training, copies and unlearning unless a stage's own seed is given")
     p.add_argument("--cache-dir", help="artefact cache (default: ./cache or $DELTAINF_CACHE)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def scenario_from_args(a: argparse.Namespace) -> Scenario:
-    if a.epochs is not None and a.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {a.epochs}")
-    if a.victim_class is not None and a.victim_class == a.target_class:
-        raise ConfigError("victim class and target class must differ")
-    data = DataConfig(dataset=a.dataset, data_dir=a.data_dir, data_root=a.data_root,
-                      max_train=a.max_train, image_size=a.image_size)
-    attack = AttackConfig(name=a.attack, poison_frac=a.poison_frac, victim_class=a.victim_class,
-                          target_class=a.target_class, params=dict(a.attack_param), seed=a.seed)
-    train = TrainConfig(model=a.model, epochs=a.epochs, seed=a.seed)
-    collapse = CollapseConfig(n_copies=a.copies, max_affected=a.affected, seed=a.seed)
-    detect = DetectConfig(method=a.detector, effect_size=a.effect_size)
-    return Scenario(data=data, attack=attack, train=train, collapse=collapse, detect=detect,
-                    unlearn=UnlearnConfig(method=a.unlearn, seed=a.seed),
-                    checkpoint=a.checkpoint, max_rounds=a.rounds)
+    return add_scenario_flags(p, exclude)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m deltainf_core",
+    parser = OneLineParser(prog="deltainf",
                            description="Δ-Influence: trace a poisoning attack to its training images and unlearn them.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="scenario → model → Δ-Influence → unlearning, as JSON")
-    _add_scenario_args(run)
+    run.set_defaults(flags=_common(run))
     run.add_argument("--out", help="write results JSON here (default: print to stdout)")
-    from .compare import add_compare_args
-
-    add_compare_args(sub.add_parser("compare", help="detectors × attacks (× unlearners) table"))
+    cmp = sub.add_parser("compare", help="detectors × attacks (× unlearners) table")
+    cmp.set_defaults(flags=_common(cmp, exclude=("attack.attack", "detect.detector", "unlearn.method")))
+    cmp.add_argument("--attacks", default=",".join(ATTACKS.names(has_success_rate=True)),
+                     help="comma list or 'all' (the attacks with a success rate)")
+    cmp.add_argument("--detectors", default="all", help="comma list or 'all'")
+    cmp.add_argument("--unlearners", default=UnlearnConfig().method,
+                     help="comma list or 'all' (Figure 4 on Δ-Influence's set)")
+    cmp.add_argument("--brew-targets", type=int, default=1,
+                     help="targets per cell of a per-target attack (attack seeds seed..seed+K-1); PSR = share hit")
+    cmp.add_argument("--out-dir", default="results", help="where compare-*.json, .md and .png go")
     return parser
+
+
+def _names(text: str, registry: Registry) -> list[str]:
+    if text == "all":
+        return registry.names()
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    for n in names:
+        registry.entry(n)
+    return names
+
+
+def _run(args: argparse.Namespace, progress: TerminalProgress) -> int:
+    scn = scenario_from_args(args, args.flags)
+    result = run_results(Pipeline(Store(args.cache_dir), progress), scn)
+    text = json.dumps(result, indent=2)
+    progress.close()
+    if not args.out:
+        print(text)
+        return 0
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = f"{args.out}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text + "\n")
+    os.replace(tmp, args.out)
+    _summary(result, sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace, progress: TerminalProgress) -> int:
+    attacks = [a for a in _names(args.attacks, ATTACKS) if ATTACKS.trait(a, "has_success_rate")]
+    if not attacks:
+        raise ConfigError("choose at least one attack with a success rate "
+                          f"({', '.join(ATTACKS.names(has_success_rate=True))})")
+    base = scenario_from_args(args, args.flags, strict=False)
+    result = run_comparison(base, attacks, _names(args.detectors, DETECTORS), _names(args.unlearners, UNLEARNERS),
+                            progress, args.out_dir, Pipeline(Store(args.cache_dir), progress),
+                            brew_targets=args.brew_targets)
+    progress.close()
+    print(result["markdown"])
+    print(f"wrote {result['json_path']} and {result['figure_png']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,26 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     progress = TerminalProgress(enabled=not args.quiet)
     try:
-        if args.command == "run":
-            scn = scenario_from_args(args)
-            pipe = Pipeline(Store(args.cache_dir), progress)
-            result = pipe.run(scn)
-            text = json.dumps(result, indent=2)
-            if args.out:
-                os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-                tmp = f"{args.out}.tmp"
-                with open(tmp, "w") as fh:
-                    fh.write(text + "\n")
-                os.replace(tmp, args.out)
-                progress.close()
-                _summary(result, sys.stderr)
-            else:
-                progress.close()
-                print(text)
-            return 0
-        from .compare import run_compare
-
-        return run_compare(args, progress)
+        return _run(args, progress) if args.command == "run" else _compare(args, progress)
     except DeltaInfError as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
@@ -208,3 +178,4 @@ def _summary(r: dict, stream) -> None:
                      f"PSR {pct(u['poison_success_rate'])}; oracle retrain without the true poisons: accuracy "
                      f"{pct(u['oracle_clean_accuracy'])}, PSR {pct(u.get('oracle_poison_success_rate'))}")
     stream.write("\n".join(lines) + "\n")
+

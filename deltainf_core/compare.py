@@ -8,7 +8,6 @@ unlearning with ✓ when below 5%, clean accuracy).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import json
@@ -19,16 +18,17 @@ from dataclasses import replace
 import numpy as np
 
 from .attacks import ATTACKS
-from .config import AttackConfig, DataConfig, TrainConfig
+from .config import DetectConfig, Scenario
 from .detectors import DETECTORS
 from .errors import ConfigError, DeltaInfError
 from .metrics import SUCCESS_PSR
-from .pipeline import Pipeline, Scenario, StageProgress, quiet
-from .store import Store
+from .pipeline import Pipeline, StageProgress, quiet
 from .unlearning import UNLEARNERS
 
-DEFAULT_ATTACKS = ("badnet", "smooth", "witches_brew")
-"""The paper's three attacks (gaussian has no success rate to compare)."""
+DEFAULT_DETECTOR = DetectConfig().detector
+"""Figure 4 compares unlearners on the default detector's flagged set."""
+FIGURE3_UNLEARNER = "eu"
+"""Figure 3 unlearns every detector's set with exact unlearning, the gold standard."""
 
 
 def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unlearners: list[str],
@@ -37,9 +37,10 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
     """Run every (attack, detector) with EU — and every unlearner on Δ-Influence's set.
 
     Rows whose cell fails (e.g. an attack that does not implant, so no affected image
-    exists) are kept with an ``error`` sentence instead of aborting the table. Witches'
-    Brew poisons one target image per run, so its cells run ``brew_targets`` attack
-    seeds (each its own target and poisons) and report the share of targets hit.
+    exists) are kept with an ``error`` sentence instead of aborting the table. A
+    per-target attack (Witches' Brew) poisons one target image per run, so its cells run
+    ``brew_targets`` attack seeds (each its own target and poisons) and report the share
+    of targets hit. Each method keeps the parameters in ``base`` that it takes.
     """
     for name in attacks:
         ATTACKS.get(name)
@@ -51,16 +52,21 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
         raise ConfigError(f"Witches' Brew needs at least one target, got {brew_targets}")
     pipe = pipeline or Pipeline(progress=progress)
     rows: list[dict] = []
-    cells = [(a, d, "eu") for a in attacks for d in detectors]
-    cells += [(a, "delta", u) for a in attacks for u in unlearners if u != "eu" or "delta" not in detectors]
+    eu = FIGURE3_UNLEARNER
+    cells = [(a, d, eu) for a in attacks for d in detectors]
+    cells += [(a, DEFAULT_DETECTOR, u) for a in attacks for u in unlearners
+              if u != eu or DEFAULT_DETECTOR not in detectors]
     started = time.perf_counter()
     for i, (attack, detector, unlearner) in enumerate(cells):
         progress("compare", i / len(cells), f"{attack} × {detector} × {unlearner}")
-        scn = replace(base, attack=replace(base.attack, name=attack),
-                      detect=replace(base.detect, method=detector),
-                      unlearn=replace(base.unlearn, method=unlearner))
+        scn = replace(base, attack=replace(base.attack, attack=attack,
+                                           params=ATTACKS.accepted(attack, base.attack.params)),
+                      detect=replace(base.detect, detector=detector,
+                                     params=DETECTORS.accepted(detector, base.detect.params)),
+                      unlearn=replace(base.unlearn, method=unlearner,
+                                      params=UNLEARNERS.accepted(unlearner, base.unlearn.params)))
         row = {"attack": attack, "detector": detector, "unlearner": unlearner}
-        if attack == "witches_brew":
+        if ATTACKS.trait(attack, "per_target"):
             # One target per attack seed: PSR is the share of targets misclassified.
             seeds = [base.attack.seed + k for k in range(brew_targets)]
             row.update(targets_cell([measure_cell(pipe, replace(scn, attack=replace(scn.attack, seed=s)))
@@ -107,7 +113,7 @@ def measure_cell(pipe: Pipeline, scn: Scenario) -> dict:
         row["oracle_psr"] = None if oracle is None else oracle.poison_success_rate
     except DeltaInfError as err:
         row.update({"error": str(err), "success": False})
-    if scn.attack.name == "witches_brew":
+    if ATTACKS.trait(scn.attack.attack, "per_target"):
         row["attack_seed"] = scn.attack.seed
         with contextlib.suppress(DeltaInfError):  # the attack's own error is already in the row
             row["target_index"] = pipe.poisoned(scn).info.get("target_index")
@@ -151,7 +157,8 @@ def targets_cell(runs: list[dict]) -> dict:
 
 def _add_relative_time(rows: list[dict]) -> None:
     """Unlearning wall time relative to EU on the same flagged set (Figure 4's cost column)."""
-    eu = {r["attack"]: r.get("unlearn_seconds") for r in rows if r["detector"] == "delta" and r["unlearner"] == "eu"}
+    eu = {r["attack"]: r.get("unlearn_seconds") for r in rows
+          if r["detector"] == DEFAULT_DETECTOR and r["unlearner"] == FIGURE3_UNLEARNER}
     for r in rows:
         base = eu.get(r["attack"])
         secs = r.get("unlearn_seconds")
@@ -194,9 +201,9 @@ def markdown_table(result: dict) -> str:
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         return out
 
-    fig3 = [r for r in result["rows"] if r["unlearner"] == "eu"]
+    fig3 = [r for r in result["rows"] if r["unlearner"] == FIGURE3_UNLEARNER]
     lines += ["**Detection methods, each unlearned with EU (Figure 3)**", "", *table(fig3, "detector")]
-    fig4 = [r for r in result["rows"] if r["detector"] == "delta"]
+    fig4 = [r for r in result["rows"] if r["detector"] == DEFAULT_DETECTOR]
     if len({r["unlearner"] for r in fig4}) > 1:
         lines += ["", "**Unlearning methods on Δ-Influence's flagged set (Figure 4)**", ""]
         lines += table(fig4, "unlearner")
@@ -247,58 +254,3 @@ def latest_comparison(out_dir: str = "results") -> tuple[str, dict] | None:
 
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in os.path.basename(os.path.normpath(text)))
-
-
-def _names(text: str, registry, default: tuple[str, ...]) -> list[str]:
-    if text in ("", None):
-        return list(default)
-    if text == "all":
-        return registry.names()
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    for n in names:
-        registry.get(n)
-    return names
-
-
-def add_compare_args(p: argparse.ArgumentParser) -> None:
-    data = p.add_mutually_exclusive_group()
-    data.add_argument("--dataset", default="mnist5k")
-    data.add_argument("--data-dir", help="ImageFolder root with train/ and test/")
-    p.add_argument("--data-root", default="data")
-    p.add_argument("--max-train", type=int)
-    p.add_argument("--model", default="smallcnn")
-    p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), help="comma list or 'all'")
-    p.add_argument("--detectors", default="all", help="comma list or 'all'")
-    p.add_argument("--unlearners", default="eu", help="comma list or 'all' (Figure 4 on Δ-Influence's set)")
-    p.add_argument("--poison-frac", type=float, default=0.01)
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="default: auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=Scenario.max_rounds)
-    p.add_argument("--brew-targets", type=int, default=1,
-                   help="Witches' Brew targets per cell (attack seeds seed..seed+K-1); PSR = share hit")
-    p.add_argument("--out-dir", default="results")
-    p.add_argument("--cache-dir")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true")
-
-
-def run_compare(args: argparse.Namespace, progress: StageProgress) -> int:
-    attacks = [a for a in _names(args.attacks, ATTACKS, DEFAULT_ATTACKS) if a not in ("none", "gaussian")]
-    if not attacks:
-        raise ConfigError("choose at least one attack with a success rate (badnet, smooth, witches_brew)")
-    base = Scenario(
-        data=DataConfig(dataset=args.dataset, data_dir=args.data_dir, data_root=args.data_root,
-                        max_train=args.max_train),
-        attack=AttackConfig(poison_frac=args.poison_frac, seed=args.seed),
-        train=TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed),
-        max_rounds=args.rounds,
-    )
-    base.collapse = replace(base.collapse, seed=args.seed)
-    result = run_comparison(base, attacks, _names(args.detectors, DETECTORS, ()),
-                            _names(args.unlearners, UNLEARNERS, ("eu",)), progress, args.out_dir,
-                            Pipeline(Store(args.cache_dir), progress), brew_targets=args.brew_targets)
-    if hasattr(progress, "close"):
-        progress.close()
-    print(result["markdown"])
-    print(f"wrote {result['json_path']} and {result['figure_png']}")
-    return 0

@@ -1,8 +1,15 @@
 """Dataclass configs for every stage, with validation and a stable content hash.
 
-Each field carries a one-line ``help`` in its metadata; the CLI builds its flags
-from the same fields, so the two cannot drift. A stage's cache key is the hash of
-every config it depends on plus the stage's code version (see ``store``).
+Each field carries a one-line ``help`` in its metadata; a field whose value is a
+registry name says which family (``family="model"``) and a field with a fixed set of
+values lists them (``choices=...``). The CLI generates one flag per field from these
+(``deltainf_core.flags``) and the app reads the same help and choices, so neither can
+drift from the configs. A stage's cache key is the hash of every config it depends on
+plus the stage's and the registry entry's code version (see ``pipeline``).
+
+The field holding a registry name says so with ``family`` metadata and is named after
+its family (``dataset``, ``model``, ``attack``, ``detector``; ``strategy`` is kronfluence's),
+except ``UnlearnConfig.method``, which the unlearners' own code and tests construct.
 """
 
 from __future__ import annotations
@@ -18,6 +25,12 @@ from .errors import ConfigError
 AUTO_EPOCHS = 12
 """Epochs when none are given and the set is large enough for ``min_steps``."""
 
+INFLUENCE_STRATEGIES = ("ekfac", "kfac", "diagonal", "identity")
+"""kronfluence's Hessian approximations, most faithful first (EK-FAC is the paper's)."""
+
+AMP_DTYPES = ("bf16", "fp16")
+"""Mixed-precision dtypes kronfluence may use for factors and scores (GPU only)."""
+
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, (dict, list)):
@@ -25,13 +38,17 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-ALL_TRANSFORMS = ("flip", "color_jitter", "affine", "elastic", "blur", "invert", "channel_swap")
+def _registered_transforms() -> tuple[str, ...]:
+    """Every registered test-time transformation, in registration order (the draw order)."""
+    from .collapse.transforms import TRANSFORMS
+
+    return tuple(TRANSFORMS.names())
 
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("mnist5k", "registered dataset name (mnist5k is built in and offline)")
-    data_dir: str | None = _f(None, "ImageFolder root with train/<class>/* and test/<class>/*")
+    dataset: str = _f("mnist5k", "registered dataset name (mnist5k is built in and offline)", family="dataset")
+    data_dir: str | None = _f(None, "ImageFolder root with train/<class>/* and test/<class>/* (instead of --dataset)")
     data_root: str = _f("data", "where torchvision datasets live or are downloaded to")
     max_train: int | None = _f(None, "keep at most this many training images (stratified)")
     max_test: int | None = _f(None, "keep at most this many test images (stratified)")
@@ -46,15 +63,15 @@ class DataConfig:
 
 @dataclass
 class AttackConfig:
-    name: str = _f("badnet", "poisoning attack (none for a clean model)")
-    poison_frac: float = _f(0.01, "fraction of the training set that is poisoned")
+    attack: str = _f("badnet", "poisoning attack (none for a clean model)", family="attack")
+    poison_frac: float = _f(0.01, "fraction of the training set that is poisoned, in (0, 0.5]")
     victim_class: int | None = _f(None, "class whose images carry the trigger (default 0)")
     target_class: int | None = _f(None, "class the attacker wants predicted (default 1)")
     params: dict = _f({}, "attack-specific parameters (trigger pattern, size, budget, ...)")
     seed: int = _f(0, "seed for choosing and crafting poisons")
 
     def validate(self, num_classes: int | None = None) -> None:
-        if not (0.0 < self.poison_frac <= 0.5) and self.name != "none":
+        if not (0.0 < self.poison_frac <= 0.5) and self.attack != "none":
             raise ConfigError(f"poison fraction must be in (0, 0.5], got {self.poison_frac}")
         for role in ("victim_class", "target_class"):
             c = getattr(self, role)
@@ -71,16 +88,16 @@ class AttackConfig:
         target = self.target_class
         if target is None:
             target = 1 if victim != 1 else 2 % num_classes
-        out = AttackConfig(self.name, self.poison_frac, victim, target, dict(self.params), self.seed)
+        out = AttackConfig(self.attack, self.poison_frac, victim, target, dict(self.params), self.seed)
         out.validate(num_classes)
         return out
 
 
 @dataclass
 class TrainConfig:
-    model: str = _f("smallcnn", "architecture")
+    model: str = _f("smallcnn", "architecture", family="model")
     epochs: int | None = _f(
-        None, "training epochs (None: auto, 12 or more so that a small set still gets "
+        None, "training epochs (default: auto, 12 or more so that a small set still gets "
         "min_steps mini-batches)")
     batch_size: int = _f(128, "mini-batch size")
     lr: float = _f(0.05, "peak learning rate (SGD + Nesterov, one-cycle)")
@@ -89,6 +106,7 @@ class TrainConfig:
     augment: bool = _f(True, "random crop (and flip where labels allow) while training")
     seed: int = _f(0, "seed for initialisation and batch order")
     min_steps: int = _f(600, "with automatic epochs, train for at least this many mini-batches")
+    precision: str = _f("float32", "training arithmetic: float32, or bf16 (autocast; for GPUs with bfloat16)")
 
     def epochs_for(self, n_train: int) -> int:
         """Epochs actually run on ``n_train`` images.
@@ -113,20 +131,42 @@ class TrainConfig:
 
 @dataclass
 class InfluenceConfig:
-    strategy: str = _f("ekfac", "kronfluence strategy: identity, diagonal, kfac or ekfac")
-    damping: float | None = _f(None, "Hessian damping (None: kronfluence's heuristic)")
+    strategy: str = _f("ekfac", "kronfluence Hessian approximation", choices=INFLUENCE_STRATEGIES)
+    damping: float | None = _f(None, "Hessian damping (default: kronfluence's heuristic)")
     covariance_max_examples: int | None = _f(None, "cap on examples for covariance (shuffled)")
     train_batch_size: int = _f(64, "per-device batch size over the training set")
     query_batch_size: int = _f(64, "per-device batch size over the queries")
+    lambda_max_examples: int | None = _f(
+        20_000, "cap on examples for the eigenvalue-correction pass (shuffled; the costliest pass "
+        "per image); None: all")
+    amp_dtype: str | None = _f(None, "mixed precision for factors and scores on a GPU: bf16 or fp16",
+                               choices=AMP_DTYPES)
+    query_memory_mb: int = _f(
+        1024, "memory for the queries' preconditioned gradients: every query that fits is scored "
+        "in one pass over the training set")
+    query_gradient_rank: int | None = _f(
+        None, "low-rank approximation of each query's preconditioned gradient (kronfluence's "
+        "query_gradient_low_rank): more queries per pass on large models, scores change slightly")
 
     def validate(self) -> None:
-        if self.strategy not in ("identity", "diagonal", "kfac", "ekfac"):
-            raise ConfigError(f"unknown influence strategy {self.strategy!r}")
+        if self.strategy not in INFLUENCE_STRATEGIES:
+            raise ConfigError(f"unknown influence strategy {self.strategy!r} "
+                              f"(choose from: {', '.join(INFLUENCE_STRATEGIES)})")
+        if self.amp_dtype is not None and self.amp_dtype not in AMP_DTYPES:
+            raise ConfigError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)} or None, got {self.amp_dtype!r}")
+        for name in ("lambda_max_examples", "covariance_max_examples", "query_gradient_rank"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be a positive integer or None, got {v}")
+        for name in ("train_batch_size", "query_batch_size", "query_memory_mb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass
 class CollapseConfig:
-    transforms: tuple[str, ...] = _f(ALL_TRANSFORMS, "test-time transformations to draw from")
+    transforms: tuple[str, ...] = field(default_factory=_registered_transforms, metadata={
+        "help": "test-time transformations to draw the copies from", "family": "transformation"})
     n_copies: int = _f(50, "transformed, relabelled copies of the first affected image")
     n_copies_extra: int = _f(20, "copies of each further affected image")
     max_affected: int = _f(5, "use up to this many affected images (scored in one pass)")
@@ -135,6 +175,8 @@ class CollapseConfig:
     def validate(self) -> None:
         if self.n_copies < 1:
             raise ConfigError("need at least one transformed copy")
+        if self.n_copies_extra < 1:
+            raise ConfigError("need at least one copy of each further affected image")
         if self.max_affected < 1:
             raise ConfigError("need at least one affected image")
         if not self.transforms:
@@ -143,21 +185,56 @@ class CollapseConfig:
 
 @dataclass
 class DetectConfig:
-    method: str = _f("delta", "detector")
-    effect_size: float = _f(2.0, "delta: candidates have pooled mean/std of influence collapse >= this")
-    broken_only: bool = _f(True, "delta: count only copies the model no longer predicts as the target")
-    split: bool = _f(True, "delta: keep the upper of two groups of candidates (Otsu on log d)")
-    th: float = _f(0.0, "delta_published: a copy votes when its score change is below th")
-    n_tolerate: int = _f(1, "delta_published: copies allowed not to vote")
-    top_k: int | None = _f(None, "influence_topk etc.: flag this many (default: expected poisons)")
+    detector: str = _f("delta", "detector (the Δ-Influence rules and the baselines)", family="detector")
+    params: dict = _f({}, "detector-specific parameters (e.g. effect_size for delta)")
 
 
 @dataclass
 class UnlearnConfig:
-    method: str = _f("eu", "unlearning method")
+    method: str = _f("eu", "unlearning method", family="unlearner")
     epochs: int | None = _f(None, "epochs for fine-tuning methods (default: method's own)")
     params: dict = _f({}, "method-specific hyper-parameters")
     seed: int = _f(0, "seed for the unlearning run")
+
+
+@dataclass
+class Scenario:
+    """Everything that determines an investigation's results: one config per stage.
+
+    checkpoint: path of an existing model file to investigate instead of training
+        one (no attack, no ground truth); hashed by content.
+    max_rounds: detect→unlearn rounds while an affected image still shows the
+        attack (SPEC §4 finding 5; ground-truth free). 1 = single shot.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    influence: InfluenceConfig = field(default_factory=InfluenceConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    checkpoint: str | None = _f(None, "investigate this existing model file instead of training one")
+    max_rounds: int = _f(2, "detect/unlearn rounds while an affected image still shows the attack")
+
+    def as_dict(self) -> dict:
+        return config_dict(self)
+
+    def validate(self) -> None:
+        """Checks that need no data (class ranges are checked once the data is loaded)."""
+        self.data.validate()
+        self.attack.validate()
+        self.train.validate()
+        self.influence.validate()
+        self.collapse.validate()
+        if self.max_rounds < 1:
+            raise ConfigError(f"need at least one detect/unlearn round, got {self.max_rounds}")
+
+
+STAGES: dict[str, type] = {"data": DataConfig, "attack": AttackConfig, "train": TrainConfig,
+                           "influence": InfluenceConfig, "collapse": CollapseConfig, "detect": DetectConfig,
+                           "unlearn": UnlearnConfig}
+"""Scenario field name -> its stage config class, in the order of the investigation."""
 
 
 def config_dict(obj: Any) -> dict:

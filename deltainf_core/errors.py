@@ -35,3 +35,7 @@ class UnlearningError(DeltaInfError):
 
 class InfluenceError(DeltaInfError):
     """Influence factors or scores could not be computed."""
+
+
+class CacheError(DeltaInfError):
+    """The cache folder cannot be used (read-only and missing an entry, damaged database)."""

@@ -1,11 +1,15 @@
 """Plotly figures and image helpers for the app (and for exports); no Streamlit here.
 
+Figures only draw numbers the core computed (``collapse.collapse_panels`` and a
+rule's statistic); they never derive a statistic themselves.
+
 The collapse scatter follows the paper's Figure 2: one panel per transformation,
 each training image a point — x its influence on the original affected image(s),
 y how much that influence changed on the transformed, relabelled copies (mean
 ``Δ`` over that transformation's copies). Poisons sit far right and far below
 zero ("influence collapse"); clean images scatter around ``Δ = 0``. A first
-panel shows the pooled effect size ``d`` the default rule thresholds.
+panel shows the current rule's statistic (the pooled effect size ``d`` for the
+default rule) and its threshold.
 
 Raw EK-FAC scores span ±10⁶, so both score axes use a symmetric log scale
 (``sign(v)·log10(1 + |v|/c)``) with ticks labelled in raw units. Every trace is
@@ -17,15 +21,15 @@ training images without 50,000 text labels.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .collapse.queries import CollapseQueries
+from .collapse import CollapsePanels
+from .collapse.transforms import transform_title
 
 CLEAN = "#9ecae1"
 """Light blue: clean training images when ground truth is known."""
@@ -37,128 +41,11 @@ FLAGGED = "#3b0f70"
 """Dark purple rings: images the current rule flags (the fill stays visible inside)."""
 THRESHOLD = "#444444"
 
-TRANSFORM_TITLES = {
-    "flip": "horizontal flip", "color_jitter": "colour jitter", "affine": "random affine",
-    "elastic": "elastic", "blur": "Gaussian blur", "invert": "invert", "channel_swap": "red/green swap",
-}
 D_CLIP = 12.0
 """Effect sizes are drawn clipped to ±D_CLIP (an item with zero spread has d = ±inf)."""
 
 
 # -- collapse scatter ------------------------------------------------------------------
-@dataclass
-class CollapseStats:
-    """Per-(transformation, affected image) sufficient statistics of influence collapse ``c = −Δ``.
-
-    Computed once per scoring pass; any subset of transformations then gives the
-    per-panel means and the pooled effect size in O(T · n_train) — the toggle is
-    instant however many copies were scored. Sums are taken around ``shift`` (each
-    image's mean collapse over all copies) so the variance has no cancellation.
-    """
-
-    transforms: list[str]
-    counts: np.ndarray
-    shift: np.ndarray
-    s1: np.ndarray
-    s2: np.ndarray
-    original: np.ndarray
-
-    @property
-    def n_train(self) -> int:
-        return int(self.original.shape[0])
-
-
-def collapse_stats(scores: np.ndarray, queries: CollapseQueries) -> CollapseStats:
-    """Group the copy rows by (transformation, affected image): counts, Σ(c − shift), Σ(c − shift)²."""
-    s = np.asarray(scores)
-    original = s[np.flatnonzero(queries.is_original)].astype(np.float64).mean(axis=0)
-    rows = queries.copy_rows()
-    orig = queries.original_row_of()
-    names = queries.transform[rows]
-    images = queries.image_of[rows]
-    n_images = int(queries.image_of.max()) + 1 if len(queries.image_of) else 0
-    present = [t for t in dict.fromkeys(names.tolist()) if t]
-    n = s.shape[1]
-    if rows.size == 0:
-        z = np.zeros((0, n_images, n))
-        return CollapseStats([], np.zeros((0, n_images), dtype=np.int64), np.zeros(n), z, z,
-                             original.astype(np.float32))
-    collapse = s[orig].astype(np.float64) - s[rows]  # c = original − copy
-    shift = collapse.mean(axis=0)
-    collapse -= shift
-    s1 = np.zeros((len(present), n_images, n))
-    s2 = np.zeros((len(present), n_images, n))
-    counts = np.zeros((len(present), n_images), dtype=np.int64)
-    for t_pos, t in enumerate(present):
-        for k in range(n_images):
-            block = collapse[(names == t) & (images == k)]
-            counts[t_pos, k] = block.shape[0]
-            s1[t_pos, k] = block.sum(axis=0)
-            s2[t_pos, k] = np.einsum("ij,ij->j", block, block)
-    return CollapseStats(present, counts, shift, s1, s2, original.astype(np.float32))
-
-
-@dataclass
-class CollapsePanels:
-    """Per-training-image numbers behind the collapse scatter.
-
-    original: mean influence on the original affected image(s), ``[n_train]``.
-    delta: transformation name -> mean ``Δ`` over that transformation's copies.
-    effect_size: pooled ``d`` over the copies of every selected transformation
-        (the default rule's statistic, same definition as ``pooled_effect_size``).
-    n_copies: transformation name -> number of copies behind its panel.
-    """
-
-    original: np.ndarray
-    delta: dict[str, np.ndarray]
-    effect_size: np.ndarray
-    n_copies: dict[str, int]
-
-    @property
-    def transforms(self) -> list[str]:
-        return list(self.delta)
-
-    @property
-    def n_train(self) -> int:
-        return int(self.original.shape[0])
-
-
-def collapse_panels(source: CollapseStats | np.ndarray, queries: CollapseQueries | None = None,
-                    transforms: Sequence[str] | None = None) -> CollapsePanels:
-    """One mean-``Δ`` row per selected transformation plus the pooled effect size.
-
-    ``source`` is a ``CollapseStats`` (fast path for toggling) or the raw
-    ``scores [n_query, n_train]`` together with ``queries``.
-    """
-    if isinstance(source, CollapseStats):
-        stats = source
-    else:
-        if queries is None:
-            raise ValueError("raw scores need their queries")
-        stats = collapse_stats(source, queries)
-    wanted = stats.transforms if transforms is None else [t for t in transforms if t in stats.transforms]
-    pos = [stats.transforms.index(t) for t in wanted]
-    per = {t: (-(stats.shift + stats.s1[k].sum(axis=0) / stats.counts[k].sum())).astype(np.float32)
-           for t, k in zip(wanted, pos, strict=True)}
-    counts = {t: int(stats.counts[k].sum()) for t, k in zip(wanted, pos, strict=True)}
-    total = int(stats.counts[pos].sum()) if pos else 0
-    if total == 0:
-        d = np.zeros(stats.n_train)
-    else:
-        # Same statistic as the core's rule: overall mean over the within-image pooled std.
-        n_k = stats.counts[pos].sum(axis=0).astype(np.float64)  # copies per affected image
-        s1_k = stats.s1[pos].sum(axis=0)
-        s2_k = stats.s2[pos].sum(axis=0)
-        mean = stats.shift + s1_k.sum(axis=0) / total
-        with np.errstate(divide="ignore", invalid="ignore"):
-            between = np.where(n_k[:, None] > 0, s1_k**2 / np.where(n_k > 0, n_k, 1.0)[:, None], 0.0)
-        std = np.sqrt(np.maximum((s2_k - between).sum(axis=0) / total, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.sign(mean) * np.inf)
-        d = np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    return CollapsePanels(stats.original, per, d.astype(np.float32), counts)
-
-
 def symlog(values: np.ndarray, c: float) -> np.ndarray:
     """``sign(v) · log10(1 + |v| / c)`` as float32 (0 stays 0, sign is kept)."""
     v = np.asarray(values, dtype=np.float64)
@@ -224,18 +111,25 @@ def _axis_name(kind: str, p: int) -> str:
     return kind if p == 0 else f"{kind}{p + 1}"
 
 
-def collapse_figure(panels: CollapsePanels, poisons: np.ndarray | None = None,
-                    flagged: np.ndarray | None = None, threshold: float | None = 2.0,
-                    max_cols: int = 4, panel_height: int = 300, show_effect_size: bool = True) -> go.Figure:
-    """Figure-2-style scatter, one WebGL panel per transformation (plus the effect-size panel).
+def statistic_shown(statistic: np.ndarray, clip: float = D_CLIP) -> np.ndarray:
+    """A rule's statistic as the scatter draws it: NaN as 0, clipped to ``±clip``, float32."""
+    return np.clip(np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=0.0), -clip, clip).astype(np.float32)
 
+
+def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None, statistic_name: str = "d",
+                    statistic_title: str = "", threshold: float | None = None, poisons: np.ndarray | None = None,
+                    flagged: np.ndarray | None = None, max_cols: int = 4, panel_height: int = 300) -> go.Figure:
+    """Figure-2-style scatter, one WebGL panel per transformation (plus a panel of ``statistic``).
+
+    statistic: the current rule's per-image statistic (None: no such panel), named
+        ``statistic_name`` on its axis, with a dashed line at ``threshold``.
     poisons: ground-truth poison indices (orange) or None (all points neutral grey).
     flagged: indices the current rule flags, drawn as dark rings on top.
     The layout is written as one dict (no per-panel ``update_*`` calls), which keeps a
     redraw with 50,000 points × 8 panels well under a second.
     """
     n = panels.n_train
-    names: list[str] = (["__d__"] if show_effect_size else []) + panels.transforms
+    names: list[str] = (["__d__"] if statistic is not None else []) + panels.transforms
     n_panels = max(1, len(names))
     cols = min(max_cols, n_panels)
     rows = math.ceil(n_panels / cols)
@@ -273,10 +167,10 @@ def collapse_figure(panels: CollapsePanels, poisons: np.ndarray | None = None,
         x0 = c * (width + hgap)
         y1 = 1.0 - r * (height + vgap)
         if name == "__d__":
-            y_all = np.clip(np.nan_to_num(panels.effect_size, nan=0.0), -D_CLIP, D_CLIP).astype(np.float32)
-            title = "effect size d, all selected copies" + (f" (candidates at d ≥ {threshold:g})" if threshold else "")
-            y_axis = {"title": {"text": "effect size d"} if c == 0 else None}
-            hover = "train #%{customdata}<br>d %{y:.2f}"
+            y_all = statistic_shown(statistic)
+            title = statistic_title or statistic_name
+            y_axis = {"title": {"text": statistic_name} if c == 0 else None}
+            hover = f"train #%{{customdata}}<br>{statistic_name} %{{y:.2f}}"
             if threshold is not None:
                 shapes.append({"type": "line", "xref": f"{xa} domain", "x0": 0, "x1": 1, "yref": ya,
                                "y0": threshold, "y1": threshold,
@@ -284,7 +178,7 @@ def collapse_figure(panels: CollapsePanels, poisons: np.ndarray | None = None,
         else:
             y_all = symlog(panels.delta[name], cy)
             k = panels.n_copies.get(name, 0)
-            title = f"{TRANSFORM_TITLES.get(name, name)} · {k} cop{'y' if k == 1 else 'ies'}"
+            title = f"{transform_title(name)} · {k} cop{'y' if k == 1 else 'ies'}"
             ticks = symlog_ticks(cy, float(y_all.min(initial=0)), float(y_all.max(initial=0)))
             y_axis = {"tickvals": ticks[0], "ticktext": ticks[1],
                       "title": {"text": "Δ score (copy − original)"} if c == 0 else None}
@@ -409,23 +303,6 @@ def to_display(image: Any, min_side: int = 84) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def image_strip(images: Any, ncols: int = 8, pad: int = 2, min_side: int = 56,
-                background: int = 255) -> np.ndarray:
-    """Tile ``[N, C, H, W]`` images into one uint8 RGB array (rows of ``ncols``)."""
-    tiles = [to_display(img, min_side) for img in images]
-    if not tiles:
-        return np.full((min_side, min_side, 3), background, dtype=np.uint8)
-    tiles = [np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t for t in tiles]
-    h, w = tiles[0].shape[:2]
-    ncols = max(1, min(ncols, len(tiles)))
-    nrows = math.ceil(len(tiles) / ncols)
-    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), background, dtype=np.uint8)
-    for i, t in enumerate(tiles):
-        r, c = divmod(i, ncols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = t
-    return out
-
-
 def framed(image: Any, colour: tuple[int, int, int] | None, width: int = 3, min_side: int = 84) -> np.ndarray:
     """``to_display`` with a coloured frame (e.g. orange for a known poison); RGB uint8."""
     tile = to_display(image, min_side)
@@ -445,7 +322,6 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
 
 
 __all__ = [
-    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "TRANSFORM_TITLES", "CollapsePanels", "CollapseStats",
-    "before_after_figure", "collapse_figure", "collapse_panels", "collapse_stats", "framed", "hex_to_rgb",
-    "image_strip", "selected_training_indices", "symlog", "symlog_scale", "symlog_ticks", "to_display",
+    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "before_after_figure", "collapse_figure", "framed", "hex_to_rgb",
+    "selected_training_indices", "statistic_shown", "symlog", "symlog_scale", "symlog_ticks", "to_display",
 ]

@@ -28,9 +28,11 @@ def comparison_png(result: dict, path: str) -> str:
 
     Each cell: PSR after unlearning with ✓/× (green when < 5%) and clean accuracy.
     """
+    from .compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER
+
     attacks = result["attacks"]
-    groups = [("detector", [r for r in result["rows"] if r["unlearner"] == "eu"])]
-    fig4 = [r for r in result["rows"] if r["detector"] == "delta"]
+    groups = [("detector", [r for r in result["rows"] if r["unlearner"] == FIGURE3_UNLEARNER])]
+    fig4 = [r for r in result["rows"] if r["detector"] == DEFAULT_DETECTOR]
     if len({r["unlearner"] for r in fig4}) > 1:
         groups.append(("unlearner", fig4))
     font, bold = _font(15), _font(17)

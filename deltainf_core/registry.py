@@ -13,15 +13,20 @@ registry, so they cannot drift.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
+
+FAMILIES: dict[str, Registry] = {}
+"""Every registry by family name, so a config field can name the family its value comes from
+(``metadata={"family": "model"}``) and the CLI and the app read the choices from it."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Registry(Generic[T]):
         self.family = family
         self.declared: dict[str, Any] = dict(traits or {})
         self._entries: dict[str, Entry[T]] = {}
+        FAMILIES[family] = self
 
     def register(self, name: str, obj: T, help: str = "", *, params: type = NoParams, version: int = 1,
                  **traits: Any) -> T:
@@ -115,6 +121,14 @@ class Registry(Generic[T]):
     def parse_params(self, name: str, values: Mapping[str, Any] | None) -> Any:
         return self.entry(name).parse_params(values, f"{self.family} {name!r}")
 
+    def params(self, name: str) -> type:
+        return self.entry(name).params
+
+    def accepted(self, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of ``values`` that entry ``name`` takes as parameters (the rest is dropped)."""
+        known = {f.name for f in dataclasses.fields(self.params(name))}
+        return {k: v for k, v in values.items() if k in known}
+
     def names(self, **traits: Any) -> list[str]:
         """Registered names, optionally only those whose traits equal the given values."""
         return [n for n, e in self._entries.items() if all(e.traits.get(k) == v for k, v in traits.items())]
@@ -130,6 +144,24 @@ class Registry(Generic[T]):
 
 
 # -- parameters ------------------------------------------------------------------------------
+def params_from_signature(fn: Callable[..., Any], skip: int, name: str) -> type:
+    """A frozen dataclass of ``fn``'s parameters after the first ``skip`` positional ones.
+
+    Lets a plain function ``f(scores, queries, ..., *, effect_size: float = 2.0)`` register
+    in one line: its keyword parameters (each needs a default and an annotation) become
+    the entry's parameters, with the annotation as type and no help text.
+    """
+    fields = []
+    hints = typing.get_type_hints(fn)
+    for p in list(inspect.signature(fn).parameters.values())[skip:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty or p.name not in hints:
+            raise TypeError(f"{name}: parameter {p.name!r} needs a default and a type annotation")
+        fields.append((p.name, hints[p.name], dataclasses.field(default=p.default)))
+    return dataclasses.make_dataclass(f"{name.title().replace('_', '')}Params", fields, frozen=True)
+
+
 def parse_params(cls: type, values: Mapping[str, Any], label: str) -> Any:
     """Build dataclass ``cls`` from ``values``: one sentence for an unknown key or a wrong type.
 

@@ -2,11 +2,16 @@
 
 Deterministic on CPU for a given seed: one ``torch.Generator`` drives initialisation,
 batch order and augmentation, so a retrain (EU) and a cache miss give the same model.
+Images become float a batch at a time (uint8 sets stay uint8 in memory). On CUDA a
+set that fits stays on the GPU for the whole run, otherwise batches travel from
+pinned memory without blocking; ``precision="bf16"`` trains under autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .data.base import ImageSet
-from .errors import TrainingError
+from .data.base import ImageSet, to_float
+from .errors import ConfigError, TrainingError
 
 Progress = Callable[[float, str], None]
 """Progress callback: (fraction done in [0, 1], short message)."""
@@ -25,6 +30,72 @@ Progress = Callable[[float, str], None]
 
 def no_progress(frac: float, msg: str) -> None:
     return None
+
+
+class Meter:
+    """Turns counts of work done into ``progress(fraction, "… ETA")`` calls, at most every ``every`` s.
+
+    ``times`` keeps when the bar moved (to measure how often it does).
+    """
+
+    def __init__(self, progress: Progress, total: float, label: str, every: float = 0.5) -> None:
+        self.progress, self.total, self.label, self.every = progress, max(total, 1e-9), label, every
+        self.done = 0.0
+        self.start = self.last = time.perf_counter()
+        self.times: list[float] = []
+        self.weight = 1.0
+
+    def add(self, n: float) -> None:
+        self.done += n * self.weight
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            self.times.append(now)
+            frac = min(1.0, self.done / self.total)
+            eta = (now - self.start) * (1 - frac) / frac if frac > 0 else float("nan")
+            self.progress(frac, f"{self.label} {frac:.0%}, ETA {eta:.0f}s")
+
+    def skip(self, n: float) -> None:
+        """Work an earlier (killed) run already did: shrink the total, not the clock."""
+        self.total = max(self.total - n * self.weight, 1e-9)
+
+
+PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
+
+GPU_RESIDENT_BYTES = 2 * 2**30
+"""Training sets up to this size are copied to the GPU once instead of batch by batch."""
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for ``precision`` ("float32": none) on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class BatchSource:
+    """Float batches of an image set on ``device``: the set on the GPU when it fits, else
+    uint8 rows sent from pinned memory without blocking (CUDA); plain indexing on CPU."""
+
+    def __init__(self, data: ImageSet, device: torch.device) -> None:
+        self.data, self.device = data, device
+        cuda = device.type == "cuda"
+        self.resident = cuda and data.nbytes <= GPU_RESIDENT_BYTES
+        self.pixels = data.pixels.to(device) if self.resident else data.pixels
+        self.labels = data.labels.to(device) if self.resident else data.labels
+        self.pin = cuda and not self.resident
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.resident:
+            i = idx.to(self.device)
+            return to_float(self.pixels[i]), self.labels[i]
+        x, y = self.pixels[idx], self.labels[idx]
+        if self.pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return to_float(x.to(self.device, non_blocking=self.pin)), y.to(self.device, non_blocking=self.pin)
 
 
 def pick_device() -> torch.device:
@@ -75,11 +146,10 @@ def train_model(
     lr: float | None = None,
 ) -> TrainStats:
     """Train ``model`` in place on ``data``; raises ``TrainingError`` on a NaN/inf loss."""
-    import time
-
     if len(data) == 0:
         raise TrainingError("cannot train on an empty training set")
     device = device or pick_device()
+    precision = cfg.precision
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     epochs = cfg.epochs_for(len(data)) if epochs is None else epochs
     peak = cfg.lr if lr is None else lr
@@ -91,8 +161,10 @@ def train_model(
     n = len(data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = max(1, epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=total, pct_start=0.25)
-    images, labels = data.images, data.labels
+    # a quarter of the steps warm up; more on a run of under 6 steps (OneCycleLR divides by zero)
+    warm = max(0.25, min(0.75, 1.5 / total))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=total, pct_start=warm)
+    source = BatchSource(data, device)
     start = time.perf_counter()
     loss_val = float("nan")
     step = 0
@@ -100,11 +172,11 @@ def train_model(
         order = torch.randperm(n, generator=gen)
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = images[idx]
+            x, y = source.batch(idx)
             if cfg.augment:
                 x = augment_batch(x, augment_flip, gen)
-            x, y = x.to(device), labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y)
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(x).float(), y)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"training loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
@@ -121,19 +193,24 @@ def train_model(
     return TrainStats(loss_val, epochs, time.perf_counter() - start)
 
 
+Images = torch.Tensor | ImageSet
+"""Float or uint8 pixels ``[N, C, H, W]``, or an image set: converted a batch at a time."""
+
+
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict(model: nn.Module, images: Images, batch_size: int = 512) -> torch.Tensor:
     """Predicted class per image (CPU int64)."""
     return predict_logits(model, images, batch_size).argmax(1)
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(model: nn.Module, images: Images, batch_size: int = 512) -> torch.Tensor:
+    pixels = images.pixels if isinstance(images, ImageSet) else images
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    outs = [model(images[i : i + batch_size].to(device)).float().cpu()
-            for i in range(0, len(images), batch_size)]
+    outs = [model(to_float(pixels[i : i + batch_size].to(device))).float().cpu()
+            for i in range(0, len(pixels), batch_size)]
     model.train(was_training)
     if not outs:
         return torch.empty(0, 0)
@@ -143,4 +220,4 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 512
 def accuracy(model: nn.Module, data: ImageSet) -> float:
     if len(data) == 0:
         return float("nan")
-    return float((predict(model, data.images) == data.labels).float().mean())
+    return float((predict(model, data) == data.labels).float().mean())

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-import ui_state as ui
-from deltainf_core import predict
 from deltainf_core.figures import to_display
 from deltainf_core.uploads import load_affected_image
+from pages import ui
 
 ss = st.session_state
 PAGE_SIZE = 24
@@ -16,18 +15,18 @@ COLUMNS = 8
 
 
 def _toggle(index: int, key: str) -> None:
-    """Checkbox callback: keep ``aff_selected`` ordered by when images were picked."""
-    selected = list(ss.get("aff_selected") or [])
-    n_uploads = len(ss.get("aff_uploads") or [])
+    """Checkbox callback: keep the picks ordered by when images were picked."""
+    s = ui.session()
+    selected = list(s.picked or [])
     if ss[key] and index not in selected:
-        if len(selected) + n_uploads >= ui.MAX_AFFECTED:
+        if len(selected) + len(s.uploads) >= ui.MAX_AFFECTED:
             ss[key] = False
-            ss["aff_notice"] = f"at most {ui.MAX_AFFECTED} affected images are scored together; unpick one first"
+            s.notice = f"at most {ui.MAX_AFFECTED} affected images are scored together; unpick one first"
             return
         selected.append(index)
     elif not ss[key] and index in selected:
         selected.remove(index)
-    ss["aff_selected"] = selected
+    s.picked = selected
     ui.reset_downstream("affected")
 
 
@@ -41,7 +40,7 @@ def gallery(act: ui.Active, indices: np.ndarray, images, labels: list[int], pred
                                            **ui.keep("aff_page"))
     page = int(ss["aff_page"]) if n_pages > 1 else 1
     start = (page - 1) * PAGE_SIZE
-    selected = set(ss.get("aff_selected") or [])
+    selected = set(ui.session().picked or [])
     cols = st.columns(COLUMNS)
     for j, pos in enumerate(range(start, min(len(indices), start + PAGE_SIZE))):
         idx = int(indices[pos])
@@ -61,8 +60,8 @@ def attack_gallery(act: ui.Active) -> None:
     ok, cands = ui.attempt("Finding affected images", ui.affected_candidates, act)
     if not ok:
         return
-    if ss.get("aff_selected") is None:
-        ss["aff_selected"] = [int(i) for i in cands[: int(ss["scn_max_affected"])]]
+    if ui.session().picked is None:
+        ui.session().picked = [int(i) for i in cands[: int(ss["scn_max_affected"])]]
     classes = pipe.dataset(scn.data).classes
     st.markdown(
         f"**{len(cands)} of {len(poisoned.psr_set)}** triggered test images of class "
@@ -102,9 +101,8 @@ def misclassified_gallery(act: ui.Active) -> None:
                  on_change=ui.reset_downstream, args=("affected",))
     target = int(ss["aff_target"])
     idx = np.flatnonzero(wrong & (pred == target))
-    if ss.get("aff_selected") is None:
-        ss["aff_selected"] = [int(i) for i in idx[:1]]
-    ss["aff_selected"] = [i for i in ss["aff_selected"] if pred[i] == target]
+    s = ui.session()
+    s.picked = [i for i in (s.picked if s.picked is not None else idx[:1].tolist()) if pred[i] == target]
     st.markdown(f"**{len(idx)}** test images are wrongly predicted as {ui.class_name(test.classes, target)}. "
                 f"Pick the misbehaving one(s), up to {ui.MAX_AFFECTED}.")
     shown = test.subset(idx)
@@ -127,25 +125,23 @@ def upload_section(act: ui.Active) -> None:
         if ok:
             for note in up.notes:
                 st.info(note, icon=":material/info:")
-            uploads = list(ss.get("aff_uploads") or [])
+            s = ui.session()
             sha = ui.sha256(data)
-            if sha not in {u["sha"] for u in uploads}:
-                n_now = len(ss.get("aff_selected") or []) + len(uploads)
-                if n_now >= ui.MAX_AFFECTED:
+            if sha not in {u.sha for u in s.uploads}:
+                if len(s.picked or []) + len(s.uploads) >= ui.MAX_AFFECTED:
                     st.warning(f"Already {ui.MAX_AFFECTED} affected images; unpick one to add this upload.")
                 else:
-                    uploads.append({"sha": sha, "name": file.name, "image": up.image.numpy(), "notes": up.notes})
-                    ss["aff_uploads"] = uploads
+                    s.uploads = [*s.uploads, ui.Upload(sha, file.name, up.image.numpy(), list(up.notes))]
                     ui.reset_downstream("affected")
-    uploads = ss.get("aff_uploads") or []
+    uploads = ui.session().uploads
     if uploads:
-        preds = ui.predict_images(act, [u["image"] for u in uploads])
+        preds = pipe.predict(act.scenario, [u.image for u in uploads], ui.trained(act))
         cols = st.columns(COLUMNS)
         for j, (u, p) in enumerate(zip(uploads, preds, strict=True)):
             with cols[j % COLUMNS]:
-                st.image(to_display(u["image"]), caption=f"{u['name']} → {p}", width="stretch")
-                if st.button("remove", key=f"aff_rm_{u['sha'][:12]}"):
-                    ss["aff_uploads"] = [v for v in uploads if v["sha"] != u["sha"]]
+                st.image(to_display(u.image), caption=f"{u.name} → {p}", width="stretch")
+                if st.button("remove", key=f"aff_rm_{u.sha[:12]}"):
+                    ui.session().uploads = [v for v in uploads if v.sha != u.sha]
                     ui.reset_downstream("affected")
                     st.rerun()
 
@@ -156,8 +152,7 @@ def summary(act: ui.Active) -> None:
     if aff is None:
         st.info("No affected image picked yet.")
         return
-    tm = ui.trained(act)
-    pred = predict(tm.model, aff.images).tolist()
+    pred = ui.pipeline().predict(act.scenario, aff, ui.trained(act)).tolist()
     target = ui.affected_target(act)
     classes = aff.classes
     st.markdown(f"**Using {len(aff)} affected image{'s' if len(aff) > 1 else ''}**, explained as predictions of "
@@ -174,7 +169,7 @@ def render() -> None:
     act = ui.require_active()
     if act is None:
         return
-    notice = ss.pop("aff_notice", None)
+    notice, ui.session().notice = ui.session().notice, None
     if notice:
         st.warning(notice[0].upper() + notice[1:] + ".")
     if ui.has_attack_gallery(act):

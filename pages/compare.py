@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
 
-import ui_state as ui
-from deltainf_core import ATTACKS, DATASETS, DETECTORS, UNLEARNERS
-from deltainf_core.compare import latest_comparison
+from deltainf_core import ATTACKS, DATASETS, DETECTORS, UNLEARNERS, DataConfig
+from deltainf_core.compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER, latest_comparison, run_comparison
+from pages import ui
 
 ss = st.session_state
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,30 +48,34 @@ def show(path: str, data: dict) -> None:
 
 def launcher(expanded: bool) -> bool:
     """The run form; True when a comparison finished in this rerun (a new result file exists)."""
-    from deltainf_core.compare import run_comparison
-
+    attacks = ATTACKS.names(has_success_rate=True)
+    choices = {"cmp_attacks": (attacks, attacks[:1]), "cmp_detectors": (DETECTORS.names(), DETECTORS.names()),
+               "cmp_unlearners": (UNLEARNERS.names(), [FIGURE3_UNLEARNER])}
+    for key, (options, default) in choices.items():  # first visit, or a method that left the registry
+        ss[key] = [n for n in (ss.get(key) or default) if n in options]
+    if ss.get("cmp_dataset") not in DATASETS.names():
+        ss["cmp_dataset"] = DataConfig.dataset
     with st.expander("Run a new comparison", expanded=expanded):
         a, b = st.columns(2)
-        ds = DATASETS.names()
-        a.selectbox("Dataset", ds, index=ds.index("mnist5k") if "mnist5k" in ds else 0, **ui.keep("cmp_dataset"))
-        b.number_input("Max training images (0 = all)", min_value=0, step=500, value=0, **ui.keep("cmp_max_train"))
-        attacks = [n for n in ATTACKS.names() if n not in ("none", "gaussian")]
-        st.multiselect("Attacks", attacks, default=[n for n in ("badnet",) if n in attacks], **ui.keep("cmp_attacks"))
-        st.multiselect("Detectors", DETECTORS.names(), default=DETECTORS.names(), **ui.keep("cmp_detectors"))
-        st.multiselect("Unlearning methods", UNLEARNERS.names(),
-                       default=[n for n in ("eu",) if n in UNLEARNERS.names()], **ui.keep("cmp_unlearners"))
-        if "witches_brew" in ss.get("cmp_attacks", []):
-            st.number_input("Witches' Brew targets (one attack run each; PSR = share hit)", min_value=1,
-                            max_value=20, value=3, **ui.keep("cmp_brew_targets"))
+        a.selectbox("Dataset", DATASETS.names(), **ui.keep("cmp_dataset"))
+        b.number_input("Max training images (0 = all)", min_value=0, step=500, **ui.keep("cmp_max_train"))
+        st.multiselect("Attacks", attacks, **ui.keep("cmp_attacks"))
+        st.multiselect("Detectors", DETECTORS.names(), **ui.keep("cmp_detectors"))
+        st.multiselect("Unlearning methods", UNLEARNERS.names(), **ui.keep("cmp_unlearners"))
+        st.caption(f"Figure 3 unlearns every detector's set with {FIGURE3_UNLEARNER}; Figure 4 runs every chosen "
+                   f"unlearner on {DEFAULT_DETECTOR}'s set.")
+        if any(ATTACKS.trait(a, "per_target") for a in ss.get("cmp_attacks", [])):
+            st.number_input("Targets per one-target attack (one attack run each; PSR = share hit)", min_value=1,
+                            max_value=20, **ui.keep("cmp_brew_targets"))
         if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
             ok, base = ui.attempt("Reading the settings", comparison_base)
             if not ok:
                 return False
             ok, _ = ui.run_long(
-                "Comparing methods", lambda: run_comparison(
+                "Comparing methods", lambda pipe: run_comparison(
                     base, list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]),
-                    progress=ui.pipeline().progress,  # the bar that run_long installed
-                    out_dir=RESULTS, pipeline=ui.pipeline(), brew_targets=int(ss.get("cmp_brew_targets", 3))))
+                    progress=pipe.progress, out_dir=RESULTS, pipeline=pipe,
+                    brew_targets=int(ss["cmp_brew_targets"])))
             if ok:
                 st.success("Comparison finished; the table below is the new one.")
             return ok
@@ -79,9 +84,7 @@ def launcher(expanded: bool) -> bool:
 
 def comparison_base():
     """The scenario page's settings (epochs, seed, influence, copies) on the chosen dataset."""
-    from dataclasses import replace
-
-    scn = ui.scenario_from_state()
+    scn = ui.scenario_from_widgets()
     data = replace(scn.data, dataset=ss["cmp_dataset"], data_dir=None, max_train=int(ss["cmp_max_train"]) or None)
     return replace(scn, data=data)
 

@@ -7,28 +7,19 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-import ui_state as ui
-from deltainf_core.figures import (
-    POISON,
-    TRANSFORM_TITLES,
-    collapse_figure,
-    collapse_panels,
-    framed,
-    hex_to_rgb,
-    selected_training_indices,
-    to_display,
-)
+from deltainf_core import precision_recall
+from deltainf_core.collapse.transforms import transform_short, transform_title
+from deltainf_core.figures import POISON, collapse_figure, framed, hex_to_rgb, selected_training_indices, to_display
+from pages import ui
 
 ss = st.session_state
 MAX_SHOWN = 40
-SHORT = {"flip": "flip", "color_jitter": "jitter", "affine": "affine", "elastic": "elastic", "blur": "blur",
-         "invert": "invert", "channel_swap": "R↔G"}
 
 
 def compute(act: ui.Active, aff, cfg):
-    pipe = ui.pipeline()
     scn = replace(act.scenario, collapse=cfg)
-    return pipe.collapse(scn, aff, target_class=ui.affected_target(act), model=ss["round"]["model"])
+    model = ui.rounds(act).model
+    return lambda pipe: pipe.collapse(scn, aff, target_class=ui.affected_target(act), model=model)
 
 
 def controls(act: ui.Active, aff) -> None:
@@ -36,22 +27,22 @@ def controls(act: ui.Active, aff) -> None:
     have = ui.current_collapse(act) is not None
     a, b, c = st.columns([1, 1, 1.2], vertical_alignment="bottom")
     a.number_input("Copies of the first image", min_value=1, max_value=500, step=5, **ui.keep("scn_copies"),
-                   help=ui.HELP["n_copies"])
+                   help=ui.HELP["collapse"]["n_copies"])
     b.number_input("Copies of each further image", min_value=1, max_value=500, step=5, **ui.keep("scn_copies_extra"),
-                   help=ui.HELP["n_copies_extra"], disabled=len(aff) < 2)
+                   help=ui.HELP["collapse"]["n_copies_extra"], disabled=len(aff) < 2)
     label = "Recompute" if have else "Compute influence collapse"
     n_queries = len(aff) + cfg.n_copies + cfg.n_copies_extra * (len(aff) - 1)
     if c.button(label, type="secondary" if have else "primary", icon=":material/calculate:", key="col_compute",
                 help=f"{n_queries} queries scored against every training image in one pass"):
         cfg = ui.collapse_config(act, len(aff))
-        ok, result = ui.run_long("Influence collapse", compute, act, aff, cfg)
+        ok, result = ui.run_long("Influence collapse", compute(act, aff, cfg))
         if ok:
-            ss["collapse"] = {"sig": ui.collapse_signature(act, cfg), "result": result}
+            ui.session().collapse = ui.Keyed(ui.collapse_signature(act, cfg), result)
             ui.reset_downstream("collapse")
             st.rerun()  # redraw the whole page (button label, sidebar) around the new result
 
 
-def selection_panel(act: ui.Active, result, idx: np.ndarray, evidence: np.ndarray) -> None:
+def selection_panel(act: ui.Active, idx: np.ndarray, evidence: np.ndarray, name: str) -> None:
     pipe = ui.pipeline()
     train = pipe.poisoned(act.scenario).train
     truth = ui.ground_truth(act)
@@ -60,43 +51,42 @@ def selection_panel(act: ui.Active, result, idx: np.ndarray, evidence: np.ndarra
                 + (f" ({len(poison & set(idx.tolist()))} known poisons)" if truth is not None else ""))
     shown = idx[np.argsort(-np.nan_to_num(evidence[idx], nan=-np.inf))][:MAX_SHOWN]
     st.image([framed(train.images[i], hex_to_rgb(POISON) if i in poison else None) for i in shown], width=76,
-             caption=[f"#{i} · label {int(train.labels[i])} · d {evidence[i]:.1f}" for i in shown])
+             caption=[f"#{i} · label {int(train.labels[i])} · {name} {evidence[i]:.2f}" for i in shown])
     if len(idx) > MAX_SHOWN:
-        st.caption(f"showing the {MAX_SHOWN} with the largest effect size")
+        st.caption(f"showing the {MAX_SHOWN} with the largest {name}")
     if st.button("Add these to the triage list", icon=":material/playlist_add:", key="col_add"):
-        ss["tri_added"] = set(ss["tri_added"]) | {int(i) for i in idx}
-        ss["tri_rejected"] = set(ss["tri_rejected"]) - {int(i) for i in idx}
+        s = ui.session()
+        s.added = s.added | {int(i) for i in idx}
+        s.rejected = s.rejected - {int(i) for i in idx}
         st.toast(f"{len(idx)} images added to the triage list")
 
 
 @st.fragment
 def explore(act: ui.Active, result) -> None:
     """Transformation toggles and the scatter; interactions rerun only this part of the page."""
-    present = [t for t in dict.fromkeys(result.queries.transform.tolist()) if t]
+    present = result.queries.transforms_present()
     if ss.get("col_transforms") is None or any(t not in present for t in ss["col_transforms"]):
         ss["col_transforms"] = [t for t in (ss.get("col_transforms") or present) if t in present]
     counts = {t: int((result.queries.transform == t).sum()) for t in present}
     st.pills("Transformations", present, selection_mode="multi", **ui.keep("col_transforms"),
-             format_func=lambda t: f"{TRANSFORM_TITLES.get(t, t)} ({counts[t]})",
+             format_func=lambda t: f"{transform_title(t)} ({counts[t]})",
              help="toggle which transformed copies count: the rule and the plots update instantly, no rescoring")
     transforms = ui.enabled_transforms(result)
     if not transforms:
         st.warning("Select at least one transformation.")
         return
     truth = ui.ground_truth(act)
-    panels = collapse_panels(ui.current_stats(act), transforms=transforms)
-    rule = ss["tri_rule"]
     flags = ui.current_flags(act)
-    flagged, ready = flags.flagged, flags.ready
-    rule_text = {"delta": "the default rule (" + ui.default_rule_text() + ")",
-                 "delta_published": "the published vote"}.get(rule, rule)
-    p, r = ui.precision_recall_text(flagged, truth)
-    line = f"**{len(flagged)}** training images flagged by {rule_text}"
+    view = ui.collapse_view(result, transforms)
+    settings = ui.params_text(view.params)
+    line = f"**{len(flags.flagged)}** training images flagged by {flags.rule}"
     if truth is not None:
-        line += f" · precision {p} · recall {r} ({len(truth)} true poisons)"
+        p, r = precision_recall(flags.flagged, truth)
+        line += f" · precision {ui.pct(p)} · recall {ui.pct(r)} ({len(truth)} true poisons)"
     st.markdown(line + " — change the rule on the Triage page.")
-    threshold = float(ss["tri_effect_size"]) if rule == "delta" else None
-    fig = collapse_figure(panels, truth, flagged if ready else None, threshold=threshold)
+    title = f"{view.statistic_name} of {view.rule} ({settings})"
+    fig = collapse_figure(view.panels, view.result.statistic, view.statistic_name, title,
+                          view.result.info.get("threshold"), truth, flags.flagged if flags.ready else None)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="col_chart",
                             config={"displaylogo": False, "scrollZoom": False})
     st.caption("Each point is a training image: x its influence on the original affected image(s), y how that "
@@ -104,7 +94,7 @@ def explore(act: ui.Active, result) -> None:
                "their support on every copy. Drag a box or lasso to see the images.")
     idx = selected_training_indices(event)
     if idx.size:
-        selection_panel(act, result, idx, panels.effect_size)
+        selection_panel(act, idx, view.result.statistic, view.statistic_name)
 
 
 def copies_gallery(result) -> None:
@@ -114,7 +104,7 @@ def copies_gallery(result) -> None:
                                                                          transforms)]
     classes = q.queries.classes
     with st.expander(f"The first affected image and its {len(rows) - 1} selected transformed copies", expanded=True):
-        names = ["original" if q.is_original[i] else SHORT.get(q.transform[i], q.transform[i]) for i in rows[:60]]
+        names = ["original" if q.is_original[i] else transform_short(q.transform[i]) for i in rows[:60]]
         st.image([to_display(q.queries.images[i]) for i in rows[:60]], width=72,
                  caption=[f"{name} → {ui.class_name(classes, int(q.queries.labels[i]))}"
                           for name, i in zip(names, rows[:60], strict=True)])
@@ -133,8 +123,8 @@ def render() -> None:
         st.info("Pick an affected image first.")
         st.page_link("pages/affected_image.py", label="Go to Affected image", icon=":material/arrow_forward:")
         return
-    if ss["round"]["n"] > 1:
-        st.info(f"Round {ss['round']['n']}: influence is computed on the unlearned model to find what the "
+    if ui.rounds(act).n > 1:
+        st.info(f"Round {ui.rounds(act).n}: influence is computed on the unlearned model to find what the "
                 "previous round missed.")
     controls(act, aff)
     result = ui.current_collapse(act)

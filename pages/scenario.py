@@ -6,12 +6,22 @@ import os
 
 import streamlit as st
 
-import ui_state as ui
-from deltainf_core import ATTACKS, DATASETS, MODELS, checkpoint_bytes, predict, read_checkpoint
+from deltainf_core import (
+    ATTACKS,
+    DATASETS,
+    MODELS,
+    NO_ATTACK,
+    TRANSFORMS,
+    checkpoint_bytes,
+    read_checkpoint,
+)
+from deltainf_core.collapse.transforms import transform_title
+from deltainf_core.config import INFLUENCE_STRATEGIES
 from deltainf_core.figures import to_display
+from pages import ui
 
 ss = st.session_state
-INFLUENCE_STRATEGIES = ("ekfac", "kfac", "diagonal", "identity")
+HELP = ui.HELP
 
 
 def _sanitize(key: str, options: list) -> None:
@@ -23,18 +33,18 @@ def dataset_widgets(col) -> None:
     options = [*DATASETS.names(), ui.FOLDER]
     _sanitize("scn_dataset", options)
     col.selectbox(
-        "Dataset", options, **ui.keep("scn_dataset"), help=ui.HELP["dataset"],
+        "Dataset", options, **ui.keep("scn_dataset"), help=HELP["data"]["dataset"],
         format_func=lambda n: "ImageFolder on this machine…" if n == ui.FOLDER else f"{n} · {DATASETS.help(n)}",
     )
     if ss["scn_dataset"] == ui.FOLDER:
         col.text_input("ImageFolder root", **ui.keep("scn_data_dir"), placeholder="/path/with/train/and/test",
-                       help=ui.HELP["data_dir"])
+                       help=HELP["data"]["data_dir"])
 
 
 def model_widget(col) -> None:
     options = MODELS.names()
     _sanitize("scn_model", options)
-    col.selectbox("Model", options, **ui.keep("scn_model"), help=ui.HELP["model"],
+    col.selectbox("Model", options, **ui.keep("scn_model"), help=HELP["train"]["model"],
                   format_func=lambda n: f"{n} · {MODELS.help(n)}")
 
 
@@ -42,33 +52,41 @@ def advanced_widgets(with_training: bool) -> None:
     with st.expander("Advanced: size, speed and attack parameters"):
         a, b, c = st.columns(3)
         a.number_input("Max training images (0 = all)", min_value=0, step=100, **ui.keep("scn_max_train"),
-                       help=ui.HELP["max_train"])
+                       help=HELP["data"]["max_train"])
         b.number_input("Max test images (0 = all)", min_value=0, step=100, **ui.keep("scn_max_test"),
-                       help=ui.HELP["max_test"])
+                       help=HELP["data"]["max_test"])
         if with_training:
             c.number_input("Epochs (0 = auto)", min_value=0, max_value=200, step=1, **ui.keep("scn_epochs"),
-                           help=ui.HELP["epochs"])
+                           help=HELP["train"]["epochs"])
         a.number_input("Copies of the first affected image", min_value=1, max_value=500, step=5,
-                       **ui.keep("scn_copies"), help=ui.HELP["n_copies"])
+                       **ui.keep("scn_copies"), help=HELP["collapse"]["n_copies"])
         b.number_input("Copies of each further affected image", min_value=1, max_value=500, step=5,
-                       **ui.keep("scn_copies_extra"), help=ui.HELP["n_copies_extra"])
+                       **ui.keep("scn_copies_extra"), help=HELP["collapse"]["n_copies_extra"])
         c.number_input("Affected images used by default", min_value=1, max_value=ui.MAX_AFFECTED, step=1,
-                       **ui.keep("scn_max_affected"), help=ui.HELP["max_affected"])
+                       **ui.keep("scn_max_affected"), help=HELP["collapse"]["max_affected"])
         _sanitize("scn_strategy", list(INFLUENCE_STRATEGIES))
-        a.selectbox("Influence strategy", INFLUENCE_STRATEGIES, **ui.keep("scn_strategy"), help=ui.HELP["strategy"])
+        a.selectbox("Influence strategy", INFLUENCE_STRATEGIES, **ui.keep("scn_strategy"),
+                    help=HELP["influence"]["strategy"])
+        b.number_input("Detect/unlearn rounds", min_value=1, max_value=10, step=1, **ui.keep("scn_rounds"),
+                       help=HELP["scenario"]["max_rounds"])
+        transforms = TRANSFORMS.names()
+        if not ss.get("scn_transforms") or any(t not in transforms for t in ss["scn_transforms"]):
+            ss["scn_transforms"] = [t for t in ss.get("scn_transforms") or transforms if t in transforms] or transforms
+        st.multiselect("Transformations the copies are drawn from", transforms, **ui.keep("scn_transforms"),
+                       format_func=transform_title, help=HELP["collapse"]["transforms"])
         if with_training:
-            b.text_input("Attack parameters (JSON)", **ui.keep("scn_attack_params"), placeholder='{"pattern": "dark4"}',
-                         help=ui.HELP["params"])
+            c.text_input("Attack parameters (JSON)", **ui.keep("scn_attack_params"), placeholder='{"pattern": "dark4"}',
+                         help=_attack_params_help(ss["scn_attack"]))
 
 
-def activate(scn, mode: str, tm, checkpoint_name: str | None = None) -> None:
-    pipe = ui.pipeline()
-    poisoned = pipe.poisoned(scn)
-    ss["active"] = ui.Active(scn, mode, tm.key, checkpoint_name, {
-        "clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate,
-        "n_train": len(poisoned.train), "n_poisons": len(poisoned.poison_indices),
-    })
-    ui.reset_downstream("model")
+def _attack_params_help(attack: str) -> str:
+    """The chosen attack's parameters, from its parameters dataclass."""
+    entry = ATTACKS.entry(attack) if attack in ATTACKS else None
+    help_ = entry.param_help() if entry else {}
+    if not help_:
+        return f"{attack} takes no parameters"
+    defaults = entry.param_defaults()
+    return f"{attack} parameters (JSON): " + "; ".join(f"{k} — {v} (default {defaults[k]})" for k, v in help_.items())
 
 
 def train_section() -> None:
@@ -77,24 +95,24 @@ def train_section() -> None:
     model_widget(c2)
     attacks = ATTACKS.names()
     _sanitize("scn_attack", attacks)
-    c3.selectbox("Attack", attacks, **ui.keep("scn_attack"), help=ui.HELP["name"],
+    c3.selectbox("Attack", attacks, **ui.keep("scn_attack"), help=HELP["attack"]["attack"],
                  format_func=lambda n: f"{n} · {ATTACKS.help(n)}")
-    no_attack = ss["scn_attack"] == "none"
+    no_attack = ss["scn_attack"] == NO_ATTACK
     d1, d2, d3, d4 = st.columns(4)
     d1.number_input("Poisoned fraction", min_value=0.001, max_value=0.5, step=0.005, format="%.3f",
-                    **ui.keep("scn_poison_frac"), disabled=no_attack, help=ui.HELP["poison_frac"])
+                    **ui.keep("scn_poison_frac"), disabled=no_attack, help=HELP["attack"]["poison_frac"])
     d2.number_input("Victim class (blank: 0)", min_value=0, step=1, **ui.keep("scn_victim"), disabled=no_attack,
-                    help=ui.HELP["victim_class"])
+                    help=HELP["attack"]["victim_class"])
     d3.number_input("Target class (blank: 1)", min_value=0, step=1, **ui.keep("scn_target"), disabled=no_attack,
-                    help=ui.HELP["target_class"])
+                    help=HELP["attack"]["target_class"])
     d4.number_input("Seed", min_value=0, step=1, **ui.keep("scn_seed"), help="seed for poisons, training and copies")
     advanced_widgets(with_training=True)
     if st.button("Train", type="primary", icon=":material/play_arrow:", key="scn_train"):
-        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_state)
+        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_widgets)
         if ok:
-            ok, tm = ui.run_long("Training", ui.pipeline().trained, scn)
+            ok, tm = ui.run_long("Training", lambda pipe: pipe.trained(scn))
             if ok:
-                activate(scn, "train", tm)
+                ui.activate(scn, "train", tm)
 
 
 def checkpoint_section() -> None:
@@ -120,11 +138,11 @@ def checkpoint_section() -> None:
             with open(tmp, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
-        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_state, None, path)
+        ok, scn = ui.attempt("Reading the settings", ui.scenario_from_widgets, None, path)
         if ok:
-            ok, tm = ui.run_long("Loading the model", ui.pipeline().trained, scn)
+            ok, tm = ui.run_long("Loading the model", lambda pipe: pipe.trained(scn))
             if ok:
-                activate(scn, "checkpoint", tm, upload.name)
+                ui.activate(scn, "checkpoint", tm, upload.name)
 
 
 def results(act: ui.Active) -> None:
@@ -146,16 +164,16 @@ def results(act: ui.Active) -> None:
     cols[3].metric("Poisoned images", "unknown" if truth is None else f"{len(truth):,}")
     cols[4].metric("Training time", "loaded" if act.mode != "train" else f"{tm.seconds:.1f}s",
                    help="trained earlier with these settings; loaded from the cache" if tm.cached else None)
-    if truth is not None and act.scenario.attack.name != "none":
+    if truth is not None and act.scenario.attack.attack != NO_ATTACK:
         classes = splits.classes
         shown = truth[:10]
         target = ui.class_name(classes, poisoned.target_class)
         st.markdown(f"**Poisoned training images** ({len(truth)} of {len(poisoned.train):,}; "
-                    f"attack `{act.scenario.attack.name}`, target class {target})")
+                    f"attack `{act.scenario.attack.attack}`, target class {target})")
         st.image([to_display(poisoned.train.images[i]) for i in shown], width=84,
                  caption=[f"#{i} · label {int(poisoned.train.labels[i])}" for i in shown])
         if len(poisoned.psr_set):
-            pred = predict(tm.model, poisoned.psr_set.images[:10]).tolist()
+            pred = pipe.predict(act.scenario, poisoned.psr_set.images[:10], tm).tolist()
             st.markdown("**Triggered test images** and what the model predicts for them")
             st.image([to_display(img) for img in poisoned.psr_set.images[:10]], width=84,
                      caption=[f"true {int(y)} → {p}" for y, p in zip(poisoned.psr_set.labels[:10].tolist(), pred,
@@ -171,7 +189,7 @@ def results(act: ui.Active) -> None:
 
 def settings_changed(act: ui.Active) -> bool:
     try:
-        now = ui.scenario_from_state(checkpoint=act.scenario.checkpoint)
+        now = ui.scenario_from_widgets(checkpoint=act.scenario.checkpoint)
     except Exception:  # noqa: BLE001 - an unfinished edit (bad JSON, empty folder) is not "changed" yet
         return False
     keep = ("data", "attack", "train", "influence")

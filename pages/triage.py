@@ -5,47 +5,42 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict, replace
 
 import numpy as np
 import streamlit as st
 
-import ui_state as ui
-from deltainf_core import DETECTORS, DetectConfig
+from deltainf_core import DETECTORS, DetectConfig, precision_recall
 from deltainf_core.figures import POISON, framed, hex_to_rgb
+from pages import ui
 
 ss = st.session_state
 PAGE_SIZE = 32
 COLUMNS = 8
-INFLUENCE_RULES = ("delta", "delta_published")
 
 
 def _set_all(indices: list[int], approve: bool) -> None:
-    rejected = set(ss["tri_rejected"])
-    if approve:
-        rejected -= set(indices)
-    else:
-        rejected |= set(indices)
-    ss["tri_rejected"] = rejected
+    s = ui.session()
+    s.rejected = s.rejected - set(indices) if approve else s.rejected | set(indices)
 
 
 def _toggle(index: int, key: str) -> None:
     _set_all([index], bool(ss[key]))
 
 
-def run_detector(act: ui.Active, method: str) -> None:
-    from dataclasses import replace
-
-    pipe = ui.pipeline()
+def run_detector(act: ui.Active, detector: str) -> None:
     aff = ui.affected_images(act)
     if aff is None:
         st.error("Pick an affected image first: every detector here explains one.")
         return
-    scn = replace(act.scenario, detect=DetectConfig(method=method),
+    scn = replace(act.scenario, detect=DetectConfig(detector=detector, params=asdict(ui.rule_params(detector))),
                   collapse=ui.collapse_config(act, len(aff)))
-    ok, det = ui.run_long(f"Running {method}", pipe.detect, scn, aff, ui.affected_target(act),
-                          ss["round"]["model"])
+    model = ui.rounds(act).model
+    ok, det = ui.run_long(f"Running {detector}",
+                          lambda pipe: pipe.detect(scn, aff, ui.affected_target(act), model))
     if ok:
-        ss["tri_detections"] = {**ss["tri_detections"], method: {"sig": ui.affected_signature(act), "detection": det}}
+        s = ui.session()
+        s.detections = {**s.detections, detector: ui.Keyed(ui.affected_signature(act), det)}
 
 
 def rule_controls(act: ui.Active) -> None:
@@ -55,23 +50,10 @@ def rule_controls(act: ui.Active) -> None:
     a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
     a.selectbox("Flagging rule", names, **ui.keep("tri_rule"), format_func=lambda n: f"{n} · {DETECTORS.help(n)}")
     rule = ss["tri_rule"]
-    if rule == "delta":
-        b.slider("Candidate effect size d", min_value=0.5, max_value=6.0, step=0.1, **ui.keep("tri_effect_size"),
-                 help="a training image is a candidate when mean/std of its influence collapse ≥ this; "
-                      "2 works across attacks without tuning")
-        c.checkbox("broken copies only", **ui.keep("tri_broken_only"),
-                   help="count only the copies the model no longer predicts as the target: a copy that still "
-                        "shows the attack measures only the relabelling, which every target-class image follows")
-        c.checkbox("split off the strongest group", **ui.keep("tri_split"),
-                   help="keep the upper of two groups of candidates (Otsu's split of log d); off: every candidate")
-    elif rule == "delta_published":
-        b.number_input("th (score change below)", step=10.0, **ui.keep("tri_th"),
-                       help="a copy votes when the image's score change Δ is below th (published: 0 or −40)")
-        c.number_input("copies allowed not to vote", min_value=0, step=1, **ui.keep("tri_n_tolerate"),
-                       help="the published rule tolerated 0–2")
-    else:
-        if b.button(f"Run {rule}", type="primary", icon=":material/play_arrow:", key="tri_run"):
-            run_detector(act, rule)
+    ui.param_widgets(DETECTORS.params(rule), f"tri_{rule}", [b, c])
+    if not DETECTORS.trait(rule, "collapse_rule") and b.button(f"Run {rule}", type="primary",
+                                                                 icon=":material/play_arrow:", key="tri_run"):
+        run_detector(act, rule)
 
 
 def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray | None) -> None:
@@ -93,16 +75,16 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
     if n_pages > 1:
         top[4].number_input(f"Page (of {n_pages}, strongest evidence first)", min_value=1, max_value=n_pages,
                             step=1, **ui.keep("tri_page"))
-    rejected = ss["tri_rejected"]
+    s = ui.session()
     cols = st.columns(COLUMNS)
     for j, i in enumerate(on_page):
         key = f"tri_ok_{i}"
-        ss[key] = i not in rejected
-        origin = "" if i in flagged else (" · added" if i in ss["tri_added"] else " · earlier round")
+        ss[key] = i not in s.rejected
+        origin = "" if i in flagged else (" · added" if i in s.added else " · earlier round")
         with cols[j % COLUMNS]:
             st.image(framed(train.images[i], hex_to_rgb(POISON) if i in poison else None), width="stretch",
-                     caption=f"#{i} · label {int(train.labels[i])} · {flags.evidence_name or 'score'} "
-                             f"{flags.evidence[i]:.2f}{origin}")
+                     caption=f"#{i} · label {int(train.labels[i])} · {flags.statistic_name or 'score'} "
+                             f"{flags.statistic[i]:.2f}{origin}")
             st.checkbox("approve", key=key, on_change=_toggle, args=(i, key))
 
 
@@ -111,13 +93,14 @@ def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.nda
     poison = set(truth.tolist()) if truth is not None else None
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["train_index", "label", "evidence", "known_poison"])
+    writer.writerow(["train_index", "label", flags.statistic_name or "score", "known_poison"])
     for i in approved.tolist():
-        writer.writerow([i, int(train.labels[i]), f"{flags.evidence[i]:.6g}",
+        writer.writerow([i, int(train.labels[i]), f"{flags.statistic[i]:.6g}",
                          "" if poison is None else int(i in poison)])
+    collapse_rule = DETECTORS.trait(flags.rule, "collapse_rule")
     payload = {"scenario": act.scenario.as_dict(), "model_key": act.model_key, "rule": flags.rule,
-               "effect_size": float(ss["tri_effect_size"]) if flags.rule == "delta" else None,
-               "transforms": list(ss["col_transforms"]) if flags.rule in INFLUENCE_RULES else None,
+               "params": asdict(ui.rule_params(flags.rule)),
+               "transforms": list(ss["col_transforms"]) if collapse_rule else None,
                "approved": approved.tolist(), "n_approved": int(approved.size)}
     a, b, _ = st.columns([1, 1, 3])
     a.download_button("Approved list (CSV)", buf.getvalue(), file_name="approved.csv", mime="text/csv",
@@ -135,22 +118,22 @@ def render() -> None:
     flags = ui.current_flags(act)
     if not flags.ready:
         st.info(flags.message[0].upper() + flags.message[1:] + ".")
-        if flags.rule in INFLUENCE_RULES:
+        if DETECTORS.trait(flags.rule, "collapse_rule"):
             st.page_link("pages/influence_collapse.py", label="Go to Influence collapse",
                          icon=":material/arrow_forward:")
         return
     truth = ui.ground_truth(act)
-    cands = ui.candidates(act, flags)
+    cands = ui.candidates(flags)
     approved = ui.approved(act, flags)
     n_train = len(ui.pipeline().poisoned(act.scenario).train)
     m = st.columns(5)
     m[0].metric("Flagged", f"{len(flags.flagged):,}", help=f"{len(flags.flagged) / n_train:.1%} of the training set")
     m[1].metric("Approved", f"{len(approved):,}")
     if truth is not None:
-        pf, rf = ui.precision_recall_text(flags.flagged, truth)
-        pa, ra = ui.precision_recall_text(approved, truth)
-        m[2].metric("Precision (approved)", pa, help=f"flagged set: {pf}")
-        m[3].metric("Recall (approved)", ra, help=f"flagged set: {rf}")
+        pf, rf = precision_recall(flags.flagged, truth)
+        pa, ra = precision_recall(approved, truth)
+        m[2].metric("Precision (approved)", ui.pct(pa), help=f"flagged set: {ui.pct(pf)}")
+        m[3].metric("Recall (approved)", ui.pct(ra), help=f"flagged set: {ui.pct(rf)}")
         m[4].toggle("Known poisons", **ui.keep("tri_show_truth"), help="orange frame = a true poison")
     else:
         m[2].metric("Precision", "no ground truth")

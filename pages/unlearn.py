@@ -7,43 +7,38 @@ from dataclasses import replace
 
 import streamlit as st
 
-import ui_state as ui
-from deltainf_core import SUCCESS_PSR, UNLEARNERS, Pipeline, UnlearnConfig, checkpoint_bytes
+from deltainf_core import SUCCESS_PSR, UNLEARNERS, Pipeline, checkpoint_bytes
 from deltainf_core.figures import before_after_figure
+from pages import ui
 
 ss = st.session_state
 
 
 def run(act: ui.Active, forget: list[int]) -> None:
-    pipe = ui.pipeline()
-    method = ss["unl_method"]
+    unlearner = ss["unl_method"]
     epochs = int(ss["unl_epochs"]) or None
-    scn = replace(act.scenario, unlearn=UnlearnConfig(method=method, epochs=epochs, seed=int(ss["scn_seed"])))
-    ok, outcome = ui.run_long(f"Unlearning with {method}", pipe.unlearn, scn, forget, method)
+    scn = replace(act.scenario, unlearn=replace(act.scenario.unlearn, method=unlearner, epochs=epochs))
+    ok, outcome = ui.run_long(f"Unlearning with {unlearner}", lambda pipe: pipe.unlearn(scn, forget))
     if ok:
-        ss["unlearned"] = {"outcome": outcome, "forget": list(forget), "method": method,
-                           "sig": ui.stable_hash(act.model_key, forget, method, epochs)}
+        ui.session().unlearned = ui.Unlearned(outcome, list(forget), unlearner, act.model_key)
 
 
 def oracle(act: ui.Active) -> None:
-    ok, value = ui.run_long("Retraining without exactly the true poisons", ui.pipeline().oracle_accuracy,
-                            act.scenario)
-    if ok:
-        ss["oracle"] = {act.model_key: value}
+    ok, out = ui.run_long("Retraining without exactly the true poisons", lambda pipe: pipe.oracle(act.scenario))
+    if ok and out is not None:
+        ui.session().oracle = ui.Keyed(act.model_key, out.clean_accuracy)
 
 
-def next_round(act: ui.Active, outcome) -> None:
+def next_round(act: ui.Active) -> None:
     """Look again with the unlearned model for what this round missed (SPEC §4, finding 5)."""
-    rnd = ss["round"]
-    ss["round"] = {"n": rnd["n"] + 1, "model": outcome.model, "prior": sorted(set(ss["unlearned"]["forget"]))}
-    ss["collapse"] = None
-    ss["tri_detections"] = {}
-    ss["unlearned"] = None
+    s = ui.session()
+    ui.rounds(act).advance(s.unlearned.forget, s.unlearned.outcome)
+    s.collapse, s.detections, s.unlearned = None, {}, None
 
 
 def results(act: ui.Active) -> None:
-    un = ss["unlearned"]
-    outcome = un["outcome"]
+    un = ui.session().unlearned
+    outcome = un.outcome
     tm = ui.trained(act)
     pipe = ui.pipeline()
     classes = pipe.dataset(act.scenario.data).classes
@@ -59,7 +54,7 @@ def results(act: ui.Active) -> None:
                     delta_color="inverse")
     else:
         m[1].metric("Poison success rate after", "n/a", help="no ground-truth attack to measure")
-    m[2].metric("Images removed", f"{len(un['forget']):,}")
+    m[2].metric("Images removed", f"{len(un.forget):,}")
     m[3].metric("Unlearning time", f"{outcome.seconds:.1f}s", help=f"{outcome.passes:.1f} passes over the data")
     if outcome.poison_success_rate is not None:
         if outcome.poison_success_rate < SUCCESS_PSR:
@@ -69,20 +64,24 @@ def results(act: ui.Active) -> None:
             st.warning(f"The attack survives: poison success rate {ui.pct(outcome.poison_success_rate)} "
                      f"≥ {SUCCESS_PSR:.0%}.")
     truth = ui.ground_truth(act)
-    oracle_value = ss["oracle"].get(act.model_key)
-    if truth is not None and oracle_value is None and st.button(
+    s = ui.session()
+
+    def oracle_value():
+        return s.oracle.value if s.oracle is not None and s.oracle.sig == act.model_key else None
+
+    if truth is not None and oracle_value() is None and st.button(
             "Compare with an oracle retrain (without exactly the true poisons)", key="unl_oracle",
             icon=":material/balance:"):
         oracle(act)
-        oracle_value = ss["oracle"].get(act.model_key)
+    oracle_acc = oracle_value()
     fig = before_after_figure({"clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate},
                               {"clean_accuracy": outcome.clean_accuracy,
                                "poison_success_rate": outcome.poison_success_rate},
-                              after_label=f"after {outcome.method}", oracle_accuracy=oracle_value,
+                              after_label=f"after {outcome.method}", oracle_accuracy=oracle_acc,
                               success_psr=SUCCESS_PSR)
     st.plotly_chart(fig, key="unl_chart", config={"displaylogo": False})
-    if oracle_value is not None and truth is not None:
-        st.caption(f"Oracle retrain without exactly the {len(truth)} true poisons: accuracy {ui.pct(oracle_value)} — "
+    if oracle_acc is not None and truth is not None:
+        st.caption(f"Oracle retrain without exactly the {len(truth)} true poisons: accuracy {ui.pct(oracle_acc)} — "
                    "the part of the accuracy change that is retraining noise rather than false positives.")
     if outcome.gaussian:
         g = outcome.gaussian
@@ -96,20 +95,24 @@ def results(act: ui.Active) -> None:
     aff = ui.affected_images(act)
     if aff is not None:
         still = Pipeline.still_affected(outcome.model, aff, ui.affected_target(act))
+        rounds = ui.rounds(act)
         if still:
             st.warning(f"{still} of {len(aff)} affected image{'s are' if len(aff) > 1 else ' is'} still predicted "
-                       f"as class {ui.class_name(classes, ui.affected_target(act))}. Another round re-scores "
-                       "influence on the unlearned model, flags again and removes the union.")
-            st.button(f"Start round {ss['round']['n'] + 1}", on_click=next_round, args=(act, outcome),
-                      key="unl_round", icon=":material/replay:")
+                       f"as class {ui.class_name(classes, ui.affected_target(act))}.")
         else:
             st.info(f"None of the {len(aff)} affected images is predicted as the target any more.")
+        if rounds.another_round(still, un.forget):
+            st.caption("Another round re-scores influence on the unlearned model, flags again and removes the union.")
+            st.button(f"Start round {rounds.n + 1}", on_click=next_round, args=(act,), key="unl_round",
+                      icon=":material/replay:")
+        elif still and rounds.n >= rounds.max_rounds:
+            st.caption(f"This was the last of {rounds.max_rounds} rounds (Scenario · Advanced).")
     a, b, _ = st.columns([1, 1, 2])
     a.download_button("Unlearned model", data=lambda: checkpoint_bytes(outcome.model, act.scenario.train.model,
                                                                         classes),
                       file_name=f"deltainf-unlearned-{outcome.method}.pt", mime="application/octet-stream",
                       icon=":material/download:", key="unl_model")
-    b.download_button("Removed images (JSON)", json.dumps({"method": outcome.method, "removed": un["forget"],
+    b.download_button("Removed images (JSON)", json.dumps({"method": outcome.method, "removed": un.forget,
                                                             "model_key": act.model_key}, indent=2),
                       file_name="removed.json", mime="application/json", icon=":material/download:",
                       key="unl_list")
@@ -121,7 +124,7 @@ def render() -> None:
     if act is None:
         return
     flags = ui.current_flags(act)
-    forget = ui.approved(act, flags).tolist() if flags.ready else sorted(set(ss["round"]["prior"]))
+    forget = ui.approved(act, flags).tolist() if flags.ready else ui.rounds(act).removed.tolist()
     if not forget:
         st.info("No approved training images yet: flag and approve them on the Triage page.")
         st.page_link("pages/triage.py", label="Go to Triage", icon=":material/arrow_forward:")
@@ -138,9 +141,9 @@ def render() -> None:
     st.markdown(f"**{len(forget)}** approved training images will be removed{known}.")
     if c.button("Unlearn", type="primary", icon=":material/play_arrow:", key="unl_run"):
         run(act, forget)
-    un = ss.get("unlearned")
+    un = ui.session().unlearned
     if un is not None:
-        if un["forget"] != forget or un["method"] != ss["unl_method"]:
+        if un.forget != forget or un.method != ss["unl_method"]:
             st.caption("The approved set or method changed since this result; press Unlearn to update it.")
         results(act)
 

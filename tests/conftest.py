@@ -1,4 +1,5 @@
-"""Shared fixtures: a private cache per test session and tiny scenarios that train in seconds."""
+"""Shared fixtures: a private cache per test session, tiny scenarios that train in seconds, and
+registry-parametrised tests that include a toy entry of each family (``toys``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,35 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
+
+REGISTRY_ARGS = {"attack_name": "ATTACKS", "detector_name": "DETECTORS", "transform_name": "TRANSFORMS",
+                 "unlearner_name": "UNLEARNERS"}
+"""A test argument with one of these names runs once per entry of that registry, toys included."""
+
+
+def registry_names(argname: str) -> list[str]:
+    """The entries a registry-parametrised test runs on: every registered one plus the toy."""
+    import toys
+
+    import deltainf_core
+
+    with toys.registered():
+        return getattr(deltainf_core, REGISTRY_ARGS[argname]).names()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for argname in REGISTRY_ARGS:
+        if argname in metafunc.fixturenames:
+            metafunc.parametrize(argname, registry_names(argname))
+
+
+@pytest.fixture
+def with_toys():
+    """The toy entries, registered for one test (a contract test run on a toy needs them)."""
+    import toys
+
+    with toys.registered():
+        yield
 
 
 @pytest.fixture(scope="session")

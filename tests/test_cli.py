@@ -62,7 +62,7 @@ def test_victim_equals_target(capsys):
 @pytest.mark.parametrize("frac", ["0", "-0.1", "0.9", "abc"])
 def test_fraction_out_of_range(capsys, frac):
     rc, _, err = run_cli(capsys, "--poison-frac", frac)
-    assert_one_line_error(rc, err, "poison.fraction|not a number")
+    assert_one_line_error(rc, err, "poison fraction must be in|invalid float value: 'abc'")
 
 
 def test_class_out_of_range(capsys, cache_dir):
@@ -70,9 +70,18 @@ def test_class_out_of_range(capsys, cache_dir):
     assert_one_line_error(rc, err, "target class 12 does not exist")
 
 
-def test_unknown_attack_param(capsys, cache_dir):
+def test_bad_attack_params(capsys, cache_dir):
     rc, _, err = run_cli(capsys, "--attack-param", "pattern=spiral", "--cache-dir", cache_dir)
-    assert_one_line_error(rc, err, "unknown BadNet pattern 'spiral'")
+    assert_one_line_error(rc, err, "attack 'badnet' parameter pattern must be one of .*got 'spiral'")
+    rc, _, err = run_cli(capsys, "--attack-pattern", "spiral")
+    assert_one_line_error(rc, err, "invalid choice: 'spiral'")
+    rc, _, err = run_cli(capsys, "--attack-param", "patern=dark4", "--cache-dir", cache_dir)
+    assert_one_line_error(rc, err, "unknown attack 'badnet' parameter.* patern .*known: pattern")
+
+
+def test_a_parameter_of_another_method_is_refused(capsys):
+    rc, _, err = run_cli(capsys, "--detect-th", "-40")
+    assert_one_line_error(rc, err, "--detect-th applies to detector delta_published, not delta")
 
 
 def test_corrupt_checkpoint(capsys, tmp_path, cache_dir):
@@ -86,13 +95,16 @@ def test_tiny_run_writes_the_contract(tmp_path, cache_dir):
     """The real entry point on a tiny scenario: exit 0 and every field of SPEC §3."""
     out = tmp_path / "results.json"
     cmd = [sys.executable, "-m", "deltainf_core", "run", "--max-train", "600", "--epochs", "12",
-           "--effect-size", "3", "--attack-param", "size=5",
-           "--poison-frac", "0.05", "--copies", "8", "--affected", "2", "--rounds", "1",
+           "--detect-effect-size", "3", "--attack-size", "5",
+           "--poison-frac", "0.05", "--n-copies", "8", "--max-affected", "2", "--rounds", "1",
            "--cache-dir", cache_dir, "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
     assert r["scenario"]["attack"] == "badnet" and r["scenario"]["dataset"] == "mnist5k"
+    config = r["scenario"]["config"]
+    assert config["detect"]["params"] == {"effect_size": 3} and config["attack"]["params"] == {"size": 5}
+    assert config["collapse"]["n_copies"] == 8 and config["max_rounds"] == 1
     p = r["poisoned"]
     assert p["n_train"] == 600 and p["n_poisons"] == 30
     assert 0.0 <= p["clean_accuracy"] <= 1.0 and 0.0 <= p["poison_success_rate"] <= 1.0
@@ -106,16 +118,21 @@ def test_tiny_run_writes_the_contract(tmp_path, cache_dir):
     assert set(r["timings_s"]) >= {"train", "factors", "scores", "detect", "unlearn"}
 
 
-def test_whole_class_flagged_is_reported_not_crashed(pipeline, tiny_scenario, monkeypatch):
+def test_whole_class_flagged_is_reported_not_crashed(pipeline, tiny_scenario):
     """A rule that flags every image of a class: the run reports why nothing was unlearned."""
-    from deltainf_core.detectors import DETECTORS
+    from dataclasses import replace
+
+    from deltainf_core import DETECTORS, DetectConfig
     from deltainf_core.detectors.base import Detection
 
     labels = pipeline.poisoned(tiny_scenario).train.labels.numpy()
     everything = np.flatnonzero(labels == 1)
-    monkeypatch.setitem(DETECTORS._entries, "delta", DETECTORS._entries["delta"].__class__(
-        "delta", lambda ctx: Detection("delta", everything, np.zeros(len(labels))), ""))
-    r = pipeline.run(tiny_scenario)
+    DETECTORS.register("whole_class", lambda ctx: Detection("whole_class", everything, np.zeros(len(labels))),
+                       "flags all of class 1")
+    try:
+        r = pipeline.run(replace(tiny_scenario, detect=DetectConfig(detector="whole_class")))
+    finally:
+        DETECTORS.unregister("whole_class")
     assert r["unlearned"] is None
     assert "every training image of class '1'" in r["unlearn_error"]
     assert r["detection"]["n_flagged"] == len(everything)

@@ -121,3 +121,107 @@ def test_cifar_subset_loads(cifar_root):
     s = load_dataset(DataConfig(data_dir=cifar_root))
     assert len(s.train) == 1900 and len(s.test) == 380
     assert s.train.image_shape == (3, 32, 32) and len(s.classes) == 10
+
+
+# -- uint8 storage, the decoded-image cache and the data stage's fingerprint --------------------
+
+def test_builtin_sets_are_uint8_and_convert_a_batch_at_a_time(mnist_splits):
+    import torch
+
+    from deltainf_core.data.base import ImageSet
+
+    fresh = load_dataset(DataConfig(max_train=20, max_test=10))
+    assert fresh.train.is_uint8 and fresh.test.is_uint8  # loaders keep 8-bit images as uint8
+    s = mnist_splits.train.subset(np.arange(10)).to_uint8()
+    assert s.is_uint8 and s.nbytes == 10 * 28 * 28
+    batch = s.float_batch([0, 3])
+    assert batch.dtype == torch.float32 and torch.equal(batch, s.pixels[[0, 3]].float() / 255)
+    as_float = ImageSet(s.float_batch(), s.labels, s.classes)
+    assert torch.equal(as_float.to_uint8().pixels, s.pixels)  # 8-bit images survive the round trip
+    x, y = s.dataset().__getitems__([1, 2])[0]
+    assert x.dtype == torch.float32 and int(y) == int(s.labels[1])
+    legacy = s.clone()
+    legacy.images[0, 0, 0, 0] = 0.5  # code written before uint8 storage still writes through .images
+    assert float(legacy.images[0, 0, 0, 0]) == 0.5 and not legacy.is_uint8
+
+
+def test_channel_stats_of_uint8_equal_the_float_path(mnist_splits):
+    import torch
+
+    from deltainf_core.data.base import channel_stats
+
+    u = mnist_splits.train.subset(np.arange(500)).to_uint8().pixels
+    exact = channel_stats(u)
+    floats = channel_stats(u.float() / 255)
+    assert np.allclose(exact, floats, rtol=1e-6)  # the integer sums are exact; float32 sums round
+    assert channel_stats(torch.zeros(4, 1, 2, 2, dtype=torch.uint8))[1] == (1e-3,)
+
+
+def test_image_folder_is_decoded_once_then_memory_mapped(tmp_path, monkeypatch):
+    from deltainf_core.data import image_folder
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    _folder(data, [(8, 8)] * 3)
+    _folder(data, [(8, 8)] * 2, split="test")
+    first = image_folder.load(DataConfig(data_dir=str(data)), cache_dir=str(cache))
+    assert first.train.is_uint8 and len(first.train) == 6
+    monkeypatch.setattr(image_folder, "_decode", lambda *a: pytest.fail("decoded again"))
+    second = image_folder.load(DataConfig(data_dir=str(data)), cache_dir=str(cache))
+    assert np.array_equal(second.train.pixels.numpy(), first.train.pixels.numpy())
+    assert second.train.labels.tolist() == first.train.labels.tolist()
+    assert second.mean == first.mean and second.std == first.std
+
+
+def test_image_folder_cache_is_rebuilt_when_a_file_changes(tmp_path):
+    import os
+    import time
+
+    from deltainf_core.data import dataset_fingerprint, image_folder
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    _folder(data, [(8, 8)] * 3)
+    _folder(data, [(8, 8)] * 2, split="test")
+    cfg = DataConfig(data_dir=str(data))
+    key = dataset_fingerprint(cfg)
+    before = image_folder.load(cfg, cache_dir=str(cache))
+    assert dataset_fingerprint(cfg) == key  # cheap and stable while nothing changes
+    img = data / "train" / "cat" / "1.png"
+    Image.new("RGB", (8, 8), color=(255, 255, 255)).save(img)
+    os.utime(img, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert dataset_fingerprint(cfg) != key
+    after = image_folder.load(cfg, cache_dir=str(cache))
+    assert int(after.train.pixels[1].min()) == 255 and int(before.train.pixels[1].max()) < 255
+    assert len(list((cache / "datasets").glob("folder-*"))) == 2
+    (data / "test" / "dog" / "1.png").unlink()  # a removed file changes the key too
+    assert dataset_fingerprint(cfg) != key and len(image_folder.load(cfg, cache_dir=str(cache)).test) == 3
+
+
+def test_damaged_decoded_cache_is_rebuilt(tmp_path, caplog):
+    import logging
+
+    from deltainf_core.data import image_folder
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    _folder(data, [(8, 8)] * 3)
+    _folder(data, [(8, 8)] * 2, split="test")
+    cfg = DataConfig(data_dir=str(data))
+    good = image_folder.load(cfg, cache_dir=str(cache)).train.pixels.clone()
+    (arr,) = (cache / "datasets").glob("folder-*/train_x.npy")
+    raw = bytearray(arr.read_bytes())
+    raw[-20:] = bytes(b ^ 0xFF for b in raw[-20:])  # flipped, so the damage shows whatever the pixels were
+    arr.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="deltainf"):
+        again = image_folder.load(cfg, cache_dir=str(cache)).train.pixels
+    assert "were corrupt" in caplog.text and np.array_equal(again.numpy(), good.numpy())
+
+
+def test_builtin_fingerprint_depends_on_config_only(tmp_path):
+    from deltainf_core.data import dataset_fingerprint
+
+    assert dataset_fingerprint(DataConfig()) == dataset_fingerprint(DataConfig())
+    assert dataset_fingerprint(DataConfig(max_train=100)) != dataset_fingerprint(DataConfig())
+    absent = dataset_fingerprint(DataConfig(dataset="cifar10", data_root=str(tmp_path)))
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"x")
+    assert dataset_fingerprint(DataConfig(dataset="cifar10", data_root=str(tmp_path))) != absent

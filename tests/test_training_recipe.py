@@ -43,3 +43,43 @@ def test_eu_retrains_with_the_original_epoch_count(tiny_scenario, pipeline):
     out = pipeline.unlearn(scn, [0, 1, 2], method="eu")
     assert out.info["epochs"] == 15
     assert out.info["retained"] == 797
+
+
+def test_uint8_and_float_storage_train_the_same_model(mnist_splits):
+    """Images become float a batch at a time: uint8 storage must not change a single weight."""
+    import numpy as np
+    import torch
+
+    from deltainf_core.data.base import ImageSet
+    from deltainf_core.models import build_model
+    from deltainf_core.training import predict_logits, train_model
+
+    u8 = mnist_splits.train.subset(np.arange(256)).to_uint8()
+    f32 = ImageSet(u8.float_batch(), u8.labels, u8.classes)
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    models = []
+    for data in (u8, f32):
+        torch.manual_seed(0)
+        m = build_model("smallcnn", data.image_shape, 10, mnist_splits.mean, mnist_splits.std)
+        train_model(m, data, cfg, augment_flip=False, device=torch.device("cpu"))
+        models.append(m)
+    a, b = (m.state_dict() for m in models)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(predict_logits(models[0], u8), predict_logits(models[0], f32.images))
+
+
+def test_bf16_training_runs_on_cpu_and_unknown_precision_is_refused(mnist_splits):
+    import numpy as np
+    import torch
+
+    from deltainf_core.models import build_model
+    from deltainf_core.training import train_model
+
+    data = mnist_splits.train.subset(np.arange(128))
+    torch.manual_seed(0)
+    m = build_model("smallcnn", data.image_shape, 10, mnist_splits.mean, mnist_splits.std)
+    stats = train_model(m, data, replace(TrainConfig(epochs=1, batch_size=64), precision="bf16"),
+                        augment_flip=False, device=torch.device("cpu"))
+    assert math.isfinite(stats.final_loss)
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        train_model(m, data, replace(TrainConfig(epochs=1), precision="fp8"), device=torch.device("cpu"))

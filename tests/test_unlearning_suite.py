@@ -1,8 +1,11 @@
 """Every registered unlearner honours the shared contract; Potion's search stops by itself.
 
 Parametrised over ``UNLEARNERS.names()``, so a new entry is held to the contract the
-moment it registers. Tiny data (600 mnist5k digits, a strong BadNet, 8 epochs) keeps
-the whole file well under a minute on two CPU cores.
+moment it registers: it changes the model, leaves the input untouched, refuses an
+empty or whole-class forget set and an unknown parameter with one sentence. Tiny data
+(600 mnist5k digits, a strong BadNet, 8 epochs) keeps the fast tests well under a
+minute on two CPU cores; the slow ones check that CF and EU remove the trigger with
+their defaults.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 
 from deltainf_core.attacks import badnet
 from deltainf_core.config import AttackConfig, DataConfig, TrainConfig, UnlearnConfig
-from deltainf_core.errors import UnlearningError
+from deltainf_core.errors import ConfigError, UnlearningError
 from deltainf_core.models import build_model
 from deltainf_core.training import no_progress, predict, predict_logits, train_model
 from deltainf_core.unlearning import UNLEARNERS, UnlearnContext, UnlearnResult
@@ -54,11 +57,11 @@ def flagged(poisoned, n_false_positives: int = 10) -> np.ndarray:
     return np.sort(np.concatenate([poisoned.poison_indices, extra]))
 
 
-def context(scenario, forget, method: str, **params) -> UnlearnContext:
+def context(scenario, forget, method: str, epochs: int | None = 1, **params) -> UnlearnContext:
     splits, poisoned, model, build = scenario
     return UnlearnContext(model=model, train=poisoned.train, forget=np.asarray(forget), build_model=build,
                           train_config=TRAIN, augment_flip=splits.augment_flip,
-                          cfg=UnlearnConfig(method=method, epochs=1, params=params, seed=0),
+                          cfg=UnlearnConfig(method=method, epochs=epochs, params=params, seed=0),
                           device=torch.device("cpu"))
 
 
@@ -127,16 +130,42 @@ def test_unlearner_outputs_are_finite_and_costed(runs, scenario, method):
 
 @pytest.mark.parametrize("method", UNLEARNERS.names())
 def test_unlearner_rejects_an_empty_forget_set(scenario, method):
-    with pytest.raises(UnlearningError, match="empty"):
+    with pytest.raises(UnlearningError, match="empty") as err:
         UNLEARNERS.get(method)(context(scenario, np.zeros(0, dtype=np.int64), method))
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("method", UNLEARNERS.names())
 def test_unlearner_rejects_a_whole_class(scenario, method):
     labels = scenario[1].train.labels.numpy()
     whole_class = np.flatnonzero(labels == 3)
-    with pytest.raises(UnlearningError, match="every training image of class '3'"):
+    with pytest.raises(UnlearningError, match="every training image of class '3'") as err:
         UNLEARNERS.get(method)(context(scenario, whole_class, method))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", UNLEARNERS.names())
+def test_unlearner_refuses_an_unknown_parameter(scenario, method):
+    """Refused centrally (the pipeline's parse_params) and by the method itself, before any work."""
+    with pytest.raises(ConfigError, match="unknown unlearner .* parameter.*no_such_knob"):
+        UNLEARNERS.parse_params(method, {"no_such_knob": 1})
+    with pytest.raises(ConfigError, match="no_such_knob") as err:
+        UNLEARNERS.get(method)(context(scenario, flagged(scenario[1]), method, no_such_knob=1))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", UNLEARNERS.names())
+def test_unlearner_defaults_parse_and_are_documented(method):
+    entry = UNLEARNERS.entry(method)
+    defaults = entry.param_defaults()
+    assert UNLEARNERS.parse_params(method, defaults) == entry.params()
+    assert all(entry.param_help().values()), f"{method}: a parameter without help"
+    assert entry.version >= 1
+
+
+def test_a_mistyped_parameter_is_refused(scenario):
+    with pytest.raises(ConfigError, match="epoch_share must be a number"):
+        UNLEARNERS.get("cf")(context(scenario, flagged(scenario[1]), "cf", epoch_share="half"))
 
 
 def test_potion_search_stops_on_its_own(scenario):
@@ -159,5 +188,57 @@ def test_potion_search_stops_on_its_own(scenario):
 
 def test_potion_bad_parameters_are_refused(scenario):
     forget = flagged(scenario[1])
-    with pytest.raises(UnlearningError, match="s_step > 1"):
+    with pytest.raises(ConfigError, match="s_step > 1"):
         UNLEARNERS.get("potion")(context(scenario, forget, "potion", s_step=0.9))
+
+
+def test_potion_reports_the_strength_it_chose(runs):
+    result, _ = runs("potion")
+    assert result.info["strength"] > 0
+    assert f"{result.info['strength']:.3g}" in result.info["note"]
+
+
+def test_ssd_says_when_dampening_selects_nothing(scenario):
+    """With the full training set as reference no ratio exceeds n_train / n_forget: a 20% flagged
+    set cannot reach the paper's alpha of 10, and SSD must say so rather than pass silently."""
+    _, poisoned, model, _ = scenario
+    clean = np.setdiff1d(np.arange(len(poisoned.train)), poisoned.poison_indices)
+    extra = np.random.default_rng(0).choice(clean, size=120 - len(poisoned.poison_indices), replace=False)
+    big = np.sort(np.concatenate([poisoned.poison_indices, extra]))
+    result = UNLEARNERS.get("ssd")(context(scenario, big, "ssd"))
+    assert result.info["dampened"] == 0
+    assert "selected no weights" in result.info["note"]
+    for a, b in zip(model.parameters(), result.model.parameters(), strict=True):
+        assert torch.equal(a, b.cpu())
+
+
+@pytest.mark.parametrize("method", UNLEARNERS.names(claims_poison_removal=False))
+def test_guarded_methods_keep_retained_accuracy(runs, scenario, method):
+    """SSD, SCRUB, Bad Teacher and NGD never return a model far below the input on retained images."""
+    from deltainf_core.training import accuracy
+
+    result, _ = runs(method)
+    _, poisoned, model, _ = scenario
+    retained = poisoned.train.without(flagged(poisoned))
+    budget = result.info.get("max_retain_drop", 0.02) + 0.02  # the guard watches a sample of these
+    assert accuracy(result.model, retained) >= accuracy(model, retained) - budget
+
+
+def strong_trigger_removed(scenario, method: str) -> tuple[float, float, float]:
+    splits, poisoned, model, _ = scenario
+    result = UNLEARNERS.get(method)(context(scenario, poisoned.poison_indices, method, epochs=None))
+    from deltainf_core.training import accuracy
+
+    return psr(model, poisoned), psr(result.model, poisoned), accuracy(result.model, splits.test)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["eu", "cf"])
+def test_eu_and_cf_remove_a_strong_tiny_trigger(scenario, method):
+    """With their defaults (CF: the recipe at its peak rate for half its epochs) on the true poisons."""
+    from deltainf_core.training import accuracy
+
+    before, after, acc = strong_trigger_removed(scenario, method)
+    assert before >= 0.8
+    assert after < 0.1, f"{method} left PSR at {after:.2f}"
+    assert acc >= accuracy(scenario[2], scenario[0].test) - 0.05

@@ -10,7 +10,8 @@ and EU lost 5.6-9.2 accuracy points, so 3x3 stays the default (``size=4`` is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -18,10 +19,23 @@ from ..config import AttackConfig, TrainConfig
 from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..training import Progress
-from .base import PoisonedScenario, dirty_label_poisoning
+from .base import PoisonedScenario, attack_params, dirty_label_poisoning
 
-PATTERNS = ("checkerboard", "dark4", "white", "black")
-CORNERS = ("bottom_right", "bottom_left", "top_right", "top_left")
+Pattern = Literal["checkerboard", "dark4", "white", "black"]
+Corner = Literal["bottom_right", "bottom_left", "top_right", "top_left"]
+
+
+@dataclass(frozen=True)
+class BadNetParams:
+    pattern: Pattern = field(default="checkerboard", metadata={
+        "help": "trigger pattern (dark4: the published four dark pixels)"})
+    size: int | None = field(default=None, metadata={"help": "trigger side in pixels (default: 3 per 32 px)"})
+    corner: Corner = field(default="bottom_right", metadata={"help": "where the trigger sits"})
+    margin: int = field(default=0, metadata={"help": "pixels between the trigger and the image border"})
+
+    def validate(self) -> None:
+        if self.margin < 0:
+            raise ConfigError(f"BadNet margin must be at least 0 pixels, got {self.margin}")
 
 
 @dataclass(frozen=True)
@@ -59,22 +73,18 @@ def make_patch(pattern: str, size: int, channels: int) -> torch.Tensor:
         p = torch.full((size, size), float("nan"))
         p[-1, -1] = p[-2, -2] = p[-1, -3] = p[-3, -1] = 0.0
     else:
-        raise ConfigError(f"unknown BadNet pattern {pattern!r} (choose from {', '.join(PATTERNS)})")
+        raise ConfigError(f"unknown BadNet pattern {pattern!r}")
     return p.expand(channels, size, size).clone()
 
 
 def trigger_for(cfg: AttackConfig, image_shape: tuple[int, int, int]) -> PatchTrigger:
+    params = attack_params(cfg, BadNetParams)
     channels, h, _ = image_shape
-    pattern = cfg.params.get("pattern", "checkerboard")
-    size = int(cfg.params.get("size") or max(3, round(3 * h / 32)))
-    corner = cfg.params.get("corner", "bottom_right")
-    if corner not in CORNERS:
-        raise ConfigError(f"unknown corner {corner!r} (choose from {', '.join(CORNERS)})")
+    size = params.size or max(3, round(3 * h / 32))
     if not 1 <= size <= h // 2:
         raise ConfigError(f"trigger size must be between 1 and {h // 2} pixels, got {size}")
-    margin = int(cfg.params.get("margin", 0))
-    return PatchTrigger(make_patch(pattern, max(size, 3) if pattern == "dark4" else size, channels),
-                        corner, margin)
+    patch = make_patch(params.pattern, max(size, 3) if params.pattern == "dark4" else size, channels)
+    return PatchTrigger(patch, params.corner, params.margin)
 
 
 def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig, progress: Progress) -> PoisonedScenario:
@@ -82,7 +92,7 @@ def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig, pro
     trigger = trigger_for(cfg, splits.train.image_shape)
     train, poisons, psr, test_victims = dirty_label_poisoning(splits, cfg, trigger)
     progress(1.0, f"stamped {len(poisons)} poisons")
-    info = {"pattern": cfg.params.get("pattern", "checkerboard"), "trigger_size": trigger.patch.shape[-1],
+    info = {"pattern": attack_params(cfg, BadNetParams).pattern, "trigger_size": trigger.patch.shape[-1],
             "corner": trigger.corner, "n_poisons": len(poisons)}
     return PoisonedScenario(train, poisons, psr, test_victims, target, victim, info,
                             trigger_fn=trigger)

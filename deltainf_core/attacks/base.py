@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from ..config import AttackConfig, TrainConfig
 from ..data.base import DatasetSplits, ImageSet
+from ..registry import parse_params
 from ..training import Progress
+
+P = TypeVar("P")
 
 
 @dataclass
@@ -35,6 +39,8 @@ class PoisonedScenario:
         image (``[n_poisons, C, H, W]``, same order as ``poison_indices``).
     trigger_fn: picklable callable stamping the trigger on pixel-space images
         (module-level class, not a lambda: scenarios are cached with pickle).
+    key: the cache key of this poisoned set (set by the pipeline; later stages build
+        their keys on it instead of hashing the images).
     """
 
     train: ImageSet
@@ -46,6 +52,7 @@ class PoisonedScenario:
     info: dict = field(default_factory=dict)
     noise: torch.Tensor | None = None
     trigger_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    key: str | None = None
 
     def trigger(self, images: torch.Tensor) -> torch.Tensor:
         """Apply the attack's test-time trigger, if it has one (identity otherwise)."""
@@ -95,10 +102,6 @@ def dirty_label_poisoning(
     return train, np.asarray(poisons), ImageSet(trigger(psr.images), psr.labels, psr.classes), test_victims
 
 
-def reject_unknown_params(cfg: AttackConfig, known: tuple[str, ...], attack_label: str) -> None:
-    """A misspelt parameter would otherwise be silently ignored: refuse it in one sentence."""
-    unknown = sorted(set(cfg.params) - set(known))
-    if unknown:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"unknown {attack_label} parameter(s) {', '.join(unknown)} (known: {', '.join(known)})")
+def attack_params(cfg: AttackConfig, cls: type[P]) -> P:
+    """``cfg.params`` as the attack's parameters dataclass; unknown or mistyped keys are refused."""
+    return parse_params(cls, cfg.params, f"attack {cfg.attack!r}")

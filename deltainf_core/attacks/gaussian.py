@@ -13,8 +13,7 @@ the added perturbation differ from the recorded noise (and stop being Gaussian a
 independent of the pixel values), which breaks the null distribution of the test.
 The model normalises internally and copes with slightly out-of-range pixels.
 
-Params (``AttackConfig.params``): ``sigma`` (noise std in pixel units, default 0.1).
-Poisons are drawn from every class with ``cfg.poison_frac``.
+Params: ``GaussianParams``. Poisons are drawn from every class with ``cfg.poison_frac``.
 
 Measured (smallcnn, mnist5k): the per-poison shift of the statistic hardly depends on
 sigma (0.1-0.5 all gave a mean of 0.25-0.6 without augmentation), so z grows like
@@ -28,6 +27,7 @@ with ``augment=False`` when the check matters.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,26 +38,29 @@ from ..config import AttackConfig, TrainConfig
 from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..training import Progress
-from .base import PoisonedScenario, choose_poisons, empty_like, reject_unknown_params
+from .base import PoisonedScenario, attack_params, choose_poisons, empty_like
 
-DEFAULT_SIGMA = 0.1
-PARAMS = ("sigma",)
+NOISE_SEED_OFFSET = 7_777
+"""The noise comes from a torch generator seeded with the attack seed plus this: the CLI's
+``--seed`` also seeds the victim's initialisation (torch's global stream), and noise drawn
+from that same stream would be correlated with the initial weights."""
 
 
-def _sigma(cfg: AttackConfig) -> float:
-    reject_unknown_params(cfg, PARAMS, "gaussian-poisoning")
-    sigma = cfg.params.get("sigma", DEFAULT_SIGMA)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0.0 < float(sigma) <= 1.0:
-        raise ConfigError(f"gaussian-poisoning sigma must be a number in (0, 1], got {sigma!r}")
-    return float(sigma)
+@dataclass(frozen=True)
+class GaussianParams:
+    sigma: float = field(default=0.1, metadata={"help": "noise standard deviation in pixel units, in (0, 1]"})
+
+    def validate(self) -> None:
+        if not 0.0 < self.sigma <= 1.0:
+            raise ConfigError(f"gaussian-poisoning sigma must be a number in (0, 1], got {self.sigma!r}")
 
 
 def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
            progress: Progress) -> PoisonedScenario:
-    sigma = _sigma(cfg)
+    sigma = attack_params(cfg, GaussianParams).sigma
     train = splits.train.clone()
     poisons = choose_poisons(np.arange(len(train)), len(train), cfg.poison_frac, cfg.seed)
-    gen = torch.Generator().manual_seed(int(cfg.seed) + 7_777)
+    gen = torch.Generator().manual_seed(int(cfg.seed) + NOISE_SEED_OFFSET)
     noise = torch.randn((len(poisons), *train.image_shape), generator=gen) * sigma
     idx = torch.as_tensor(poisons)
     train.images[idx] = train.images[idx] + noise

@@ -13,14 +13,12 @@ Defaults follow SPEC §4 finding 9: on the small sets only a large budget implan
 this code (smallcnn, default TrainConfig, 1% poisons, attack/train seeds 0 and 1):
 PSR 0.94 / 0.99 on mnist5k, 0.65 / 0.95 on the CIFAR subset.
 
-Params (``AttackConfig.params``): ``budget`` (L∞ in pixel units, default 96/255),
-``cutoff`` (highest kept frequency, default 4), ``pattern_seed`` (default: the
-attack seed), ``symmetric`` (flip-symmetrise, default True).
+Params: ``SmoothParams``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,11 +26,22 @@ from ..config import AttackConfig, TrainConfig
 from ..data.base import DatasetSplits
 from ..errors import ConfigError
 from ..training import Progress
-from .base import PoisonedScenario, dirty_label_poisoning, reject_unknown_params
+from .base import PoisonedScenario, attack_params, dirty_label_poisoning
 
-DEFAULT_BUDGET = 96 / 255
-DEFAULT_CUTOFF = 4
-PARAMS = ("budget", "cutoff", "pattern_seed", "symmetric")
+
+@dataclass(frozen=True)
+class SmoothParams:
+    budget: float = field(default=96 / 255, metadata={"help": "L-infinity bound of the pattern, in (0, 1]"})
+    cutoff: int = field(default=4, metadata={"help": "highest kept spatial frequency (1..side/2)"})
+    pattern_seed: int | None = field(default=None, metadata={"help": "seed of the pattern (default: the attack seed)"})
+    symmetric: bool = field(default=True, metadata={
+        "help": "make the pattern symmetric under horizontal flip (survives flip augmentation)"})
+
+    def validate(self) -> None:
+        if not 0.0 < self.budget <= 1.0:
+            raise ConfigError(f"smooth-trigger budget is an L-infinity bound in (0, 1], got {self.budget}")
+        if self.cutoff < 1:
+            raise ConfigError(f"smooth-trigger cutoff must be at least 1, got {self.cutoff}")
 
 
 @dataclass(frozen=True)
@@ -69,18 +78,16 @@ def low_frequency_pattern(
     return (pattern * (budget / peak)).float()
 
 
+def pattern_seed(cfg: AttackConfig, params: SmoothParams) -> int:
+    return cfg.seed if params.pattern_seed is None else params.pattern_seed
+
+
 def trigger_for(cfg: AttackConfig, image_shape: tuple[int, int, int]) -> AdditiveTrigger:
-    reject_unknown_params(cfg, PARAMS, "smooth-trigger")
-    budget = float(cfg.params.get("budget", DEFAULT_BUDGET))
-    if not 0.0 < budget <= 1.0:
-        raise ConfigError(f"smooth-trigger budget is an L-infinity bound in (0, 1], got {budget}")
-    cutoff = cfg.params.get("cutoff", DEFAULT_CUTOFF)
+    p = attack_params(cfg, SmoothParams)
     max_cutoff = min(image_shape[1], image_shape[2]) // 2
-    if isinstance(cutoff, bool) or int(cutoff) != cutoff or not 1 <= int(cutoff) <= max_cutoff:
-        raise ConfigError(f"smooth-trigger cutoff must be an integer in 1..{max_cutoff}, got {cutoff}")
-    seed = int(cfg.params.get("pattern_seed", cfg.seed))
-    symmetric = bool(cfg.params.get("symmetric", True))
-    return AdditiveTrigger(low_frequency_pattern(image_shape, budget, int(cutoff), seed, symmetric))
+    if not 1 <= p.cutoff <= max_cutoff:
+        raise ConfigError(f"smooth-trigger cutoff must be an integer in 1..{max_cutoff}, got {p.cutoff}")
+    return AdditiveTrigger(low_frequency_pattern(image_shape, p.budget, p.cutoff, pattern_seed(cfg, p), p.symmetric))
 
 
 def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
@@ -89,9 +96,8 @@ def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
     trigger = trigger_for(cfg, splits.train.image_shape)
     train, poisons, psr, test_victims = dirty_label_poisoning(splits, cfg, trigger)
     progress(1.0, f"added the smooth trigger to {len(poisons)} poisons")
-    info = {"budget": float(trigger.pattern.abs().max()),
-            "cutoff": int(cfg.params.get("cutoff", DEFAULT_CUTOFF)),
-            "pattern_seed": int(cfg.params.get("pattern_seed", cfg.seed)),
-            "symmetric": bool(cfg.params.get("symmetric", True)), "n_poisons": len(poisons)}
+    p = attack_params(cfg, SmoothParams)
+    info = {"budget": float(trigger.pattern.abs().max()), "cutoff": p.cutoff, "pattern_seed": pattern_seed(cfg, p),
+            "symmetric": p.symmetric, "n_poisons": len(poisons)}
     return PoisonedScenario(train, poisons, psr, test_victims, target, victim, info,
                             trigger_fn=trigger)

@@ -40,17 +40,15 @@ ensemble picked a 7 -> 1 target whose p(adversarial) moved on some victim seeds
 the one target says whether it hit. One restart (the paper uses 8) keeps crafting at 0.5-4 CPU-minutes:
 each step is a double backward pass through every poison.
 
-Params (``AttackConfig.params``): ``eps`` (L∞ in pixel units, default 16/255),
-``steps`` (default 240), ``restarts`` (default 1), ``surrogates`` (ensemble size,
-default 1), ``target_index`` (test index), ``target_choice``, ``poison_choice``,
-``augment`` (crop+flip while crafting, default True).
+Params: ``BrewParams``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -62,61 +60,39 @@ from ..data.base import DatasetSplits, ImageSet
 from ..errors import ConfigError
 from ..models import build_model
 from ..training import Progress, augment_batch, pick_device, predict_logits, train_model
-from .base import PoisonedScenario, choose_poisons, reject_unknown_params, victim_indices
+from .base import PoisonedScenario, attack_params, choose_poisons, victim_indices
 
-DEFAULT_EPS = 16 / 255
-DEFAULT_STEPS = 240
-DEFAULT_RESTARTS = 1
 STEP_SIZE = 0.1  # signed-Adam learning rate as a fraction of eps (the paper's tau)
 POISON_BATCH = 256  # poisons per gradient-matching batch (bounds memory on large budgets)
-TARGET_CHOICES = ("weakest", "weakest_any_class", "random")  # the first is the default
-POISON_CHOICES = ("gradient_norm", "random")
-PARAMS = ("eps", "steps", "restarts", "target_index", "augment", "target_choice", "poison_choice",
-          "surrogates")
-
-
-def _int_param(cfg: AttackConfig, name: str, default: int | None, low: int) -> int | None:
-    value = cfg.params.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < low:
-        raise ConfigError(f"Witches' Brew {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _choice_param(cfg: AttackConfig, name: str, options: tuple[str, ...]) -> str:
-    value = cfg.params.get(name, options[0])
-    if value not in options:
-        raise ConfigError(f"Witches' Brew {name} must be one of {', '.join(options)}, got {value!r}")
-    return str(value)
+CRAFT_SEED_OFFSET = 12_345
+"""Crafting's own stream (random start, augmentation) is seeded with the attack seed plus this,
+apart from the streams the same seed drives elsewhere (the poison choice, the surrogates' seeds)."""
+TargetChoice = Literal["weakest", "weakest_any_class", "random"]
+PoisonChoice = Literal["gradient_norm", "random"]
 
 
 @dataclass(frozen=True)
 class BrewParams:
-    """``AttackConfig.params`` checked once (see the module docstring for each field)."""
+    """Witches' Brew parameters (the module docstring says what the choices achieve)."""
 
-    eps: float
-    steps: int
-    restarts: int
-    target_index: int | None
-    augment: bool
-    target_choice: str
-    poison_choice: str
-    surrogates: int
+    eps: float = field(default=16 / 255, metadata={"help": "L-infinity budget of the perturbation, in (0, 1]"})
+    steps: int = field(default=240, metadata={"help": "signed-Adam crafting steps"})
+    restarts: int = field(default=1, metadata={"help": "crafting restarts; the best final alignment is kept"})
+    target_index: int | None = field(default=None, metadata={"help": "test index of the target (default: chosen)"})
+    augment: bool = field(default=True, metadata={"help": "differentiable crop+flip of the poisons while crafting"})
+    target_choice: TargetChoice = field(default="weakest", metadata={"help": "how the target image is chosen"})
+    poison_choice: PoisonChoice = field(default="gradient_norm", metadata={
+        "help": "which adversarial-class images are perturbed"})
+    surrogates: int = field(default=1, metadata={"help": "surrogate models crafted on (an ensemble transfers better)"})
 
-
-def _check_params(cfg: AttackConfig) -> BrewParams:
-    reject_unknown_params(cfg, PARAMS, "Witches' Brew")
-    eps = cfg.params.get("eps", DEFAULT_EPS)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < float(eps) <= 1.0:
-        raise ConfigError(f"Witches' Brew eps is an L-infinity bound in (0, 1], got {eps!r}")
-    return BrewParams(
-        eps=float(eps), steps=int(_int_param(cfg, "steps", DEFAULT_STEPS, 1)),  # type: ignore[arg-type]
-        restarts=int(_int_param(cfg, "restarts", DEFAULT_RESTARTS, 1)),  # type: ignore[arg-type]
-        target_index=_int_param(cfg, "target_index", None, 0), augment=bool(cfg.params.get("augment", True)),
-        target_choice=_choice_param(cfg, "target_choice", TARGET_CHOICES),
-        poison_choice=_choice_param(cfg, "poison_choice", POISON_CHOICES),
-        surrogates=int(_int_param(cfg, "surrogates", 1, 1)))  # type: ignore[arg-type]
+    def validate(self) -> None:
+        if not 0.0 < self.eps <= 1.0:
+            raise ConfigError(f"Witches' Brew eps is an L-infinity bound in (0, 1], got {self.eps!r}")
+        for name in ("steps", "restarts", "surrogates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Witches' Brew {name} must be an integer >= 1, got {getattr(self, name)}")
+        if self.target_index is not None and self.target_index < 0:
+            raise ConfigError(f"Witches' Brew target_index must be an integer >= 0, got {self.target_index}")
 
 
 def _parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -150,7 +126,7 @@ def craft(models: list[nn.Module], images: torch.Tensor, labels: torch.Tensor,
     matches on models of different initialisations transfers better to the victim's.
     """
     device = images.device
-    gen = torch.Generator().manual_seed(int(seed) + 12_345)
+    gen = torch.Generator().manual_seed(int(seed) + CRAFT_SEED_OFFSET)
     batches = [slice(i, i + POISON_BATCH) for i in range(0, len(images), POISON_BATCH)]
     best_delta, best_loss = torch.zeros_like(images), math.inf
     milestones = [int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)]
@@ -195,7 +171,7 @@ def check_target_index(splits: DatasetSplits, target_index: int, adversarial: in
 
 
 def choose_target(splits: DatasetSplits, surrogate: nn.Module | list[nn.Module], victim: int, adversarial: int,
-                  seed: int, target_index: int | None, choice: str = TARGET_CHOICES[0]) -> int:
+                  seed: int, target_index: int | None, choice: str = "weakest") -> int:
     """The requested target, else a seeded draw among correctly classified victim-class test images.
 
     ``choice="random"`` draws uniformly (the paper's benchmark protocol); ``"weakest"``
@@ -272,7 +248,7 @@ def surrogate_seed(train_cfg: TrainConfig, attack_seed: int, k: int) -> int:
 
 def attack(splits: DatasetSplits, cfg: AttackConfig, train_cfg: TrainConfig,
            progress: Progress) -> PoisonedScenario:
-    bp = _check_params(cfg)
+    bp = attack_params(cfg, BrewParams)
     adversarial = int(cfg.target_class)  # type: ignore[arg-type]
     if bp.target_index is not None:
         check_target_index(splits, bp.target_index, adversarial)

@@ -1,1 +1,36 @@
-"""Influence collapse: transformed, relabelled query copies and the flagging rules."""
+"""Influence collapse: transformed, relabelled query copies, their statistics and the flagging rules.
+
+- ``transforms``: the published test-time transformations (registry ``TRANSFORMS``);
+- ``queries``: the affected images and their seeded, relabelled copies (one scoring pass);
+- ``statistics``: the one implementation of Δ, the collapse values, the broken-copies
+  mask and the pooled effect size ``d``;
+- ``evidence``: one scoring pass as a rule sees it (``CollapseEvidence``);
+- ``rules``: the flagging rules (registry ``RULES``; each is also a detector).
+
+A rule in its own module registers itself with ``register_rule`` and is imported below.
+"""
+
+from .evidence import CollapseEvidence
+from .queries import CollapseQueries, as_target, build_queries
+from .rules import RULES, RuleResult, register_rule
+from .statistics import (
+    CollapsePanels,
+    CollapseStats,
+    broken_copies,
+    collapse_effect_size,
+    collapse_panels,
+    collapse_stats,
+    delta_scores,
+    effect_size,
+    influence_collapse,
+    per_image_effect_size,
+    pooled_effect_size,
+)
+from .transforms import TRANSFORMS, apply_transform
+
+__all__ = [
+    "RULES", "TRANSFORMS", "CollapseEvidence", "CollapsePanels", "CollapseQueries", "CollapseStats", "RuleResult",
+    "apply_transform", "as_target", "broken_copies", "build_queries", "collapse_effect_size", "collapse_panels",
+    "collapse_stats", "delta_scores", "effect_size", "influence_collapse", "per_image_effect_size",
+    "pooled_effect_size", "register_rule",
+]

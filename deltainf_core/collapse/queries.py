@@ -45,6 +45,27 @@ class CollapseQueries:
         originals = np.flatnonzero(self.is_original)
         return originals[self.image_of[self.copy_rows()]]
 
+    def transforms_present(self) -> list[str]:
+        """The transformations that have copies here, in order of first appearance."""
+        return [t for t in dict.fromkeys(self.transform[self.copy_rows()].tolist()) if t]
+
+    def subset(self, rows: np.ndarray) -> CollapseQueries:
+        """These query rows only, in order; every original must stay (copies point at them by position)."""
+        rows = np.sort(np.asarray(rows, dtype=np.int64))
+        if not set(np.flatnonzero(self.is_original).tolist()) <= set(rows.tolist()):
+            raise ValueError("a subset of collapse queries must keep every original affected image")
+        return CollapseQueries(self.queries.subset(rows), self.image_of[rows], self.is_original[rows],
+                               self.transform[rows])
+
+
+def as_target(affected: ImageSet, target_class: int) -> ImageSet:
+    """The affected images labelled with the class they are wrongly predicted as.
+
+    That prediction is what influence explains, so every scoring of affected images
+    (collapse queries, detectors, the app's picks) goes through here.
+    """
+    return ImageSet(affected.images, torch.full((len(affected),), int(target_class)), affected.classes)
+
 
 def build_queries(affected: ImageSet, target_class: int, cfg: CollapseConfig) -> CollapseQueries:
     """Originals labelled as the target, copies labelled at random among the other classes."""

@@ -1,133 +1,63 @@
-"""Flagging rules on the Δ matrix.
+"""Flagging rules on the collapse evidence, as a registry.
 
-``Δ[t, i] = score(copy_t, i) − score(original_of_t, i)``; influence collapse is
-``c = −Δ`` (positive when training image ``i`` stops supporting the copy).
+A rule is ``rule(evidence, params, transforms=None) -> RuleResult``: the flagged training
+indices, one statistic per training image (higher = more suspicious; what Triage ranks by
+and the collapse page plots) and a JSON-able ``info``. ``transforms`` restricts the copies
+to some transformations (the app's toggles). Every rule is also a detector of the same
+name (``detectors.collapse_rule``).
 
-Raw EK-FAC magnitudes are meaningless across (and even within) models, so the
-statistic is a per-training-image effect size: ``d_i = mean(c_i) / std(c_i)``
-pooled over copies of every affected image (std within each affected image). It is
-the magnitude-aware form of the published "Δ < 0 on nearly all copies" vote (SPEC
-§4, findings 2-4). The default rule adds two steps, neither with a threshold to tune:
+The default rule, ``delta``, has no threshold to tune per attack or dataset:
 
-1. **Broken copies only** (``broken_copies``): a copy the model still predicts as
-   the target (e.g. a colour jitter that keeps a black-and-white trigger) only
-   measures the relabelling, and relabelling alone makes *every* image of the
-   target class collapse. Only copies whose prediction left the target count.
-2. **Split the candidates** (``split_rule``): among images with ``d ≥ 2`` the
-   poisons form the top group of ``log d``; Otsu's two-group split keeps it.
+1. **Broken copies only** (``broken_only``): only copies the model no longer predicts as
+   the target count (``statistics.broken_copies`` says why).
+2. **Candidates** are the images with pooled ``d ≥ effect_size`` (2: the magnitude-aware
+   form of the published vote).
+3. **Split the candidates** (``split``): the poisons form the top group of ``log d``;
+   Otsu's two-group split keeps it.
 
 Measured on mnist5k BadNet (3x3, seeds 0-2, max-pooling small CNN): ``d ≥ 2`` on all
 copies flagged 434 / 438 / 433 at precision 0.09 (nearly the whole target class; EU
 then lost 5.0 / 4.0 / 1.0 accuracy points); broken copies + split flagged 199 / 80 / 40
 at recall 1.00 / 1.00 / 0.95 (BENCHMARKS.md).
+
+A new rule can be a plain function ``fn(scores, queries, predicted, target_class,
+**params) -> (flagged, statistic, info)`` registered in one line with ``register_rule``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
-from .queries import CollapseQueries
-
-DEFAULT_EFFECT_SIZE = 2.0
-
-
-MIN_BROKEN_COPIES = 3
-"""An affected image with fewer broken copies than this keeps all of its copies."""
+from ..registry import Registry, params_from_signature
+from .evidence import CollapseEvidence
+from .statistics import delta_scores, effect_size
 
 
-def broken_copies(queries: CollapseQueries, predicted: np.ndarray, target_class: int,
-                  min_per_image: int = MIN_BROKEN_COPIES) -> np.ndarray:
-    """Boolean mask over *all* query rows: copies the model no longer predicts as the target.
+@dataclass
+class RuleResult:
+    """flagged: sorted int64 training indices; statistic: ``[n_train]`` evidence per image."""
 
-    Originals are False. Where an affected image has fewer than ``min_per_image``
-    broken copies (a transformation set that rarely breaks this trigger), all of its
-    copies are kept: some evidence beats none.
-    """
-    predicted = np.asarray(predicted)
-    if predicted.shape != queries.is_original.shape:
-        raise ValueError(f"need one prediction per query ({len(queries.is_original)}), got {predicted.shape}")
-    keep = ~queries.is_original & (predicted != target_class)
-    for k in np.unique(queries.image_of):
-        copies = ~queries.is_original & (queries.image_of == k)
-        if keep[copies].sum() < min_per_image:
-            keep[copies] = True
-    return keep
+    flagged: np.ndarray
+    statistic: np.ndarray
+    info: dict = field(default_factory=dict)
 
 
-def delta_scores(scores: np.ndarray, queries: CollapseQueries,
-                 transforms: Sequence[str] | None = None,
-                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``Δ`` for the copy rows (optionally only those of some transformations, or in ``keep``).
+Rule = Callable[[CollapseEvidence, Any, "Sequence[str] | None"], RuleResult]
 
-    ``keep`` is a boolean mask over all query rows (e.g. ``broken_copies``).
-    Returns ``(delta [n_copies, n_train] float64, copy_rows)``.
-    """
-    rows = queries.copy_rows()
-    orig = queries.original_row_of()
-    sel = np.ones(rows.shape, dtype=bool)
-    if transforms is not None:
-        sel &= np.isin(queries.transform[rows], list(transforms))
-    if keep is not None:
-        sel &= np.asarray(keep, dtype=bool)[rows]
-    rows, orig = rows[sel], orig[sel]
-    s = np.asarray(scores, dtype=np.float64)
-    return s[rows] - s[orig], rows
+RULES: Registry[Rule] = Registry("flagging rule", {
+    "statistic": "score",  # what the per-image statistic is called in figures and Triage
+})
 
 
-def influence_collapse(scores: np.ndarray, queries: CollapseQueries,
-                       transforms: Sequence[str] | None = None) -> np.ndarray:
-    """``c = −Δ``: how much each training image's support drops on each copy."""
-    delta, _ = delta_scores(scores, queries, transforms)
-    return -delta
-
-
-def collapse_effect_size(scores: np.ndarray, queries: CollapseQueries,
-                         transforms: Sequence[str] | None = None,
-                         keep: np.ndarray | None = None) -> np.ndarray:
-    """The default rule's statistic straight from a score matrix: pooled ``d`` per training image."""
-    delta, rows = delta_scores(scores, queries, transforms, keep)
-    return pooled_effect_size(-delta, queries.image_of[rows])
-
-
-def pooled_effect_size(collapse: np.ndarray, image_of_copy: np.ndarray | None = None) -> np.ndarray:
-    """``mean / std`` of each training image's collapse values (population std).
-
-    With ``image_of_copy`` (which affected image each copy row comes from) the std is
-    the *within-image* pooled std: how strongly an image supported one affected image
-    versus another is not evidence against its collapse, only the wobble of its
-    collapse across one image's copies is. With one affected image both forms agree.
-    ``±inf`` where the std is 0 but the mean is not.
-    """
-    c = np.asarray(collapse, dtype=np.float64)
-    if c.shape[0] == 0:
-        return np.zeros(c.shape[1])
-    mean = c.mean(axis=0)
-    if image_of_copy is None:
-        std = c.std(axis=0)
-    else:
-        image_of_copy = np.asarray(image_of_copy)
-        resid = np.empty_like(c)
-        for k in np.unique(image_of_copy):
-            rows = image_of_copy == k
-            resid[rows] = c[rows] - c[rows].mean(axis=0)
-        std = np.sqrt((resid**2).mean(axis=0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.sign(mean) * np.inf)
-    return np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)
-
-
-def per_image_effect_size(collapse: np.ndarray, image_of_copy: np.ndarray) -> np.ndarray:
-    """Mean over affected images of each image's own effect size (the 'safer' variant)."""
-    ds = [pooled_effect_size(collapse[image_of_copy == k]) for k in np.unique(image_of_copy)]
-    return np.mean(np.clip(np.stack(ds), -1e6, 1e6), axis=0)
-
-
-def effect_size_rule(effect_size: np.ndarray, threshold: float = DEFAULT_EFFECT_SIZE) -> np.ndarray:
-    """Indices with ``d ≥ threshold`` (sorted)."""
-    return np.flatnonzero(np.asarray(effect_size) >= threshold)
+# -- building blocks ---------------------------------------------------------------------------------
+def candidates(d: np.ndarray, floor: float) -> np.ndarray:
+    """Indices with ``d ≥ floor`` (sorted)."""
+    return np.flatnonzero(np.asarray(d) >= floor)
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -148,8 +78,7 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(x[int(np.argmax(between)) + 1]) if between.max() > 0 else float(x[0])
 
 
-def split_rule(effect_size: np.ndarray, floor: float = DEFAULT_EFFECT_SIZE,
-               min_candidates: int = 3) -> np.ndarray:
+def split_rule(d: np.ndarray, floor: float = 2.0, min_candidates: int = 3) -> np.ndarray:
     """Candidates ``d ≥ floor``, then the upper group of Otsu's split of their ``log d``.
 
     Scale-free (a log split is unchanged by multiplying ``d``), no threshold to tune;
@@ -158,8 +87,8 @@ def split_rule(effect_size: np.ndarray, floor: float = DEFAULT_EFFECT_SIZE,
     """
     if not floor > 0:
         raise ConfigError(f"splitting log d needs a positive candidate effect size, got {floor}")
-    d = np.asarray(effect_size, dtype=np.float64)
-    cand = np.flatnonzero(d >= floor)
+    d = np.asarray(d, dtype=np.float64)
+    cand = candidates(d, floor)
     log_d = np.log(d[cand])  # every candidate is positive; +inf stays +inf
     finite = np.isfinite(log_d)
     if finite.sum() < min_candidates:
@@ -174,5 +103,93 @@ def collapse_votes(delta: np.ndarray, th: float) -> np.ndarray:
 
 def published_vote(delta: np.ndarray, th: float = 0.0, n_tolerate: int = 1) -> np.ndarray:
     """The published rule: flag when ``Δ < th`` on at least ``T − n_tolerate`` copies."""
-    t = delta.shape[0]
-    return np.flatnonzero(collapse_votes(delta, th) >= t - n_tolerate)
+    return np.flatnonzero(collapse_votes(delta, th) >= delta.shape[0] - n_tolerate)
+
+
+# -- the registered rules --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EffectSizeParams:
+    effect_size: float = field(default=2.0, metadata={
+        "help": "candidates have pooled mean/std of influence collapse >= this (2 works across attacks)",
+        "min": 0.5, "max": 6.0, "step": 0.1})
+    broken_only: bool = field(default=True, metadata={
+        "help": "count only copies the model no longer predicts as the target (a copy that still shows "
+                "the attack measures only the relabelling, which every target-class image follows)"})
+    split: bool = field(default=True, metadata={
+        "help": "keep the upper of two groups of candidates (Otsu's split of log d); off: every candidate"})
+
+    def validate(self) -> None:
+        if self.split and not self.effect_size > 0:
+            raise ConfigError(f"splitting log d needs a positive candidate effect size, got {self.effect_size}")
+
+
+def pooled_effect_size_rule(evidence: CollapseEvidence, params: EffectSizeParams,
+                            transforms: Sequence[str] | None = None) -> RuleResult:
+    """The default rule (module docstring): broken copies, ``d ≥ effect_size``, Otsu split."""
+    if params.broken_only:
+        evidence.require_predictions("the broken-copies rule")
+    stats = evidence.stats
+    d = effect_size(stats, transforms, kept_only=params.broken_only)
+    flagged = split_rule(d, params.effect_size) if params.split else candidates(d, params.effect_size)
+    used = int((stats.counts * stats.selection(transforms, params.broken_only)).sum())
+    return RuleResult(flagged, d, {**asdict(params), "threshold": params.effect_size,
+                                   "n_candidates": int((d >= params.effect_size).sum()), "n_copies_used": used})
+
+
+@dataclass(frozen=True)
+class PublishedVoteParams:
+    th: float = field(default=0.0, metadata={
+        "help": "a copy votes when the image's score change Δ is below th (published: 0 or −40)", "step": 10.0})
+    n_tolerate: int = field(default=1, metadata={
+        "help": "copies allowed not to vote (the published code tuned 0–2 by hand)", "min": 0})
+
+    def validate(self) -> None:
+        if self.n_tolerate < 0:
+            raise ConfigError(f"n_tolerate counts copies, got {self.n_tolerate}")
+
+
+def published_vote_rule(evidence: CollapseEvidence, params: PublishedVoteParams,
+                        transforms: Sequence[str] | None = None) -> RuleResult:
+    """Kept for comparison: flag when ``Δ < th`` on at least ``T − n_tolerate`` of the copies."""
+    delta, _ = delta_scores(evidence.scores, evidence.queries, transforms)
+    votes = collapse_votes(delta, params.th)
+    flagged = np.flatnonzero(votes >= delta.shape[0] - params.n_tolerate)
+    return RuleResult(flagged, votes.astype(np.float64), {**asdict(params), "n_copies": int(delta.shape[0]),
+                                                          "threshold": delta.shape[0] - params.n_tolerate})
+
+
+# -- plain functions as rules ----------------------------------------------------------------------------
+PureRule = Callable[..., tuple[np.ndarray, np.ndarray, dict]]
+"""``fn(scores, queries, predicted, target_class, **params) -> (flagged, statistic, info)``."""
+
+
+@dataclass(frozen=True)
+class FunctionRule:
+    """A ``PureRule`` in the registry's signature: the evidence restricted to ``transforms``, unpacked."""
+
+    fn: PureRule
+
+    def __call__(self, evidence: CollapseEvidence, params: Any,
+                 transforms: Sequence[str] | None = None) -> RuleResult:
+        ev = evidence.restricted(transforms)
+        flagged, statistic, info = self.fn(ev.scores, ev.queries, ev.predicted, ev.target_class, **asdict(params))
+        return RuleResult(np.unique(np.asarray(flagged, dtype=np.int64)), np.asarray(statistic, dtype=np.float64),
+                          dict(info or {}))
+
+
+def register_rule(name: str, fn: PureRule, help: str, *, params: type | None = None, version: int = 1,
+                  statistic: str = "score") -> PureRule:
+    """Register a plain rule function in one line.
+
+    ``params``: its parameters dataclass; by default one is made from ``fn``'s keyword
+    parameters after the first four (each needs a default and a type annotation).
+    """
+    RULES.register(name, FunctionRule(fn), help, params=params or params_from_signature(fn, 4, name),
+                   version=version, statistic=statistic)
+    return fn
+
+
+RULES.register("delta", pooled_effect_size_rule, "Δ-Influence, pooled effect size of influence collapse (default)",
+               params=EffectSizeParams, statistic="d")
+RULES.register("delta_published", published_vote_rule, "Δ-Influence, the published vote (th, n_tolerate)",
+               params=PublishedVoteParams, statistic="votes")

@@ -52,20 +52,37 @@ def _elastic(alpha: float = 150.0, sigma: float = 5.0) -> ImageTransform:
     return apply
 
 
-TRANSFORMS: Registry[ImageTransform] = Registry("transformation")
-TRANSFORMS.register("flip", v2.RandomHorizontalFlip(p=1.0), "horizontal flip")
+TRANSFORMS: Registry[ImageTransform] = Registry("transformation", {
+    "title": "",  # how figures and the app name it ("" = the registry name)
+    "short": "",  # a caption-sized label under a thumbnail ("" = the title)
+    "identity_on_gray": False,  # leaves a one-channel image unchanged (nothing to act on)
+})
+TRANSFORMS.register("flip", v2.RandomHorizontalFlip(p=1.0), "horizontal flip", title="horizontal flip",
+                    short="flip")
 TRANSFORMS.register(
     "color_jitter",
     _colour_only(v2.ColorJitter(brightness=(0.9, 1.1), contrast=(0.9, 1.1), saturation=(0.6, 1.4),
                                 hue=(-0.1, 0.1))),
-    "colour jitter (brightness, contrast, saturation, hue)",
+    "colour jitter (brightness, contrast, saturation, hue)", title="colour jitter", short="jitter",
 )
 TRANSFORMS.register("affine", v2.RandomAffine(degrees=(-180, 180), scale=(1, 2), shear=10),
-                    "random rotation, zoom and shear")
-TRANSFORMS.register("elastic", _elastic(alpha=150.0), "elastic deformation")
-TRANSFORMS.register("blur", v2.GaussianBlur(kernel_size=(5, 9), sigma=(8, 10)), "strong Gaussian blur")
-TRANSFORMS.register("invert", v2.RandomInvert(p=1.0), "colour inversion")
-TRANSFORMS.register("channel_swap", _channel_swap, "red/green channel swap")
+                    "random rotation, zoom and shear", title="random affine", short="affine")
+TRANSFORMS.register("elastic", _elastic(alpha=150.0), "elastic deformation", title="elastic")
+TRANSFORMS.register("blur", v2.GaussianBlur(kernel_size=(5, 9), sigma=(8, 10)), "strong Gaussian blur",
+                    title="Gaussian blur", short="blur")
+TRANSFORMS.register("invert", v2.RandomInvert(p=1.0), "colour inversion", title="invert")
+TRANSFORMS.register("channel_swap", _channel_swap, "red/green channel swap", title="red/green swap", short="R↔G",
+                    identity_on_gray=True)
+
+
+def transform_title(name: str) -> str:
+    """The display title of a transformation (its name when it declares none or is unknown)."""
+    return (TRANSFORMS.trait(name, "title") or name) if name in TRANSFORMS else name
+
+
+def transform_short(name: str) -> str:
+    """A caption-sized label for a transformation."""
+    return (TRANSFORMS.trait(name, "short") or transform_title(name)) if name in TRANSFORMS else name
 
 
 def apply_transform(name: str, image: torch.Tensor, seed: int) -> torch.Tensor:

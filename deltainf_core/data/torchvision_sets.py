@@ -37,9 +37,10 @@ def _open(factory: Callable[..., object], name: str, cfg: DataConfig, **kw: obje
 
 
 def _from_arrays(data: object, targets: object, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.as_tensor(np.asarray(data))
-    x = x.permute(0, 3, 1, 2) if channels_last else x.unsqueeze(1)
-    return x.float() / 255.0, torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    """uint8 ``[N, C, H, W]`` images (converted to float a batch at a time later) and labels."""
+    x = torch.as_tensor(np.asarray(data, dtype=np.uint8))
+    x = x.permute(0, 3, 1, 2).contiguous() if channels_last else x.unsqueeze(1)
+    return x, torch.as_tensor(np.asarray(targets), dtype=torch.long)
 
 
 def _array_set(name: str, cls_name: str, channels_last: bool, flip: bool) -> Callable[[DataConfig], DatasetSplits]:
@@ -52,7 +53,7 @@ def _array_set(name: str, cls_name: str, channels_last: bool, flip: bool) -> Cal
             ds = _open(factory, name, cfg, train=train)
             x, y = _from_arrays(ds.data, ds.targets, channels_last)  # type: ignore[attr-defined]
             parts[split] = ImageSet(x, y, tuple(ds.classes))  # type: ignore[attr-defined]
-        mean, std = channel_stats(parts["train"].images)
+        mean, std = channel_stats(parts["train"])
         return DatasetSplits(name, parts["train"], parts["test"], mean, std, augment_flip=flip,
                              source=f"torchvision.datasets.{cls_name} at {_root(cfg)}")
 
@@ -76,9 +77,9 @@ def load_imagenette(cfg: DataConfig) -> DatasetSplits:
     for split in ("train", "val"):
         ds = _open(tvd.Imagenette, "imagenette", cfg, split=split, size="160px", transform=tf)
         xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
-        x = torch.stack([t.expand(3, -1, -1) for t in xs]).float() / 255.0
+        x = torch.stack([t.expand(3, -1, -1) for t in xs])
         classes = tuple(c[0] if isinstance(c, tuple) else c for c in ds.classes)  # type: ignore[attr-defined]
         parts[split] = ImageSet(x, torch.tensor(ys), classes)
-    mean, std = channel_stats(parts["train"].images)
+    mean, std = channel_stats(parts["train"])
     return DatasetSplits("imagenette", parts["train"], parts["val"], mean, std,
                          source=f"torchvision.datasets.Imagenette at {_root(cfg)}")

@@ -1,23 +1,31 @@
-"""Detector registry: each entry is ``fn(DetectionContext) -> Detection``."""
+"""Detector registry: each entry is ``fn(DetectionContext) -> Detection``.
+
+Every collapse rule (``collapse.RULES``) is a detector of the same name and parameters;
+the baselines follow.
+"""
 
 from __future__ import annotations
 
+from ..collapse import RULES
 from ..registry import Registry
-from . import activation_clustering, delta, delta_published, frequency, influence_topk, spectral
-from .base import DetectFn, Detection, DetectionContext
+from . import activation_clustering, frequency, influence_topk, spectral
+from .base import BudgetParams, DetectFn, Detection, DetectionContext
+from .collapse_rule import RuleDetector
 
 DETECTORS: Registry[DetectFn] = Registry("detector", {
     "needs_influence": False,  # scores queries with EK-FAC (factors + one scoring pass)
+    "collapse_rule": False,  # a collapse rule: the app re-applies it to the scores it already has
 })
-DETECTORS.register("delta", delta.detect, "Δ-Influence, pooled effect size of influence collapse (default)",
-                    needs_influence=True)
-DETECTORS.register("delta_published", delta_published.detect, "Δ-Influence, the published vote (th, n_tolerate)",
-                    needs_influence=True)
+for _rule in RULES.names():
+    DETECTORS.register(_rule, RuleDetector(_rule), RULES.help(_rule), params=RULES.params(_rule),
+                       version=RULES.version(_rule), needs_influence=True, collapse_rule=True)
 DETECTORS.register("influence_topk", influence_topk.detect, "plain EK-FAC: top-k mean z-scored influence",
-                    needs_influence=True)
+                   params=BudgetParams, needs_influence=True)
 DETECTORS.register("activation_clustering", activation_clustering.detect,
                    "activation clustering (Chen et al.): small k-means cluster per class")
-DETECTORS.register("spectral", spectral.detect, "spectral signatures (Tran et al.): top singular direction")
-DETECTORS.register("frequency", frequency.detect, "high-frequency DCT energy, robust z within class")
+DETECTORS.register("spectral", spectral.detect, "spectral signatures (Tran et al.): top singular direction",
+                   params=BudgetParams)
+DETECTORS.register("frequency", frequency.detect, "high-frequency DCT energy, robust z within class",
+                   params=BudgetParams)
 
-__all__ = ["DETECTORS", "DetectFn", "Detection", "DetectionContext"]
+__all__ = ["DETECTORS", "BudgetParams", "DetectFn", "Detection", "DetectionContext", "RuleDetector"]

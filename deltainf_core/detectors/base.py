@@ -2,21 +2,26 @@
 
 A detector sees the model, the training set and the affected test images — never
 the ground-truth poison indices — and returns flagged indices plus a per-image
-score (higher = more suspicious) so the app can rank and re-threshold.
+score (higher = more suspicious) so the app can rank and re-threshold. Its
+parameters are a dataclass registered with it; the pipeline parses
+``DetectConfig.params`` into it before any work (``ctx.params``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from torch import nn
 
 from ..config import CollapseConfig, DetectConfig
 from ..data.base import ImageSet
+from ..registry import parse_params
 from ..training import Progress, no_progress
+
+P = TypeVar("P")
 
 
 class InfluenceScorer(Protocol):
@@ -37,6 +42,8 @@ class DetectionContext:
     influence: one-pass influence scorer (cached by the pipeline).
     expected_poisons: how many poisons a budget-based baseline should flag when it
         needs a count (the attack's poison budget; never the true indices).
+    params: the detector's parameters dataclass, parsed from ``cfg.params`` by the
+        pipeline (None: the detector parses ``cfg.params`` itself).
     """
 
     model: nn.Module
@@ -48,6 +55,13 @@ class DetectionContext:
     influence: InfluenceScorer | None = None
     expected_poisons: int | None = None
     progress: Progress = no_progress
+    params: Any = None
+
+    def parameters(self, cls: type[P]) -> P:
+        """The detector's parameters as ``cls``: as parsed by the pipeline, else from ``cfg.params``."""
+        if isinstance(self.params, cls):
+            return self.params
+        return parse_params(cls, self.cfg.params, f"detector {self.cfg.detector!r}")
 
 
 @dataclass
@@ -67,10 +81,26 @@ class Detection:
 DetectFn = Callable[[DetectionContext], Detection]
 
 
+@dataclass(frozen=True)
+class BudgetParams:
+    """Parameters of the count-based baselines."""
+
+    top_k: int | None = field(default=None, metadata={
+        "help": "flag this many images (default: the attack's poison budget, or 1% of the training set)",
+        "min": 1})
+
+    def validate(self) -> None:
+        if self.top_k is not None and self.top_k < 1:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
+
+
 def budget(ctx: DetectionContext) -> int:
     """Number of images a count-based baseline flags: top_k, else the poison budget."""
-    if ctx.cfg.top_k is not None:
-        return int(ctx.cfg.top_k)
+    top_k = ctx.parameters(BudgetParams).top_k
+    if top_k is not None:
+        return int(top_k)
     if ctx.expected_poisons is not None:
         return int(ctx.expected_poisons)
     return max(1, len(ctx.train) // 100)

@@ -45,5 +45,5 @@ class ResNet9(nn.Module):
         return self.fc(self.features(x))
 
 
-def build(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    return ResNet9(in_channels, num_classes)
+def build(in_channels: int, num_classes: int, image_size: int, **kwargs: int) -> nn.Module:
+    return ResNet9(in_channels, num_classes, **kwargs)

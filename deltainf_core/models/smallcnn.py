@@ -38,5 +38,5 @@ class SmallCNN(nn.Module):
         return self.fc(self.features(x))
 
 
-def build(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    return SmallCNN(in_channels, num_classes)
+def build(in_channels: int, num_classes: int, image_size: int, **kwargs: int) -> nn.Module:
+    return SmallCNN(in_channels, num_classes, **kwargs)

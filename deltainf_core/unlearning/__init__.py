@@ -1,18 +1,38 @@
-"""Unlearner registry: each entry is ``fn(UnlearnContext) -> UnlearnResult``."""
+"""Unlearner registry: each entry is ``fn(UnlearnContext) -> UnlearnResult``.
+
+Traits: ``from_scratch`` — retrains a fresh model (costs a full training run);
+``fine_tunes`` — runs an optimiser for epochs (``UnlearnConfig.epochs`` overrides its
+count); ``claims_poison_removal`` — the method's paper reports removing poisons, so the
+benchmark holds it to PSR < 5 % (the others are reported as measured).
+"""
 
 from __future__ import annotations
 
-from ..registry import Registry
+from ..registry import NoParams, Registry
 from . import badt, cf, eu, ngd, potion, scrub, ssd
 from .base import UnlearnContext, UnlearnFn, UnlearnResult, check_forget_set
+from .verdict import attack_verdict, unlearning_verdict
 
-UNLEARNERS: Registry[UnlearnFn] = Registry("unlearner")
-UNLEARNERS.register("eu", eu.unlearn, "exact unlearning: retrain from scratch without the set")
-UNLEARNERS.register("cf", cf.unlearn, "catastrophic forgetting: fine-tune on the retained data")
-UNLEARNERS.register("ssd", ssd.unlearn, "selective synaptic dampening: shrink weights the flagged set needs")
-UNLEARNERS.register("potion", potion.unlearn, "Potion: outlier-based SSD, strength searched until it stops")
-UNLEARNERS.register("scrub", scrub.unlearn, "SCRUB: teacher-student, diverge on flagged, match on retained")
-UNLEARNERS.register("badt", badt.unlearn, "bad teacher: random net on flagged, the model on retained")
-UNLEARNERS.register("ngd", ngd.unlearn, "noisy gradient descent: fine-tune on retained data, noisy gradients")
+UNLEARNERS: Registry[UnlearnFn] = Registry("unlearner", {
+    "from_scratch": False,
+    "fine_tunes": False,
+    "claims_poison_removal": False,
+})
+UNLEARNERS.register("eu", eu.unlearn, "exact unlearning: retrain from scratch without the set",
+                    params=NoParams, version=1, from_scratch=True, fine_tunes=True, claims_poison_removal=True)
+UNLEARNERS.register("cf", cf.unlearn, "catastrophic forgetting: the training recipe on the retained data, "
+                    "for a share of its epochs", params=cf.CFParams, version=2, fine_tunes=True,
+                    claims_poison_removal=True)
+UNLEARNERS.register("ssd", ssd.unlearn, "selective synaptic dampening: shrink weights the flagged set needs",
+                    params=ssd.SSDParams, version=2)
+UNLEARNERS.register("potion", potion.unlearn, "Potion: outlier-based SSD, strength searched until it stops",
+                    params=potion.PotionParams, version=2, claims_poison_removal=True)
+UNLEARNERS.register("scrub", scrub.unlearn, "SCRUB: teacher-student, diverge on flagged, match on retained",
+                    params=scrub.SCRUBParams, version=2, fine_tunes=True)
+UNLEARNERS.register("badt", badt.unlearn, "bad teacher: random net on flagged, the model on retained",
+                    params=badt.BadTParams, version=2, fine_tunes=True)
+UNLEARNERS.register("ngd", ngd.unlearn, "noisy gradient descent: the recipe on retained data, noisy gradients",
+                    params=ngd.NGDParams, version=2, fine_tunes=True)
 
-__all__ = ["UNLEARNERS", "UnlearnContext", "UnlearnFn", "UnlearnResult", "check_forget_set"]
+__all__ = ["UNLEARNERS", "UnlearnContext", "UnlearnFn", "UnlearnResult", "attack_verdict", "check_forget_set",
+           "unlearning_verdict"]

@@ -10,6 +10,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -18,7 +19,15 @@ from torch import nn
 from ..config import TrainConfig, UnlearnConfig
 from ..data.base import ImageSet
 from ..errors import UnlearningError
+from ..registry import parse_params
 from ..training import Progress, no_progress, pick_device
+
+P = TypeVar("P")
+
+
+def param(default: Any, help: str) -> Any:
+    """A parameter field with its one-line ``help`` (the CLI and the app show it)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -32,6 +41,9 @@ class UnlearnContext:
     train_config: the recipe the model was trained with (EU retrains with it).
     augment_flip: whether horizontal flips are label-preserving for this data.
     cfg: the unlearning options (method, epochs, params, seed).
+    params: the method's parameters already parsed (``UNLEARNERS.parse_params(cfg.method,
+        cfg.params)``); None: parsed from ``cfg.params`` on first use, so an unknown or
+        mistyped key is refused before any work either way.
     """
 
     model: nn.Module
@@ -43,6 +55,7 @@ class UnlearnContext:
     cfg: UnlearnConfig = field(default_factory=UnlearnConfig)
     progress: Progress = no_progress
     device: torch.device = field(default_factory=pick_device)
+    params: Any = None
 
     @property
     def retain(self) -> ImageSet:
@@ -52,8 +65,21 @@ class UnlearnContext:
     def forget_set(self) -> ImageSet:
         return self.train.subset(self.forget)
 
-    def param(self, name: str, default):
-        return self.cfg.params.get(name, default)
+    def parsed(self, cls: type[P]) -> P:
+        """The method's parameters as ``cls`` (its registered params dataclass)."""
+        if isinstance(self.params, cls):
+            return self.params
+        return parse_params(cls, self.cfg.params or {}, f"unlearner {self.cfg.method!r}")
+
+    def recipe_epochs(self) -> int:
+        """Epochs of the recipe the model was trained with (on the full training set)."""
+        return self.train_config.epochs_for(len(self.train))
+
+    def share_of_recipe(self, share: float) -> int:
+        """``share`` of the recipe's epochs, at least one; ``cfg.epochs`` overrides it."""
+        if self.cfg.epochs:
+            return int(self.cfg.epochs)
+        return max(1, round(share * self.recipe_epochs()))
 
 
 @dataclass
@@ -62,7 +88,9 @@ class UnlearnResult:
 
     seconds: wall time of the unlearning itself.
     passes: work in units of one pass over the full training set (forward+backward).
-    info: method-specific, JSON-able facts (e.g. Potion's chosen strength).
+    info: method-specific, JSON-able facts (e.g. Potion's chosen strength). ``info["note"]``,
+        when present, is one sentence the app shows beside the verdict (e.g. "SSD selected
+        no weights: the model is unchanged").
     """
 
     model: nn.Module

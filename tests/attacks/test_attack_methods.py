@@ -29,11 +29,6 @@ def run(splits, name, params=None, seed=0, frac=0.03, train=TINY_TRAIN, **kw):
     return ATTACKS.get(name)(splits, cfg.resolved(splits.train.num_classes), train, no_progress)
 
 
-def test_registered():
-    for name in ("smooth", "witches_brew", "gaussian"):
-        assert name in ATTACKS
-
-
 # -- smooth trigger ---------------------------------------------------------------------------
 def test_smooth_poisons_are_relabelled_and_within_budget(tiny):
     budget = 40 / 255

@@ -121,7 +121,8 @@ def test_activation_clustering_leaves_clean_classes_alone():
 
 def test_top_k_overrides_the_budget():
     train = feature_set()
-    ctx = context(train, influence=PlantedScorer(len(train)), cfg=DetectConfig(top_k=3))
+    ctx = context(train, influence=PlantedScorer(len(train)),
+                  cfg=DetectConfig(detector="influence_topk", params={"top_k": 3}))
     det = influence_topk.detect(ctx)
     assert det.n_flagged == 3 and set(det.flagged.tolist()) <= set(PLANTED.tolist())
 

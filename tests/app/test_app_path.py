@@ -10,95 +10,24 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
+from app_driver import errors, goto, metric, new_app, ok, pct, state, tiny_scenario
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from deltainf_core import (
-    AttackConfig,
-    CollapseConfig,
-    DataConfig,
-    DetectConfig,
-    InfluenceConfig,
-    Scenario,
-    TrainConfig,
-    UnlearnConfig,
+    RULES,
     checkpoint_bytes,
     precision_recall,
 )
-from deltainf_core.detectors.delta import default_rule
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-
-TINY = {
-    "scn_max_train": 400, "scn_max_test": 200, "scn_epochs": 12, "scn_poison_frac": 0.05,
-    "scn_attack_params": '{"size": 5}',
-    "scn_copies": 8, "scn_copies_extra": 4, "scn_max_affected": 2, "scn_strategy": "diagonal",
-}
-"""The app's advanced knobs for a scenario that trains and scores in seconds."""
-
-
-def tiny_scenario() -> Scenario:
-    """The Scenario the app must build from TINY (constructed independently of the app)."""
-    return Scenario(
-        data=DataConfig(max_train=400, max_test=200),
-        attack=AttackConfig(name="badnet", poison_frac=0.05, params={"size": 5}, seed=0),
-        train=TrainConfig(epochs=12, seed=0),
-        influence=InfluenceConfig(strategy="diagonal"),
-        collapse=CollapseConfig(n_copies=8, n_copies_extra=4, max_affected=2, seed=0),
-        unlearn=UnlearnConfig(seed=0),
-    )
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100.0 * x:.1f}%"
-
-
-@pytest.fixture
-def clear_caches(cache_dir):
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def new_app(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    for key, value in {**TINY, **state}.items():
-        at.session_state[key] = value
-    return at.run()
-
-
-def ok(at: AppTest) -> AppTest:
-    """No uncaught exception (a traceback) on the page."""
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
-
-
-def metric(at: AppTest, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
-    return found[0]
-
-
-def goto(at: AppTest, page: str) -> AppTest:
-    return ok(at.switch_page(f"pages/{page}.py").run())
+from deltainf_core.collapse.rules import EffectSizeParams
 
 
 def test_pages_explain_what_to_do_before_a_model_exists(clear_caches):
     at = ok(new_app())
-    assert at.button(key="scn_train") is not None
+    assert at.button(key="scn_train").label == "Train"
     for page in ("affected_image", "influence_collapse", "triage", "unlearn"):
         goto(at, page)
         assert any("Scenario" in i.value for i in at.info), page
@@ -123,7 +52,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     at.button(key="scn_train").click().run()
     ok(at)
     assert not errors(at)
-    active = at.session_state["active"]
+    active = state(at).active
     assert active.scenario.as_dict() == scn.as_dict()
     tm = pipeline.trained(scn)
     poisoned = pipeline.poisoned(scn)
@@ -138,7 +67,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     cands = pipeline.affected_candidates(scn)
     assert len(cands) >= 1, "the tiny backdoor must take hold on at least one test image"
     picked = [int(i) for i in cands[:2]]
-    assert at.session_state["aff_selected"] == picked
+    assert state(at).picked == picked
     assert any(f"{len(cands)} of {len(poisoned.psr_set)}" in m.value for m in at.markdown)
 
     # 3 · Influence collapse: one scoring pass, same scores as the core
@@ -148,10 +77,10 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     assert not errors(at)
     affected = pipeline.affected_set(scn, picked)
     core = pipeline.collapse(scn, affected, target_class=poisoned.target_class)
-    app_result = at.session_state["collapse"]["result"]
+    app_result = state(at).collapse.value
     np.testing.assert_allclose(app_result.scores, core.scores, rtol=1e-5)
-    target = poisoned.target_class
-    flagged, d, _ = default_rule(core.scores, core.queries, core.predicted, target, DetectConfig())
+    rule = RULES.get("delta")(core, EffectSizeParams())
+    flagged, d = rule.flagged, rule.statistic
     assert any(m.value.startswith(f"**{len(flagged)}** training images flagged") for m in at.markdown)
 
     # toggling transformations re-flags instantly from the same scores
@@ -159,7 +88,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     at.session_state["col_transforms"] = subset
     at.run()
     ok(at)
-    flagged_subset, _, _ = default_rule(core.scores, core.queries, core.predicted, target, DetectConfig(), subset)
+    flagged_subset = RULES.get("delta")(core, EffectSizeParams(), subset).flagged
     assert any(m.value.startswith(f"**{len(flagged_subset)}** training images flagged") for m in at.markdown)
     at.session_state["col_transforms"] = list(dict.fromkeys(t for t in core.queries.transform.tolist() if t))
     at.run()
@@ -191,7 +120,7 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     at.button(key="unl_run").click().run()
     ok(at)
     assert not errors(at), errors(at)
-    assert at.session_state["unlearned"]["forget"] == expected
+    assert state(at).unlearned.forget == expected
     outcome = pipeline.unlearn(scn, expected, "eu")
     assert metric(at, "Clean accuracy after") == pct(outcome.clean_accuracy)
     assert metric(at, "Poison success rate after") == pct(outcome.poison_success_rate)
@@ -293,12 +222,12 @@ def test_bad_uploads_give_one_sentence_and_the_session_keeps_working(clear_cache
         msgs = load(name, data)
         assert len(msgs) == 1 and ("refused" in msgs[0] or "not a readable" in msgs[0]), msgs
     assert not marker.exists(), "a pickled-code checkpoint was executed"
-    assert at.session_state["active"] is None
+    assert state(at).active is None
 
     # a genuine checkpoint of the same architecture loads: no ground truth, same accuracy
     good = checkpoint_bytes(tm.model, "smallcnn", splits.classes)
     assert load("model.pt", good) == []
-    active = at.session_state["active"]
+    active = state(at).active
     assert active is not None and active.mode == "checkpoint"
     assert metric(at, "Clean accuracy") == pct(tm.clean_accuracy)
     assert metric(at, "Poison success rate") == "n/a"
@@ -321,7 +250,7 @@ def test_bad_uploads_give_one_sentence_and_the_session_keeps_working(clear_cache
     rgba.putpixel((0, 0), (0, 0, 0, 0))
     alpha = upload("alpha.png", _png(rgba))
     assert len(alpha) == 1 and "alpha" in alpha[0]
-    assert at.session_state["aff_uploads"] == []
+    assert state(at).uploads == []
 
     # a good (larger, colour) upload is converted with visible notes and used
     digit = (splits.test.images[0, 0].numpy() * 255).astype(np.uint8)
@@ -329,14 +258,14 @@ def test_bad_uploads_give_one_sentence_and_the_session_keeps_working(clear_cache
     assert upload("digit.png", _png(big)) == []
     notes = " ".join(i.value for i in at.info)
     assert "grayscale" in notes and "resized" in notes
-    assert len(at.session_state["aff_uploads"]) == 1
+    assert len(state(at).uploads) == 1
 
     # the investigation goes on without ground truth: collapse, then triage without precision/recall
     goto(at, "influence_collapse")
     at.button(key="col_compute").click().run()
     ok(at)
     assert not errors(at)
-    assert at.session_state["collapse"]["result"].scores.shape[0] == 2 + 8 + 4  # a gallery pick + the upload
+    assert state(at).collapse.value.scores.shape[0] == 2 + 8 + 4  # a gallery pick + the upload
     goto(at, "triage")
     assert metric(at, "Precision") == "no ground truth"
     for page in ("unlearn", "scenario"):

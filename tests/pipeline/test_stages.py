@@ -1,4 +1,4 @@
-"""The cached pipeline on a tiny scenario: stages, cache reuse, killed runs, bad training."""
+"""The cached stages on a tiny scenario: keys handed on, cache reuse, killed runs, bad training."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deltainf_core import Pipeline, Store, TrainConfig, delta_scores
-from deltainf_core.errors import TrainingError
+from deltainf_core.errors import ConfigError, TrainingError
 from deltainf_core.influence import ClassificationTask
 
 
@@ -31,7 +31,7 @@ def test_poisoned_set_keeps_ground_truth_apart(pipeline, tiny_scenario):
 
 def test_trained_model_is_evaluated(trained):
     assert 0.5 < trained.clean_accuracy <= 1.0
-    assert trained.poison_success_rate is not None
+    assert 0.0 <= trained.poison_success_rate <= 1.0
 
 
 def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, trained):
@@ -50,6 +50,46 @@ def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, traine
     assert np.allclose(alone[0], cr.scores[0], rtol=1e-3, atol=1e-3 * np.abs(cr.scores[0]).max())
     delta, _rows = delta_scores(cr.scores, cr.queries)
     assert delta.shape == (n_q - k, 800)
+    assert (cr.queries.queries.labels[:1] == cr.target_class).all() and (cr.affected.labels == cr.target_class).all()
+    assert cr.predicted.shape == (n_q,) and cr.key == eng.key
+
+
+def test_artefacts_carry_the_keys_later_stages_build_on(pipeline, tiny_scenario, trained, monkeypatch):
+    """Weights and images are hashed by no stage after the one that made them."""
+    from deltainf_core import influence
+
+    poisoned = pipeline.poisoned(tiny_scenario)
+    assert poisoned.key == pipeline.poison_key(tiny_scenario) and trained.key == pipeline.model_key(tiny_scenario)
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("a stage re-hashed weights or images")
+
+    monkeypatch.setattr(influence, "model_fingerprint", no_hashing)
+    monkeypatch.setattr(influence, "data_fingerprint", no_hashing)
+    fresh = Pipeline(pipeline.store)  # no memo: every key is rebuilt from configs and handed-on keys
+    eng = fresh.engine(tiny_scenario)
+    expected = fresh.store.key("influence", trained.key, poisoned.key, tiny_scenario.influence).replace(":", "-")
+    assert eng.key == expected
+    other = replace(tiny_scenario, influence=replace(tiny_scenario.influence, damping=1e-3))
+    assert fresh.engine(other).key != eng.key
+
+
+def test_unknown_method_parameters_are_refused_before_any_work(pipeline, tiny_scenario):
+    bad_attack = replace(tiny_scenario, attack=replace(tiny_scenario.attack, params={"sise": 4}))
+    with pytest.raises(ConfigError, match="unknown attack 'badnet' parameter.*sise"):
+        pipeline.trained(bad_attack)
+    bad_unlearner = replace(tiny_scenario, unlearn=replace(tiny_scenario.unlearn, params={"alpha": 3}))
+    with pytest.raises(ConfigError, match="unknown unlearner 'eu' parameter.*alpha"):
+        pipeline.unlearn(bad_unlearner, [0, 1])
+
+
+def test_views_share_memos_but_not_progress(pipeline, tiny_scenario, trained):
+    seen = []
+    view = pipeline.with_progress(lambda stage, frac, msg: seen.append(stage))
+    assert view.trained(tiny_scenario) is trained  # the shared memo
+    assert view.store is pipeline.store and pipeline.progress is not view.progress
+    view.engine(tiny_scenario).progress(1.0, "done")
+    assert seen == ["influence"]
 
 
 def test_second_pipeline_reuses_every_stage(pipeline, tiny_scenario, trained, cache_dir):

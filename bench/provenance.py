@@ -1,0 +1,86 @@
+"""Which code measured a benchmark result, so a committed figure cannot go stale silently.
+
+Every ``bench/results/*.json`` written by a benchmark carries ``"provenance"``: the git
+commit it ran on and the code versions of the stages it measured — registry versions of
+the models, attacks, detectors, unlearners and datasets involved, and the store's stage
+versions (``"train"`` is the training recipe's). ``tests/test_bench_results.py`` compares
+them with the current code and fails when a stage changed, so changing the model, the
+recipe or an unlearner forces a re-run of the benchmarks that depend on it.
+
+    out["provenance"] = provenance(stages=["poison", "train"], models=["smallcnn"], attacks=["badnet"])
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _registries() -> dict:
+    from deltainf_core.attacks import ATTACKS
+    from deltainf_core.data import DATASETS
+    from deltainf_core.detectors import DETECTORS
+    from deltainf_core.models import MODELS
+    from deltainf_core.unlearning import UNLEARNERS
+
+    return {"model": MODELS, "attack": ATTACKS, "detector": DETECTORS, "unlearner": UNLEARNERS,
+            "dataset": DATASETS}
+
+
+def _stage_versions() -> dict[str, int]:
+    from deltainf_core.store import STAGE_VERSIONS
+
+    return dict(STAGE_VERSIONS)
+
+
+def git_commit() -> tuple[str | None, bool]:
+    """(HEAD commit, whether tracked files differ from it); (None, False) outside a checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip() != ""
+    except (OSError, subprocess.CalledProcessError):
+        return None, False
+    return head, dirty
+
+
+def provenance(*, stages: Iterable[str] = (), models: Iterable[str] = (), attacks: Iterable[str] = (),
+               detectors: Iterable[str] = (), unlearners: Iterable[str] = (),
+               datasets: Iterable[str] = ()) -> dict:
+    """The versions of everything named, as now; a dataset read from a folder is not registered (skip it)."""
+    regs = _registries()
+    stage_versions = _stage_versions()
+    versions: dict[str, dict[str, int]] = {"stage": {s: stage_versions[s] for s in stages}}
+    for family, names in (("model", models), ("attack", attacks), ("detector", detectors),
+                          ("unlearner", unlearners), ("dataset", datasets)):
+        versions[family] = {n: regs[family].version(n) for n in names}
+    commit, dirty = git_commit()
+    return {"git_commit": commit, "git_dirty": dirty, "versions": versions}
+
+
+def stale_parts(recorded: dict) -> list[str]:
+    """What in ``recorded`` (a result's ``"provenance"``) differs from the current code; [] if current."""
+    versions = recorded.get("versions")
+    if not isinstance(versions, dict) or not versions:
+        return ["no code versions recorded"]
+    regs = _registries()
+    stage_versions = _stage_versions()
+    out = []
+    for family, entries in versions.items():
+        for name, version in entries.items():
+            if family == "stage":
+                now = stage_versions.get(name)
+            elif family in regs:
+                now = regs[family].version(name) if name in regs[family] else None
+            else:
+                out.append(f"unknown family {family!r}")
+                continue
+            if now is None:
+                out.append(f"{family} {name!r} no longer exists")
+            elif now != version:
+                out.append(f"{family} {name!r} was v{version}, is now v{now}")
+    return out

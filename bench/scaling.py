@@ -1,0 +1,176 @@
+"""Benchmark: the default investigation as the training set grows, and what factor caps cost.
+
+    python bench/scaling.py build --n 50000 --out data/cifar-aug-50k
+        An ImageFolder of N CIFAR-size training images made from the real CIFAR subset
+        (../shared/data/cifar10-subset, 1,900 train / 380 test) by augmentation: image i
+        is training image i mod 1,900 (its class kept) after a seeded random crop of a
+        4-pixel reflect-padded copy, a horizontal flip with p 0.5, and brightness and
+        contrast scaled by U(0.8, 1.2); the first 1,900 are the originals. The test split
+        is the subset's own 380 test images.
+
+    python bench/scaling.py run --data-dirs data/cifar-aug-5000,data/cifar-aug-50000
+        The whole default ``run`` on each folder in a fresh process: seconds per stage,
+        seconds per image, peak RSS, the growth exponent of each stage between sizes.
+
+    python bench/scaling.py caps --datasets mnist5k,<cifar dir> --seeds 0,1,2 --lambda-caps 1000,500 [--query-rank 32]
+        First-round flagged sets with the factor caps at their defaults and with each
+        cap given (per dataset, in that order): a cap may only be a default where the
+        flagged set stays the same; likewise for low-rank query gradients.
+
+Results go to ``bench/results/scaling-<mode>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+SUBSET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
+                      "cifar10-subset")
+
+
+def build(n: int, out: str, source: str = SUBSET, seed: int = 0) -> None:
+    """Write an ImageFolder of ``n`` augmented training images (see the module docstring)."""
+    import shutil
+
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from deltainf_core import DataConfig, load_dataset
+
+    splits = load_dataset(DataConfig(data_dir=source))
+    src, labels, classes = splits.train.pixels, splits.train.labels, splits.classes
+    gen = torch.Generator().manual_seed(seed)
+    for c in classes:
+        os.makedirs(os.path.join(out, "train", c), exist_ok=True)
+    for i in range(n):
+        x = src[i % len(src)].float() / 255
+        if i >= len(src):
+            _, h, w = x.shape
+            pad = F.pad(x[None], (4, 4, 4, 4), mode="reflect")[0]
+            dy, dx = (int(v) for v in torch.randint(0, 9, (2,), generator=gen))
+            x = pad[:, dy : dy + h, dx : dx + w]
+            if torch.rand(1, generator=gen).item() < 0.5:
+                x = x.flip(-1)
+            b, k = (0.8 + 0.4 * torch.rand(2, generator=gen)).tolist()
+            x = ((x - x.mean()) * k + x.mean() * b).clamp(0, 1)
+        arr = (x * 255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(arr).save(os.path.join(out, "train", classes[int(labels[i % len(src)])], f"{i:06d}.png"))
+    shutil.copytree(os.path.join(source, "test"), os.path.join(out, "test"), dirs_exist_ok=True)
+
+
+def _run_one(data_dir: str, cache: str) -> dict:
+    """One default ``run`` in this process (called in a child process by ``run``)."""
+    from deltainf_core import DataConfig, Pipeline, Scenario, Store
+
+    t = time.perf_counter()
+    result = Pipeline(Store(cache)).run(Scenario(data=DataConfig(data_dir=data_dir)))
+    return {"wall_s": time.perf_counter() - t, "timings_s": result["timings_s"],
+            "n_train": result["poisoned"]["n_train"], "n_flagged": result["detection"]["n_flagged"],
+            "precision": result["detection"]["precision"], "recall": result["detection"]["recall"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run(data_dirs: list[str], cache_root: str) -> dict:
+    rows = []
+    for d in data_dirs:
+        cache = os.path.join(cache_root, os.path.basename(os.path.normpath(d)))
+        out = subprocess.run([sys.executable, __file__, "_one", d, cache], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+        rows.append({"data_dir": d, **json.loads(out)})
+        print(json.dumps(rows[-1]), flush=True)
+    growth = {}
+    for a, b in itertools.pairwise(rows):
+        ratio = math.log(b["n_train"] / a["n_train"])
+        growth[f"{a['n_train']}->{b['n_train']}"] = {
+            k: math.log(max(b["timings_s"][k], 1e-3) / max(a["timings_s"][k], 1e-3)) / ratio
+            for k in a["timings_s"]}
+    return {"runs": rows, "growth_exponent": growth,
+            "rss_kb_per_image": [(r["peak_rss_mb"] * 1024 / r["n_train"]) for r in rows]}
+
+
+def caps(datasets: list[str], seeds: list[int], lambda_caps: list[int], query_rank: int | None = None) -> dict:
+    from deltainf_core import AttackConfig, CollapseConfig, DataConfig, Pipeline, Scenario, TrainConfig
+
+    out = []
+    for data, cap in zip(datasets, lambda_caps, strict=True):
+        dcfg = DataConfig(data_dir=data) if os.path.isdir(data) else DataConfig(dataset=data)
+        for seed in seeds:
+            scn = Scenario(data=dcfg, attack=AttackConfig(seed=seed), train=TrainConfig(seed=seed),
+                           collapse=CollapseConfig(seed=seed), max_rounds=1)  # as ``run --seed``
+            pipe = Pipeline()
+            affected = pipe.affected_set(scn, pipe.default_affected(scn))
+            target = pipe.poisoned(scn).target_class
+            flagged = {}
+            variants = [("default", scn.influence), ("lambda_cap", replace(scn.influence, lambda_max_examples=cap))]
+            if query_rank:
+                variants.append(("query_rank", replace(scn.influence, query_gradient_rank=query_rank)))
+            for name, infl in variants:
+                t = time.perf_counter()
+                eng = pipe.engine(replace(scn, influence=infl))
+                eng.fit_factors()
+                fit = time.perf_counter() - t
+                flagged[name] = (pipe.detect(replace(scn, influence=infl), affected, target).flagged.tolist(), fit)
+            a, b = (set(flagged[k][0]) for k in ("default", "lambda_cap"))
+            row = {"data": data, "seed": seed, "lambda_cap": cap, "n_train": len(pipe.poisoned(scn).train),
+                   "n_default": len(a), "n_capped": len(b), "same": a == b, "jaccard": len(a & b) / max(1, len(a | b)),
+                   "fit_s_default": flagged["default"][1], "fit_s_capped": flagged["lambda_cap"][1],
+                   "flagged_default": sorted(a), "flagged_capped": sorted(b)}
+            if query_rank:
+                r = set(flagged["query_rank"][0])
+                row.update({"query_rank": query_rank, "n_query_rank": len(r), "same_query_rank": a == r,
+                            "jaccard_query_rank": len(a & r) / max(1, len(a | r))})
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return {"caps": out}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        print(json.dumps(_run_one(sys.argv[2], sys.argv[3])))
+        return
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--n", type=int, required=True)
+    b.add_argument("--out", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--data-dirs", required=True)
+    r.add_argument("--cache-root", default=os.path.join("cache", "scaling"))
+    c = sub.add_parser("caps")
+    c.add_argument("--datasets", default="mnist5k")
+    c.add_argument("--seeds", default="0,1,2")
+    c.add_argument("--lambda-caps", default="1000")
+    c.add_argument("--query-rank", type=int, help="also score with this query_gradient_rank")
+    args = ap.parse_args()
+    if args.mode == "build":
+        build(args.n, args.out)
+        return
+    if args.mode == "run":
+        res = run(args.data_dirs.split(","), args.cache_root)
+    else:
+        res = caps(args.datasets.split(","), [int(s) for s in args.seeds.split(",")],
+                   [int(v) for v in args.lambda_caps.split(",")], args.query_rank)
+    res.update({"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": os.getloadavg()[0],
+                "cpu_count": os.cpu_count(), "numpy": np.__version__})
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"scaling-{args.mode}.json"), "w") as fh:
+        json.dump(res, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The app's session state, typed.
+
+Two kinds of state live in a Streamlit session:
+
+- ``Widgets``: the value of every widget the app owns, under the widget's key (Streamlit
+  keeps a widget's value in ``st.session_state[key]``). The dataclass declares each key
+  once with its default; ``widgets()`` reads them back as one typed object.
+- ``Session``: what the analyst has done — the model under investigation, the picked
+  affected images, the collapse result, triage decisions, the detect/unlearn rounds —
+  one typed object under ``st.session_state["session"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from deltainf_core import (
+    AttackConfig,
+    CollapseConfig,
+    CollapseResult,
+    DataConfig,
+    DetectConfig,
+    Detection,
+    InfluenceConfig,
+    Rounds,
+    Scenario,
+    TrainConfig,
+    UnlearnConfig,
+    UnlearnOutcome,
+)
+
+SESSION = "session"
+
+
+@dataclass
+class Widgets:
+    """Every widget key the app owns and its default (values mirror the CLI's defaults, so both
+    share the cache). Method-parameter widgets add keys ``<prefix>_<method>_<field>`` with the
+    parameters dataclass's defaults (``display.param_widgets``)."""
+
+    scn_mode: str = "train"
+    scn_dataset: str = DataConfig.dataset
+    scn_data_dir: str = ""
+    scn_model: str = TrainConfig.model
+    scn_attack: str = AttackConfig.attack
+    scn_poison_frac: float = AttackConfig.poison_frac
+    scn_victim: int | None = None
+    scn_target: int | None = None
+    scn_seed: int = 0
+    scn_attack_params: str = ""
+    scn_max_train: int = 0
+    scn_max_test: int = 0
+    scn_epochs: int = 0
+    scn_copies: int = CollapseConfig.n_copies
+    scn_copies_extra: int = CollapseConfig.n_copies_extra
+    scn_max_affected: int = CollapseConfig.max_affected
+    scn_strategy: str = InfluenceConfig.strategy
+    scn_transforms: list[str] | None = None
+    scn_rounds: int = Scenario.max_rounds
+    aff_page: int = 1
+    aff_target: int | None = None
+    col_transforms: list[str] | None = None
+    tri_rule: str = DetectConfig.detector
+    tri_page: int = 1
+    tri_show_truth: bool = True
+    unl_method: str = UnlearnConfig.method
+    unl_epochs: int = 0
+    cmp_dataset: str = DataConfig.dataset
+    cmp_max_train: int = 0
+    cmp_attacks: list[str] | None = None
+    cmp_detectors: list[str] | None = None
+    cmp_unlearners: list[str] | None = None
+    cmp_brew_targets: int = 3
+
+
+@dataclass
+class Active:
+    """The investigation in progress: what was trained/loaded and how to refer to it."""
+
+    scenario: Scenario
+    mode: str
+    model_key: str
+    checkpoint_name: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Upload:
+    """An uploaded affected image, converted to the model's input (``[C, H, W]`` in [0, 1])."""
+
+    sha: str
+    name: str
+    image: np.ndarray
+    notes: list[str]
+
+
+@dataclass
+class Keyed:
+    """A result and the signature of the inputs it was computed from."""
+
+    sig: str
+    value: Any
+
+
+@dataclass
+class Unlearned:
+    outcome: UnlearnOutcome
+    forget: list[int]
+    method: str
+    sig: str
+
+
+@dataclass
+class Session:
+    """What the analyst has done so far in this browser session.
+
+    picked: gallery picks (indices into the attack's triggered test set, or into the test
+        set when there is no attack), in the order they were picked; None = not chosen yet.
+    rejected / added: triage decisions on training indices.
+    detections: detector name -> ``Keyed`` detection (detectors that are not collapse rules).
+    rounds: the detect/unlearn rounds (``deltainf_core.Rounds``), from the core.
+    memo: per-name ``Keyed`` results that are expensive to recompute on every rerun.
+    """
+
+    active: Active | None = None
+    picked: list[int] | None = None
+    uploads: list[Upload] = field(default_factory=list)
+    collapse: Keyed | None = None
+    rejected: set[int] = field(default_factory=set)
+    added: set[int] = field(default_factory=set)
+    detections: dict[str, Keyed] = field(default_factory=dict)
+    unlearned: Unlearned | None = None
+    oracle: Keyed | None = None
+    rounds: Rounds | None = None
+    notice: str | None = None
+    memo: dict[str, Keyed] = field(default_factory=dict)
+
+    @property
+    def collapse_result(self) -> CollapseResult | None:
+        return None if self.collapse is None else self.collapse.value
+
+    def detection(self, name: str, sig: str) -> Detection | None:
+        entry = self.detections.get(name)
+        return entry.value if entry is not None and entry.sig == sig else None
+
+
+def init_state() -> None:
+    """Fill every widget default and the session object once per browser session.
+
+    Widgets with these keys are created with ``persist_state="session"`` (``keep``) so a
+    value survives while its page is not shown.
+    """
+    ss = st.session_state
+    for f in fields(Widgets):
+        if f.name not in ss:
+            value = getattr(Widgets(), f.name)
+            ss[f.name] = list(value) if isinstance(value, list) else value
+    if SESSION not in ss:
+        ss[SESSION] = Session()
+
+
+def session() -> Session:
+    return st.session_state[SESSION]
+
+
+def widgets() -> Widgets:
+    """The current widget values, typed."""
+    ss = st.session_state
+    return Widgets(**{f.name: ss[f.name] for f in fields(Widgets) if f.name in ss})
+
+
+def keep(key: str) -> dict[str, str]:
+    """Widget kwargs for a key whose value must survive page switches (``**keep("scn_seed")``)."""
+    return {"key": key, "persist_state": "session"}
+
+
+def reset_downstream(level: str) -> None:
+    """Forget results that depend on an earlier step ('model' > 'affected' > 'collapse')."""
+    s = session()
+    if level == "model":
+        s.picked, s.uploads, s.oracle = None, [], None
+        st.session_state["aff_target"] = None
+        st.session_state["aff_page"] = 1
+    if level in ("model", "affected"):
+        s.collapse = None
+    s.rejected, s.added, s.detections, s.unlearned = set(), set(), {}, None
+    st.session_state["tri_page"] = 1

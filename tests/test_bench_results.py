@@ -1,0 +1,104 @@
+"""Committed benchmark results cannot go stale silently.
+
+Every ``bench/results/*.json`` / ``*.jsonl`` either carries ``"provenance"`` (see
+``bench/provenance.py``) whose recorded code versions all equal the current ones, or is
+one of the results that predate versioning, listed below by content hash with the reason
+it cannot be checked. A listed file that is re-measured changes its hash and must then
+carry provenance; a listed file must be marked stale in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from bench.provenance import provenance, stale_parts  # noqa: E402
+
+SESSION_1 = "measured with the earlier average-pooling model, before results recorded code versions"
+SESSION_2 = "measured on the current model (session 2), before results recorded code versions"
+LEGACY: dict[str, tuple[str, str]] = {
+    "app_latency.json": ("95aececc42ef13f2", SESSION_1),
+    "compare-mnist5k-figure4.json": ("f8046d81bf938b38", SESSION_1 + "; superseded by unlearning_suite.json"),
+    "compare-cifar10-subset-attacks-seed1.json": ("d4efb8bb9c74b0b0", SESSION_2),
+    "compare-cifar10-subset-attacks-seed2.json": ("ebff26987c00ee3e", SESSION_2),
+    "compare-cifar10-subset-attacks.json": ("ad02f12997691f45", SESSION_2),
+    "compare-cifar10-subset-baselines.json": ("42531e833dc64544", SESSION_2),
+    "compare-cifar10-subset-witches-brew-seed1.json": ("e00e844465d3a8ba", SESSION_2),
+    "compare-cifar10-subset-witches-brew.json": ("e201a3688d3944c2", SESSION_2),
+    "compare-mnist5k-attacks-seed1.json": ("e1fb333f6793e614", SESSION_2),
+    "compare-mnist5k-attacks-seed2.json": ("01b09a04ead94f41", SESSION_2),
+    "compare-mnist5k-attacks.json": ("3cd52aa1c0a132df", SESSION_2),
+    "compare-mnist5k-baselines.json": ("cf64c94e0dccd771", SESSION_2),
+    "core_pipeline_mnist5k_cifar10-subset.json": ("9e00070bfb6e45ea", SESSION_2),
+    "influence_passes.json": ("a1d8d466b9b94905", SESSION_2),
+    "witches_brew_trials.jsonl": ("288ee8a5bf293992", SESSION_2),
+}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def result_files() -> list[Path]:
+    return sorted(p for p in RESULTS.iterdir() if p.suffix in (".json", ".jsonl"))
+
+
+def recorded(path: Path) -> dict | None:
+    """The file's provenance (a .jsonl needs it on every line; the first missing one counts)."""
+    if path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        found = [r.get("provenance") for r in records]
+        return None if not found or any(p is None for p in found) else {"lines": found}
+    return json.loads(path.read_text()).get("provenance")
+
+
+@pytest.mark.parametrize("path", result_files(), ids=lambda p: p.name)
+def test_result_was_measured_on_the_current_code(path):
+    prov = recorded(path)
+    if prov is None:
+        assert path.name in LEGACY, (
+            f"{path.name} records no code versions: write it with bench/provenance.py's provenance()")
+        expected, reason = LEGACY[path.name]
+        assert digest(path) == expected, (
+            f"{path.name} was re-measured ({reason} no longer holds): record provenance() in it "
+            "and drop it from LEGACY")
+        return
+    assert path.name not in LEGACY, f"{path.name} now records provenance: drop it from LEGACY"
+    for one in prov.get("lines", [prov]):
+        assert not stale_parts(one), (
+            f"{path.name} is stale ({'; '.join(stale_parts(one))}): re-run the benchmark that wrote it")
+
+
+def test_every_legacy_result_is_marked_stale_in_benchmarks_md():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    section = text.split("## Results that predate versioning", 1)
+    assert len(section) == 2, "BENCHMARKS.md lacks its 'Results that predate versioning' section"
+    for name in LEGACY:
+        assert name in section[1], f"{name} is legacy but not listed as stale in BENCHMARKS.md"
+    for name in LEGACY:
+        assert (RESULTS / name).exists(), f"{name} is listed as legacy but no longer exists: drop it"
+
+
+def test_the_guard_flags_a_changed_version():
+    """A result recorded on other code is reported stale, one on the current code is not."""
+    now = provenance(stages=["train"], models=["smallcnn"], unlearners=["cf"], attacks=["badnet"])
+    assert now["versions"]["unlearner"]["cf"] >= 1
+    assert stale_parts(now) == []
+    old = json.loads(json.dumps(now))
+    old["versions"]["unlearner"]["cf"] -= 1
+    old["versions"]["stage"]["train"] += 7
+    problems = stale_parts(old)
+    assert any("unlearner 'cf'" in p for p in problems)
+    assert any("stage 'train'" in p for p in problems)
+    gone = json.loads(json.dumps(now))
+    gone["versions"]["model"]["no_such_model"] = 1
+    assert any("no longer exists" in p for p in stale_parts(gone))
+    assert stale_parts({}) == ["no code versions recorded"]

@@ -1,0 +1,34 @@
+"""The plain verdict the Unlearn page and the JSON show: a surviving backdoor is never a green metric."""
+
+from __future__ import annotations
+
+from deltainf_core.unlearning import attack_verdict, unlearning_verdict
+
+
+def test_a_surviving_backdoor_is_called_so():
+    v = attack_verdict(0.97, psr_before=0.99)
+    assert v["removed"] is False
+    assert v["text"] == "PSR 97%: the backdoor survived"
+
+
+def test_a_removed_backdoor_and_the_oracle_floor():
+    assert attack_verdict(0.01, 0.99)["removed"] is True
+    # A 380-image CIFAR test set: a clean retrain itself calls 9% of triggered airplanes "automobile".
+    at_floor = attack_verdict(0.08, 0.99, oracle_psr=0.093)
+    assert at_floor["removed"] is True and "floor" in at_floor["text"]
+    above = attack_verdict(0.12, 0.99, oracle_psr=0.093)
+    assert above["removed"] is False
+
+
+def test_weakened_not_removed_and_attacks_that_never_implanted():
+    assert "weakened but survived" in attack_verdict(0.25, 0.99)["text"]
+    assert attack_verdict(0.02, 0.3)["removed"] is None
+    assert attack_verdict(None)["removed"] is None
+
+
+def test_the_method_note_and_the_accuracy_cost_are_part_of_the_text():
+    v = unlearning_verdict("ssd", {"note": "SSD selected no weights at alpha 10: the model is unchanged"},
+                           0.99, 0.99, None, accuracy_change=0.0)
+    assert v["text"].startswith("PSR 99%: the backdoor survived; SSD selected no weights")
+    lossy = unlearning_verdict("scrub", {}, 0.0, 0.99, None, accuracy_change=-0.06)
+    assert lossy["removed"] is True and "clean accuracy fell 6.0 points" in lossy["text"]
