@@ -220,6 +220,23 @@ class Scenario:
     def as_dict(self) -> dict:
         return config_dict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Scenario:
+        """The inverse of ``as_dict`` (a saved investigation, a results JSON's ``config``).
+
+        Fields missing from ``values`` keep today's defaults, so records written before
+        a field existed still open; unknown fields are refused in one sentence.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown scenario setting(s): {', '.join(unknown)}")
+        kw: dict[str, Any] = {}
+        for name, value in values.items():
+            stage = STAGES.get(name)
+            kw[name] = _stage_from_dict(stage, value) if stage is not None else value
+        return cls(**kw)
+
     def validate(self) -> None:
         """Checks that need no data (class ranges are checked once the data is loaded)."""
         self.data.validate()
@@ -235,6 +252,17 @@ STAGES: dict[str, type] = {"data": DataConfig, "attack": AttackConfig, "train": 
                            "influence": InfluenceConfig, "collapse": CollapseConfig, "detect": DetectConfig,
                            "unlearn": UnlearnConfig}
 """Scenario field name -> its stage config class, in the order of the investigation."""
+
+
+def _stage_from_dict(cls: type, values: dict) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{cls.__name__} settings must be a mapping, got {type(values).__name__}")
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+    kw = {k: tuple(v) if isinstance(v, list) and "tuple" in str(by_name[k].type) else v for k, v in values.items()}
+    return cls(**kw)
 
 
 def config_dict(obj: Any) -> dict:

@@ -11,6 +11,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..config import Scenario
+from ..unlearning import UNLEARNERS
+from ..unlearning.verdict import unlearning_verdict
 from .artefacts import TrainedModel, UnlearnOutcome, jsonable
 
 if TYPE_CHECKING:
@@ -73,6 +75,10 @@ def run_results(pipe: Pipeline, scn: Scenario) -> dict:
 
 
 def unlearned_json(out: UnlearnOutcome, tm: TrainedModel, oracle: UnlearnOutcome | None) -> dict:
+    """The unlearning run with its verdict in words (SPEC §3), so a surviving attack is never just a number."""
+    verdict = unlearning_verdict(out.method, out.info, out.poison_success_rate, tm.poison_success_rate,
+                                 None if oracle is None else oracle.poison_success_rate,
+                                 out.clean_accuracy - tm.clean_accuracy)
     return {
         "method": out.method, "clean_accuracy": out.clean_accuracy,
         "poison_success_rate": out.poison_success_rate,
@@ -80,7 +86,9 @@ def unlearned_json(out: UnlearnOutcome, tm: TrainedModel, oracle: UnlearnOutcome
         "oracle_poison_success_rate": None if oracle is None else oracle.poison_success_rate,
         "accuracy_change": out.clean_accuracy - tm.clean_accuracy,
         "seconds": out.seconds, "passes": out.passes, "info": jsonable(out.info),
-        "gaussian": out.gaussian,
+        "gaussian": out.gaussian, "version": UNLEARNERS.version(out.method),
+        "retrains_from_scratch": bool(UNLEARNERS.trait(out.method, "from_scratch")),
+        "removed": verdict["removed"], "verdict": verdict["text"], "note": out.info.get("note"),
     }
 
 

@@ -281,7 +281,7 @@ class Pipeline:
                 base: KeyedModel | None = None) -> UnlearnOutcome:
         """Unlearn ``forget`` from the model under investigation (or ``base``), cached by its key."""
         cfg = scn.unlearn if method is None else replace(scn.unlearn, method=method)
-        UNLEARNERS.parse_params(cfg.method, cfg.params)  # refuse bad parameters before any work
+        params = UNLEARNERS.parse_params(cfg.method, cfg.params)  # refuse bad parameters before any work
         splits = self.dataset(scn.data)
         poisoned = self.poisoned(scn)
         base = base or self.trained(scn)
@@ -291,7 +291,7 @@ class Pipeline:
         cached = entry is not None
         if entry is None:
             ctx = UnlearnContext(base.model, poisoned.train, forget, lambda: self.new_model(scn), scn.train,
-                                 splits.augment_flip, cfg, self._stage("unlearn"), self.device)
+                                 splits.augment_flip, cfg, self._stage("unlearn"), self.device, params=params)
             result = UNLEARNERS.get(cfg.method)(ctx)
             entry = {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
                      "seconds": result.seconds, "passes": result.passes, "info": result.info}
