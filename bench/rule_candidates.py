@@ -12,24 +12,24 @@ from collections.abc import Callable
 
 import numpy as np
 
+from deltainf_core.collapse.evidence import CollapseEvidence
 from deltainf_core.collapse.profile import collapse_profile
 from deltainf_core.collapse.queries import CollapseQueries
-from deltainf_core.collapse.rules import (
+from deltainf_core.collapse.rules import RULES, otsu_threshold, split_rule
+from deltainf_core.collapse.statistics import (
     broken_copies,
     collapse_effect_size,
     delta_scores,
-    otsu_threshold,
     pooled_effect_size,
 )
-from deltainf_core.config import DetectConfig
-from deltainf_core.detectors.delta import default_rule
 
 Rule = Callable[[np.ndarray, CollapseQueries, np.ndarray, int], tuple[np.ndarray, np.ndarray, dict]]
 
 
 def today(scores, queries, predicted, target):
     """The shipped default: broken copies, candidates d >= 2, Otsu's upper group of log d."""
-    return default_rule(scores, queries, predicted, target, DetectConfig())
+    res = RULES.get("delta")(CollapseEvidence(scores, queries, predicted, target), RULES.parse_params("delta", {}))
+    return res.flagged, res.statistic, res.info
 
 
 def d_at_least(threshold: float) -> Rule:
@@ -72,8 +72,6 @@ def gmm_bic(scores, queries, predicted, target):
 
 def stouffer_transforms(scores, queries, predicted, target):
     """Per-transformation effect sizes combined Stouffer-like (sqrt(n)-weighted), then today's split."""
-    from deltainf_core.collapse.rules import split_rule
-
     keep = broken_copies(queries, predicted, target)
     delta, rows = delta_scores(scores, queries, keep=keep)
     tt, io = queries.transform[rows], queries.image_of[rows]

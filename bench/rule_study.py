@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,7 @@ def default_matrix_dir() -> Path:
 def scenario(dataset: str, attack: str, seed: int, train_seed: int | None = None) -> Scenario:
     """Like the CLI's ``--seed``: one seed for attack, training, collapse and unlearning."""
     ts = seed if train_seed is None else train_seed
-    return Scenario(data=DATASETS[dataset], attack=AttackConfig(name=attack, seed=seed),
+    return Scenario(data=DATASETS[dataset], attack=AttackConfig(attack=attack, seed=seed),
                     train=TrainConfig(seed=ts), collapse=CollapseConfig(seed=ts),
                     unlearn=UnlearnConfig(seed=ts))
 
@@ -99,7 +98,7 @@ def collect_one(pipe: Pipeline, scn: Scenario, path: Path) -> dict:
         transform=q.transform.astype(str), predicted=res.predicted, query_labels=q.queries.labels.numpy(),
         poison_indices=np.asarray(poisoned.poison_indices, dtype=np.int64),
         train_labels=poisoned.train.labels.numpy(), target_class=poisoned.target_class,
-        affected_idx=np.asarray(affected_idx), meta=json.dumps({**meta, "n_affected": int(len(affected_idx))}),
+        affected_idx=np.asarray(affected_idx), meta=json.dumps({**meta, "n_affected": len(affected_idx)}),
     )
     return meta
 
@@ -198,10 +197,9 @@ def unlearn(args: argparse.Namespace) -> None:
                 continue
             out = pipe.unlearn(scn, forget)
         tm = pipe.trained(scn)
-        done[key] = {"n_forget": int(len(forget)), "clean_accuracy": out.clean_accuracy,
-                     "psr": out.poison_success_rate, "acc_before": tm.clean_accuracy, "psr_before": tm.poison_success_rate,
-                     "still_target": int(pipe.still_affected(out.model, pipe.affected_set(scn, sv.affected_idx[:n or 5]),
-                                                             sv.target))}
+        still = pipe.still_affected(out.model, pipe.affected_set(scn, sv.affected_idx[:n or 5]), sv.target)
+        done[key] = {"n_forget": len(forget), "clean_accuracy": out.clean_accuracy, "psr": out.poison_success_rate,
+                     "acc_before": tm.clean_accuracy, "psr_before": tm.poison_success_rate, "still_target": int(still)}
         merged = json.loads(path.read_text()) if path.exists() else {}  # another unlearn job may share the file
         merged[key] = done[key]
         path.write_text(json.dumps(merged, indent=1))
@@ -225,7 +223,7 @@ def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)
             for name, rule in rules.items():
                 flagged, _, _ = rule(scores, q, pred, sv.target)
                 tp = len(truth & set(np.asarray(flagged).tolist()))
-                row[name] = {"flagged": int(len(flagged)), "precision": tp / len(flagged) if len(flagged) else 0.0,
+                row[name] = {"flagged": len(flagged), "precision": tp / len(flagged) if len(flagged) else 0.0,
                              "recall": tp / len(truth) if truth else None,
                              "indices": np.asarray(flagged, dtype=int).tolist()}
             rows.append(row)

@@ -35,14 +35,14 @@ reaches recall 0.98.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from .queries import CollapseQueries
-from .rules import DEFAULT_EFFECT_SIZE, broken_copies, collapse_effect_size, otsu_threshold
+from .rules import otsu_threshold, register_rule
+from .statistics import broken_copies, collapse_effect_size, pooled_effect_size
 
 MIN_CELL_COPIES = 2
 """A (transformation, broken?) cell needs this many copies to give a mean share."""
@@ -119,13 +119,11 @@ def transform_evidence(scores: np.ndarray, queries: CollapseQueries, predicted: 
 
 
 def _effect_size(c: np.ndarray, image_of: np.ndarray) -> np.ndarray:
-    from .rules import pooled_effect_size
-
     return np.clip(pooled_effect_size(c, image_of), -1e6, 1e6)
 
 
 def collapse_profile(scores: np.ndarray, queries: CollapseQueries, predicted: np.ndarray, target_class: int, *,
-                     effect_size: float = DEFAULT_EFFECT_SIZE) -> tuple[np.ndarray, np.ndarray, dict]:
+                     effect_size: float = 2.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Today's upper group, minus the images whose per-transformation profile is the clean group's.
 
     Returns ``(flagged sorted int64, core-likeness per training image, info)``: the
@@ -179,3 +177,8 @@ def _core_likeness(z: np.ndarray, core: np.ndarray, lower: np.ndarray) -> tuple[
     clf = LogisticRegression(class_weight="balanced", max_iter=5000)
     clf.fit(z[train], core[train])
     return clf.predict_proba(z)[:, 1], clf.coef_.ravel()
+
+
+register_rule("delta_profile", collapse_profile,
+              "Δ-Influence, today's upper group minus images whose per-transformation profile is the clean group's",
+              statistic="core-likeness")

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from deltainf_core.collapse import RULES, CollapseEvidence
 from deltainf_core.collapse.profile import collapse_profile, transform_evidence
 from deltainf_core.collapse.queries import CollapseQueries
-from deltainf_core.config import DetectConfig
-from deltainf_core.detectors.delta import default_rule
 
 TARGET = 1
 BREAKING = ("blur", "affine")      # copies the model no longer calls the target
@@ -31,7 +30,7 @@ def synthetic(seed: int = 0, n_affected: int = 3, copies_per_transform: int = 6,
     n = n_poisons + n_clean_target + n_other
     poisons = np.arange(n_poisons)
     clean = np.arange(n_poisons, n_poisons + n_clean_target)
-    image_of, is_orig, transform, predicted, share_rows = [], [], [], [], []
+    image_of, is_orig, transform, predicted = [], [], [], []
     for k in range(n_affected):
         image_of.append(k)
         is_orig.append(True)
@@ -77,7 +76,8 @@ def precision_recall(flagged, truth):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_today_keeps_clean_target_images_the_profile_rule_does_not(seed):
     scores, queries, predicted, poisons, clean = synthetic(seed)
-    old, _, _ = default_rule(scores, queries, predicted, TARGET, DetectConfig())
+    evidence = CollapseEvidence(scores, queries, predicted, TARGET)
+    old = RULES.get("delta")(evidence, RULES.parse_params("delta", {})).flagged
     new, prob, info = collapse_profile(scores, queries, predicted, TARGET)
     p_old, r_old = precision_recall(old, poisons)
     p_new, r_new = precision_recall(new, poisons)
