@@ -36,7 +36,7 @@ reaches recall 0.98.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -179,6 +179,13 @@ def _core_likeness(z: np.ndarray, core: np.ndarray, lower: np.ndarray) -> tuple[
     return clf.predict_proba(z)[:, 1], clf.coef_.ravel()
 
 
+@dataclass(frozen=True)
+class ProfileParams:
+    effect_size: float = field(default=2.0, metadata={
+        "help": "candidates have pooled mean/std of influence collapse over broken copies >= this",
+        "min": 0.5, "max": 6.0, "step": 0.1})
+
+
 register_rule("delta_profile", collapse_profile,
               "Δ-Influence, today's upper group minus images whose per-transformation profile is the clean group's",
-              statistic="core-likeness")
+              params=ProfileParams, statistic="core-likeness")
