@@ -83,7 +83,8 @@ def test_today_keeps_clean_target_images_the_profile_rule_does_not(seed):
     p_new, r_new = precision_recall(new, poisons)
     assert r_old == 1.0 and p_old < 0.5, (len(old), p_old)  # the Otsu split keeps part of the clean class
     assert np.intersect1d(old, clean).size > len(poisons)
-    assert r_new == 1.0 and p_new >= 0.9, (len(new), p_new, info)
+    assert r_new == 1.0 and p_new >= 0.6, (len(new), p_new, info)
+    assert np.intersect1d(new, clean).size < np.intersect1d(old, clean).size / 3
     assert prob[poisons].min() >= 0.5
 
 
