@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "bench"))  # rule_candidates
 
 from deltainf_core import (  # noqa: E402
     AttackConfig,
@@ -180,7 +179,7 @@ def unlearn(args: argparse.Namespace) -> None:
     saved = [sv for sv in load_all(matrix_dir) if sv.ok and parse_name(sv.name)[0] in args.datasets]
     rules = [] if args.rules == "none" else args.rules.split(",") if args.rules else ["profile", "today"]
     jobs = [(sv, None, None) for sv in saved]
-    jobs += [(sv, rule, n) for rule in rules for n in (5, 1) for sv in saved if n <= sv.n_affected]
+    jobs += [(sv, rule, n) for n in args.images for rule in rules for sv in saved if n <= sv.n_affected]
     for sv, rule, n in jobs:
         key = f"{sv.name}|oracle" if rule is None else f"{sv.name}|{rule}|{n}"
         if key in done:
@@ -252,26 +251,50 @@ def print_table(rows: list[dict], names: list[str]) -> None:
         print(f"{label:34s}    " + "  ".join(f"{c:>16s}" for c in cells))
 
 
+PRE_MERGE = "8eda777 (before the collapse-statistics redesign; AttackConfig.name)"
+"""Matrices written before this branch merged main's redesign were collected by that code."""
+MERGED_AT = 1795635780  # 2026-11-25 19:43 UTC, the merge of main into this branch
+
+
+def collected_by(path: Path) -> str:
+    return PRE_MERGE if path.stat().st_mtime < MERGED_AT else "fa7a1b4 or later (after the redesign)"
+
+
+def summary(rows: list[dict], names: list[str]) -> dict:
+    """Per rule over the badnet/smooth rows: mean precision, min recall, runs under recall 0.98."""
+    sel = [r for r in rows if "error" not in r and "witches" not in r["scenario"]]
+    out = {}
+    for n in names:
+        rec = [r[n]["recall"] for r in sel]
+        out[n] = {"runs": len(sel), "mean_precision": float(np.mean([r[n]["precision"] for r in sel])) if sel else None,
+                  "min_recall": float(min(rec)) if rec else None, "runs_below_0.98": int(sum(x < 0.98 for x in rec)),
+                  "meets_bar": bool(sel) and min(rec) >= 0.98 and np.mean([r[n]["precision"] for r in sel]) >= 0.5}
+    return out
+
+
 def table(args: argparse.Namespace) -> None:
     from rule_candidates import CANDIDATES
 
+    from bench.provenance import provenance
+
     names = args.rules.split(",") if args.rules else list(CANDIDATES)
-    rows = evaluate(load_all(Path(args.matrix_dir)), {n: CANDIDATES[n] for n in names})
+    matrix_dir = Path(args.matrix_dir)
+    rows = evaluate(load_all(matrix_dir), {n: CANDIDATES[n] for n in names})
+    for r in rows:
+        r["collected_by"] = collected_by(matrix_dir / f"{r['scenario']}.npz")
     print_table(rows, names)
     if args.out:
-        out = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": git_commit(), "rules": names,
-               "command": "python bench/rule_study.py " + " ".join(sys.argv[1:]), "rows": rows}
+        eu = json.loads(eu_path(matrix_dir).read_text()) if eu_path(matrix_dir).exists() else {}
+        out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rules": names,
+               "command": "python bench/rule_study.py " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
+               "bar": "recall >= 0.98 on every badnet/smooth run and mean precision >= 0.5",
+               "summary": summary(rows, names), "rows": rows, "eu": eu,
+               "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"],
+                                        models=["smallcnn"], attacks=["badnet", "smooth"],
+                                        detectors=["delta", "delta_profile"], unlearners=["eu"],
+                                        datasets=["mnist5k"])}
         Path(args.out).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.out}")
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-        return sha + ("+dirty" if dirty.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -284,10 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rules", help="comma list of candidate rules (default: all in bench/rule_candidates.py)")
     p.add_argument("--out", help="write the table as JSON here")
+    p.add_argument("--images", default="5,1", help="unlearn: affected-image counts, in this order")
     args = p.parse_args(argv)
     args.datasets = args.datasets.split(",")
     args.attacks = args.attacks.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.images = [int(n) for n in args.images.split(",")]
     import torch
 
     torch.set_num_threads(args.threads)
