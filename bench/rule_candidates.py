@@ -138,3 +138,13 @@ def comb_profile(scores, queries, predicted, target):
 
 
 CANDIDATES.update({"comb_upper": comb_upper, "comb_profile": comb_profile})
+
+
+def all_copies_split(scores, queries, predicted, target):
+    """Today's split on d over every copy (broken or not): the pre-broken-copies default."""
+    params = RULES.parse_params("delta", {"broken_only": False})
+    res = RULES.get("delta")(CollapseEvidence(scores, queries, predicted, target), params)
+    return res.flagged, res.statistic, res.info
+
+
+CANDIDATES.update({"all_copies": all_copies_split})

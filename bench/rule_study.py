@@ -295,6 +295,27 @@ def table(args: argparse.Namespace) -> None:
                                         datasets=["mnist5k"])}
         Path(args.out).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.out}")
+    if args.markdown:
+        print(markdown(rows, names))
+
+
+def markdown(rows: list[dict], names: list[str]) -> str:
+    """The BENCHMARKS.md table: one row per (scenario, affected images), flagged / P / R per rule."""
+    head = "| data | attack | seed | images | " + " | ".join(names) + " |"
+    lines = [head, "|" + "---|" * (4 + len(names))]
+    for r in rows:
+        if "error" in r:
+            continue
+        ds, attack, seed, _ = parse_name(r["scenario"])
+        data = "CIFAR subset" if ds == "cifar" else ds
+        cells = [f"{r[n]['flagged']} / {r[n]['precision']:.2f} / {r[n]['recall']:.2f}" for n in names]
+        lines.append(f"| {data} | {attack} | {seed} | {r['n_images']} | " + " | ".join(cells) + " |")
+    summ = summary(rows, names)
+    lines.append("| **mean precision** | | | | "
+                 + " | ".join(f"**{summ[n]['mean_precision']:.2f}**" for n in names) + " |")
+    lines.append("| **runs with recall < 0.98** | | | | "
+                 + " | ".join(f"**{summ[n]['runs_below_0.98']} of {summ[n]['runs']}**" for n in names) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -307,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rules", help="comma list of candidate rules (default: all in bench/rule_candidates.py)")
     p.add_argument("--out", help="write the table as JSON here")
+    p.add_argument("--markdown", action="store_true", help="table: also print the BENCHMARKS.md table")
     p.add_argument("--images", default="5,1", help="unlearn: affected-image counts, in this order")
     args = p.parse_args(argv)
     args.datasets = args.datasets.split(",")
