@@ -148,3 +148,16 @@ def all_copies_split(scores, queries, predicted, target):
 
 
 CANDIDATES.update({"all_copies": all_copies_split})
+
+
+def without(transform: str) -> Rule:
+    """Today's rule on the copies of every transformation but one (the app's toggles)."""
+    def rule(scores, queries, predicted, target):
+        keep = [t for t in queries.transforms_present() if t != transform]
+        ev = CollapseEvidence(scores, queries, predicted, target)
+        res = RULES.get("delta")(ev, RULES.parse_params("delta", {}), keep)
+        return res.flagged, res.statistic, res.info
+    return rule
+
+
+CANDIDATES.update({"no_invert": without("invert")})
