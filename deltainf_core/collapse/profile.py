@@ -17,7 +17,7 @@ times. The rule therefore keeps today's recall and only decides the ambiguous mi
 
 1. **Candidates and upper group as today**: broken copies only, ``d ≥ 2``, positive
    support for every original (a poison *supports* the affected prediction), Otsu's
-   upper group of ``log d``. Nothing outside it is flagged, so recall equals today's.
+   upper group of ``log d``. Nothing outside it is flagged, so recall is at most today's.
 2. **Seeds, no threshold to tune**: Otsu's split of the upper group gives its core
    (most collapsed); the lower group is what today's split already calls clean.
 3. **Decide the middle by its profile**: a logistic regression (L2, C = 1, classes
@@ -26,11 +26,11 @@ times. The rule therefore keeps today's recall and only decides the ambiguous mi
    is flagged when it looks like the core (p ≥ 0.5, the Bayes decision for balanced
    classes).
 
-Measured on BadNet and smooth, mnist5k and the CIFAR subset (bench/rule_study.py,
-bench/results/rule_study.json): same recall as today's rule, a fraction of its clean
-images. Where the transformations do not break the trigger's influence (smooth on
-mnist5k) the poisons do not collapse more than clean target images and neither rule
-reaches recall 0.98.
+Measured (bench/rule_study.py, BENCHMARKS.md "Flagging rule"): on BadNet it keeps a
+fraction of today's clean images at nearly today's recall; it is *not* the default,
+because it loses poisons on the smooth trigger (where the transformations barely
+break the trigger's influence on mnist5k and no rule reaches recall 0.98) and a few
+on BadNet (a middle image whose profile looks like the lower group's).
 """
 
 from __future__ import annotations
