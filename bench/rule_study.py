@@ -205,6 +205,20 @@ def unlearn(args: argparse.Namespace) -> None:
         print(f"{key}: {done[key]} ({time.time() - t0:.0f} s)", flush=True)
 
 
+def separability(scores: np.ndarray, q: CollapseQueries, pred: np.ndarray, sv: Saved) -> float | None:
+    """ROC AUC of the broken-copy ``d`` for poisons against clean images labelled as the target:
+    1.0 = some cut on ``d`` separates them, 0.5 = nothing in ``d`` does (ground truth used only here)."""
+    from sklearn.metrics import roc_auc_score
+
+    from deltainf_core.collapse import CollapseEvidence, effect_size
+
+    ev = CollapseEvidence(scores, q, pred, sv.target)
+    d = np.clip(effect_size(ev.stats, kept_only=True), -1e12, 1e12)
+    in_target = sv.train_labels == sv.target
+    y = np.isin(np.arange(len(d)), sv.poisons)[in_target]
+    return float(roc_auc_score(y, d[in_target])) if 0 < y.sum() < y.size else None
+
+
 def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)) -> list[dict]:
     """Every rule on every saved matrix (one and five affected images): flagged, precision, recall."""
     rows = []
@@ -218,7 +232,8 @@ def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)
                 continue
             scores, q, pred = sv.view(n)
             row = {"scenario": sv.name, "n_images": n, "n_poisons": len(truth), "psr": sv.meta.get("psr"),
-                   "clean_accuracy": sv.meta.get("clean_accuracy")}
+                   "clean_accuracy": sv.meta.get("clean_accuracy"),
+                   "auc_d_within_target_class": separability(scores, q, pred, sv)}
             for name, rule in rules.items():
                 flagged, _, _ = rule(scores, q, pred, sv.target)
                 tp = len(truth & set(np.asarray(flagged).tolist()))
@@ -301,19 +316,21 @@ def table(args: argparse.Namespace) -> None:
 
 def markdown(rows: list[dict], names: list[str]) -> str:
     """The BENCHMARKS.md table: one row per (scenario, affected images), flagged / P / R per rule."""
-    head = "| data | attack | seed | images | " + " | ".join(names) + " |"
-    lines = [head, "|" + "---|" * (4 + len(names))]
+    head = "| data | attack | seed | images | AUC of d | " + " | ".join(names) + " |"
+    lines = [head, "|" + "---|" * (5 + len(names))]
     for r in rows:
         if "error" in r:
             continue
         ds, attack, seed, _ = parse_name(r["scenario"])
         data = "CIFAR subset" if ds == "cifar" else ds
         cells = [f"{r[n]['flagged']} / {r[n]['precision']:.2f} / {r[n]['recall']:.2f}" for n in names]
-        lines.append(f"| {data} | {attack} | {seed} | {r['n_images']} | " + " | ".join(cells) + " |")
+        auc = r.get("auc_d_within_target_class")
+        auc_text = "–" if auc is None else f"{auc:.2f}"
+        lines.append(f"| {data} | {attack} | {seed} | {r['n_images']} | {auc_text} | " + " | ".join(cells) + " |")
     summ = summary(rows, names)
-    lines.append("| **mean precision** | | | | "
+    lines.append("| **mean precision** | | | | | "
                  + " | ".join(f"**{summ[n]['mean_precision']:.2f}**" for n in names) + " |")
-    lines.append("| **runs with recall < 0.98** | | | | "
+    lines.append("| **runs with recall < 0.98** | | | | | "
                  + " | ".join(f"**{summ[n]['runs_below_0.98']} of {summ[n]['runs']}**" for n in names) + " |")
     return "\n".join(lines)
 
