@@ -176,10 +176,17 @@ def unlearn(args: argparse.Namespace) -> None:
     path = eu_path(matrix_dir)
     done = json.loads(path.read_text()) if path.exists() else {}
     pipe = Pipeline(Store())
-    saved = [sv for sv in load_all(matrix_dir) if sv.ok and parse_name(sv.name)[0] in args.datasets]
+    saved = [sv for sv in load_all(matrix_dir) if sv.ok and parse_name(sv.name)[0] in args.datasets
+             and (not args.cells or sv.name in args.cells)]
+    if args.cells:
+        saved.sort(key=lambda sv: args.cells.index(sv.name))
     rules = [] if args.rules == "none" else args.rules.split(",") if args.rules else ["profile", "today"]
-    jobs = [(sv, None, None) for sv in saved]
-    jobs += [(sv, rule, n) for n in args.images for rule in rules for sv in saved if n <= sv.n_affected]
+    if args.cells:  # cell by cell: the oracle and every rule of one cell before the next cell
+        jobs = [job for sv in saved for job in [(sv, None, None)] + [(sv, rule, n) for n in args.images
+                                                                     for rule in rules if n <= sv.n_affected]]
+    else:
+        jobs = [(sv, None, None) for sv in saved]
+        jobs += [(sv, rule, n) for n in args.images for rule in rules for sv in saved if n <= sv.n_affected]
     for sv, rule, n in jobs:
         key = f"{sv.name}|oracle" if rule is None else f"{sv.name}|{rule}|{n}"
         if key in done:
@@ -347,11 +354,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="write the table as JSON here")
     p.add_argument("--markdown", action="store_true", help="table: also print the BENCHMARKS.md table")
     p.add_argument("--images", default="5,1", help="unlearn: affected-image counts, in this order")
+    p.add_argument("--cells", default="", help="unlearn: only these scenarios (comma list of matrix names), in order")
     args = p.parse_args(argv)
     args.datasets = args.datasets.split(",")
     args.attacks = args.attacks.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.images = [int(n) for n in args.images.split(",")]
+    args.cells = [c for c in args.cells.split(",") if c]
     import torch
 
     torch.set_num_threads(args.threads)
