@@ -310,7 +310,10 @@ def table(args: argparse.Namespace) -> None:
         out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rules": names,
                "command": "python bench/rule_study.py " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
                "bar": "recall >= 0.98 on every badnet/smooth run and mean precision >= 0.5",
-               "summary": summary(rows, names), "rows": rows, "eu": eu,
+               "summary": summary(rows, names),
+               "summary_by_attack": {a: summary([r for r in rows if f"-{a}-" in r["scenario"]], names)
+                                     for a in ("badnet", "smooth")},
+               "rows": rows, "eu": eu,
                "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"],
                                         models=["smallcnn"], attacks=["badnet", "smooth"],
                                         detectors=["delta", "delta_profile"], unlearners=["eu"],
@@ -339,6 +342,10 @@ def markdown(rows: list[dict], names: list[str]) -> str:
                  + " | ".join(f"**{summ[n]['mean_precision']:.2f}**" for n in names) + " |")
     lines.append("| **runs with recall < 0.98** | | | | | "
                  + " | ".join(f"**{summ[n]['runs_below_0.98']} of {summ[n]['runs']}**" for n in names) + " |")
+    for attack in ("badnet", "smooth"):
+        part = summary([r for r in rows if "error" not in r and f"-{attack}-" in r["scenario"]], names)
+        cells = [f"{part[n]['mean_precision']:.2f}, {part[n]['runs_below_0.98']} of {part[n]['runs']}" for n in names]
+        lines.append(f"| {attack} only: mean precision, runs with recall < 0.98 | | | | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
