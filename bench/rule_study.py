@@ -290,7 +290,7 @@ def summary(rows: list[dict], names: list[str]) -> dict:
         rec = [r[n]["recall"] for r in sel]
         out[n] = {"runs": len(sel), "mean_precision": float(np.mean([r[n]["precision"] for r in sel])) if sel else None,
                   "min_recall": float(min(rec)) if rec else None, "runs_below_0.98": int(sum(x < 0.98 for x in rec)),
-                  "meets_bar": bool(sel) and min(rec) >= 0.98 and np.mean([r[n]["precision"] for r in sel]) >= 0.5}
+                  "meets_bar": bool(sel and min(rec) >= 0.98 and np.mean([r[n]["precision"] for r in sel]) >= 0.5)}
     return out
 
 
@@ -324,6 +324,20 @@ def table(args: argparse.Namespace) -> None:
         print(markdown(rows, names))
 
 
+def refresh(args: argparse.Namespace) -> None:
+    """Re-read the EU results and re-stamp provenance in an existing ``--out`` file (no re-evaluation)."""
+    from bench.provenance import provenance
+
+    path = Path(args.out)
+    out = json.loads(path.read_text())
+    matrix_dir = Path(args.matrix_dir)
+    out["eu"] = json.loads(eu_path(matrix_dir).read_text()) if eu_path(matrix_dir).exists() else {}
+    versions = out["provenance"]["versions"]
+    out["provenance"] = provenance(**{f"{family}s": list(names) for family, names in versions.items()})
+    path.write_text(json.dumps(out, indent=1))
+    print(f"refreshed {path}")
+
+
 def markdown(rows: list[dict], names: list[str]) -> str:
     """The BENCHMARKS.md table: one row per (scenario, affected images), flagged / P / R per rule."""
     head = "| data | attack | seed | images | AUC of d | " + " | ".join(names) + " |"
@@ -351,7 +365,7 @@ def markdown(rows: list[dict], names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("step", choices=("collect", "unlearn", "table"))
+    p.add_argument("step", choices=("collect", "unlearn", "table", "refresh"))
     p.add_argument("--datasets", default="mnist5k,cifar")
     p.add_argument("--attacks", default="badnet,smooth,witches_brew")
     p.add_argument("--seeds", default="0,1,2,3,4")
@@ -377,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
         unlearn(args)
     elif args.step == "table":
         table(args)
+    elif args.step == "refresh":
+        refresh(args)
 
 
 if __name__ == "__main__":
