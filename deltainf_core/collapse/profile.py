@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .queries import CollapseQueries
-from .rules import otsu_threshold, register_rule
+from .rules import EffectSizeParams, otsu_threshold, register_rule
 from .statistics import broken_copies, collapse_effect_size, pooled_effect_size
 
 MIN_CELL_COPIES = 2
@@ -181,9 +181,8 @@ def _core_likeness(z: np.ndarray, core: np.ndarray, lower: np.ndarray) -> tuple[
 
 @dataclass(frozen=True)
 class ProfileParams:
-    effect_size: float = field(default=2.0, metadata={
-        "help": "candidates have pooled mean/std of influence collapse over broken copies >= this",
-        "min": 0.5, "max": 6.0, "step": 0.1})
+    # the same knob as delta's (one help text: the CLI shares one --effect-size flag between them)
+    effect_size: float = field(default=2.0, metadata=EffectSizeParams.__dataclass_fields__["effect_size"].metadata)
 
 
 register_rule("delta_profile", collapse_profile,
