@@ -10,7 +10,8 @@
 A rule in its own module registers itself with ``register_rule`` and is imported below.
 """
 
-from .evidence import CollapseEvidence
+from . import profile as _profile  # noqa: F401  (registers delta_profile)
+from .evidence import CollapseEvidence, TransformCollapse, transform_collapse
 from .queries import CollapseQueries, as_target, build_queries
 from .rules import RULES, RuleResult, register_rule
 from .statistics import (
@@ -29,8 +30,26 @@ from .statistics import (
 from .transforms import TRANSFORMS, apply_transform
 
 __all__ = [
-    "RULES", "TRANSFORMS", "CollapseEvidence", "CollapsePanels", "CollapseQueries", "CollapseStats", "RuleResult",
-    "apply_transform", "as_target", "broken_copies", "build_queries", "collapse_effect_size", "collapse_panels",
-    "collapse_stats", "delta_scores", "effect_size", "influence_collapse", "per_image_effect_size",
-    "pooled_effect_size", "register_rule",
+    "RULES",
+    "TRANSFORMS",
+    "CollapseEvidence",
+    "CollapsePanels",
+    "CollapseQueries",
+    "CollapseStats",
+    "RuleResult",
+    "TransformCollapse",
+    "apply_transform",
+    "as_target",
+    "broken_copies",
+    "build_queries",
+    "collapse_effect_size",
+    "collapse_panels",
+    "collapse_stats",
+    "delta_scores",
+    "effect_size",
+    "influence_collapse",
+    "per_image_effect_size",
+    "pooled_effect_size",
+    "register_rule",
+    "transform_collapse",
 ]

@@ -64,3 +64,69 @@ class CollapseEvidence:
         rows = np.flatnonzero(q.is_original | np.isin(q.transform, list(transforms)))
         predicted = None if self.predicted is None else np.asarray(self.predicted)[rows]
         return CollapseEvidence(np.asarray(self.scores)[rows], q.subset(rows), predicted, self.target_class)
+
+
+@dataclass
+class TransformCollapse:
+    """Per flagged image, its collapse on each transformation: the evidence Triage shows.
+
+    indices: the training images described (rows), in the order asked.
+    transforms: the transformations (columns) that had counted copies.
+    n_copies: ``[T]`` copies of each transformation the rule counted.
+    break_rate: ``[T]`` share of each transformation's copies the model no longer calls
+        the target (None when the predictions are unknown; an affected image with too few
+        broken copies has all of its copies counted, so this is not ``n_copies``' share).
+    effect_size: ``[n, T]`` each image's ``d`` over that transformation's counted copies.
+    mean_delta: ``[n, T]`` its mean ``Δ`` there (negative: it lost support).
+    pooled: ``[n]`` the pooled ``d`` over every counted copy (what ``delta`` thresholds).
+    kept_only: whether only broken copies were counted.
+    """
+
+    indices: np.ndarray
+    transforms: list[str]
+    n_copies: np.ndarray
+    break_rate: np.ndarray | None
+    effect_size: np.ndarray
+    mean_delta: np.ndarray
+    pooled: np.ndarray
+    kept_only: bool
+
+    def rows(self, position: int) -> list[dict]:
+        """One image's evidence as JSON-able rows, one per transformation."""
+        rate = [None] * len(self.transforms) if self.break_rate is None else self.break_rate.tolist()
+        d, delta = self.effect_size[position], self.mean_delta[position]
+        return [{"transform": t, "n_copies": int(n), "break_rate": r, "effect_size": _finite(d[j]),
+                 "mean_delta": _finite(delta[j])}
+                for j, (t, n, r) in enumerate(zip(self.transforms, self.n_copies, rate, strict=True))]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def transform_collapse(evidence: CollapseEvidence, indices: Sequence[int] | np.ndarray,
+                       transforms: Sequence[str] | None = None, kept_only: bool | None = None) -> TransformCollapse:
+    """Each image's collapse per transformation, over the copies the rule counts.
+
+    ``kept_only`` defaults to what the default rule does: broken copies only when the
+    predictions are known. The pooled ``d`` is the same number the rule thresholds.
+    """
+    from .statistics import collapse_panels, effect_size
+
+    kept = evidence.broken is not None if kept_only is None else bool(kept_only)
+    if kept:
+        evidence.require_predictions("counting broken copies")
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    stats = evidence.stats
+    panels = collapse_panels(stats, transforms, kept)
+    names = panels.transforms
+    d = np.stack([effect_size(stats, [t], kept)[idx] for t in names], axis=1) if names else np.zeros((idx.size, 0))
+    delta = np.stack([panels.delta[t][idx] for t in names], axis=1) if names else np.zeros((idx.size, 0))
+    rate = None
+    if evidence.predicted is not None:
+        q = evidence.queries
+        left = ~q.is_original & (np.asarray(evidence.predicted) != evidence.target_class)
+        rate = np.array([left[q.transform == t].mean() for t in names], dtype=np.float64)
+    pooled = effect_size(stats, transforms, kept)[idx]
+    return TransformCollapse(idx, names, np.array([panels.n_copies[t] for t in names], dtype=np.int64), rate,
+                             d.astype(np.float64), delta.astype(np.float64), pooled, kept)

@@ -22,8 +22,13 @@ for _rule in RULES.names():
 DETECTORS.register("influence_topk", influence_topk.detect, "plain EK-FAC: top-k mean z-scored influence",
                    params=BudgetParams, needs_influence=True)
 DETECTORS.register("activation_clustering", activation_clustering.detect,
-                   "activation clustering (Chen et al.): small k-means cluster per class")
-DETECTORS.register("spectral", spectral.detect, "spectral signatures (Tran et al.): top singular direction",
+                   "activation clustering (Chen et al.): small k-means cluster per class "
+                   "(relative size < 0.35; a knife edge: a clean class at 0.34 was flagged)")
+DETECTORS.register("spectral", spectral.detect,
+                   "spectral signatures (Tran et al.): top 1.5x poison bound of every class's singular direction",
+                   params=BudgetParams, version=2)
+DETECTORS.register("spectral_global", spectral.detect_global,
+                   "spectral signatures, one global 1.5x budget over class-mean-normalised scores (variant)",
                    params=BudgetParams)
 DETECTORS.register("frequency", frequency.detect, "high-frequency DCT energy, robust z within class",
                    params=BudgetParams)

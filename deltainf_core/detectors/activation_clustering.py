@@ -7,6 +7,11 @@ cluster is flagged (the paper's relative-size criterion). Dirty-label poisons si
 among the target class's images but activate like their source class, hence the
 split. No budget is used: the flagged set is whatever the criterion finds.
 
+Matches IBM ART's ``ActivationDefence`` on the same features (Jaccard 0.99, same classes).
+The 0.35 threshold sits on a knife edge: on the shared digits a *clean* class split at a
+0.34 share and was flagged by both implementations; a class's verdict can flip with the
+seed. Read ``info["smaller_cluster_share"]``: a share just under 0.35 is weak evidence.
+
 Score (cluster-size based, so it agrees with the flag rule): ``1 - share of the
 image's own cluster within its class``; flagged exactly when ``score > 1 -
 MAX_POISON_SHARE``. Classes too small to split score 0.

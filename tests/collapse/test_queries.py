@@ -47,3 +47,18 @@ def test_restricted_evidence_keeps_originals_and_chosen_copies():
                                   sub.queries.image_of[sub.queries.copy_rows()])
     with pytest.raises(ValueError, match="every original"):
         q.subset(np.flatnonzero(~q.is_original))
+
+
+def test_first_image_queries_do_not_depend_on_how_many_images_follow():
+    # the rule study derives the one-affected-image case from the five-image pass: the first
+    # image's copies (draws, labels, order) must be the same whatever max_affected is
+    from deltainf_core import CollapseConfig, build_queries
+
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    affected = ImageSet(images, torch.zeros(5, dtype=torch.long), tuple("0123"))
+    five = build_queries(affected, 0, CollapseConfig(transforms=("flip", "invert", "blur"), max_affected=5))
+    one = build_queries(affected, 0, CollapseConfig(transforms=("flip", "invert", "blur"), max_affected=1))
+    rows = np.flatnonzero(five.image_of == 0)
+    assert torch.equal(five.queries.images[rows], one.queries.images)
+    assert torch.equal(five.queries.labels[rows], one.queries.labels)
+    assert five.transform[rows].tolist() == one.transform.tolist()

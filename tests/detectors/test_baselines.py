@@ -108,9 +108,34 @@ def test_budgeted_or_clustered_sets_are_exact(name):
     assert det.flagged.tolist() == PLANTED.tolist()
 
 
-def test_spectral_flags_one_and_a_half_budgets():
-    det, _ = run("spectral")
-    assert det.n_flagged == int(np.ceil(1.5 * len(PLANTED)))
+def test_spectral_flags_one_and_a_half_budgets_in_every_class():
+    det, train = run("spectral")
+    k = int(np.ceil(1.5 * len(PLANTED)))
+    assert det.info["k_per_class"] == k
+    assert np.bincount(train.labels.numpy()[det.flagged]).tolist() == [k] * len(CLASSES)
+
+
+def test_spectral_global_flags_one_and_a_half_budgets_overall():
+    train = feature_set()
+    det = spectral.detect_global(context(train))
+    assert det.method == "spectral_global" and det.n_flagged == int(np.ceil(1.5 * len(PLANTED)))
+    assert set(PLANTED) <= set(det.flagged.tolist())
+
+
+def test_per_class_budget_keeps_recall_where_the_global_one_loses_it():
+    # four strong clean outliers in each other class: after dividing by the class mean they
+    # outrank the eight poisons (which inflate their own class's mean), and one global budget
+    # of 12 slots spends 8 of them there; the paper's per-class budget still takes every poison
+    train = feature_set()
+    gen = torch.Generator().manual_seed(5)
+    for c in (0, 2):
+        outliers = torch.arange(c * PER_CLASS, c * PER_CLASS + 4)
+        x = train.images.view(len(train), -1)
+        x[outliers] += 0.6 * torch.sign(torch.randn(64, generator=gen))
+    per_class = spectral.detect(context(train))
+    global_ = spectral.detect_global(context(train))
+    assert set(PLANTED) <= set(per_class.flagged.tolist())
+    assert len(set(PLANTED) & set(global_.flagged.tolist())) < len(PLANTED)
 
 
 def test_activation_clustering_leaves_clean_classes_alone():
