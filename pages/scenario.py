@@ -122,6 +122,12 @@ def scenario(checkpoint: str | None = None) -> Scenario:
     scn = replace(scn, train=replace(scn.train, model=spec.model, model_kwargs=spec.model_kwargs,
                                      model_output=spec.model_output, input_mean=spec.input_mean,
                                      input_std=spec.input_std))
+    victim, target = scn.attack.victim_class, scn.attack.target_class
+    if victim is not None and target == (1 if victim != 1 else 2):  # the boxes show the defaults: not given,
+        target = None                                                 # as on the CLI (same scenario, same cache)
+    if victim == 0:
+        victim = None
+    scn = replace(scn, attack=replace(scn.attack, victim_class=victim, target_class=target))
     scn.validate()
     return scn
 
@@ -231,12 +237,13 @@ def results(act: ui.Active) -> None:
     cols[0].metric("Clean accuracy", ui.pct(tm.clean_accuracy), help="accuracy on the clean test set")
     cols[1].metric("Poison success rate", ui.pct(tm.poison_success_rate),
                    help="share of triggered victim-class test images predicted as the target")
-    cols[2].metric("Training / test images", f"{len(poisoned.train):,} / {len(splits.test):,}",
-                   help="the dataset's split into images the model learns from and images it is judged on "
-                   "(after the caps under Advanced)")
+    split = (f"{len(poisoned.train):,} training and {len(splits.test):,} test images: the dataset's split into "
+             "images the model learns from and images it is judged on (after the caps under Advanced)")
+    cols[2].metric("Training images", f"{len(poisoned.train):,}", help=split)
     cols[3].metric("Poisoned images", "unknown" if truth is None else f"{len(truth):,}")
     cols[4].metric("Training time", "loaded" if act.mode != "train" else f"{tm.seconds:.1f}s",
                    help="trained earlier with these settings; loaded from the cache" if tm.cached else None)
+    st.caption(split[0].upper() + split[1:])
     if truth is not None and act.scenario.attack.attack != NO_ATTACK:
         classes = splits.classes
         shown = truth[:10]
