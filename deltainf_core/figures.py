@@ -111,9 +111,16 @@ def _axis_name(kind: str, p: int) -> str:
     return kind if p == 0 else f"{kind}{p + 1}"
 
 
-def statistic_shown(statistic: np.ndarray, clip: float = D_CLIP) -> np.ndarray:
-    """A rule's statistic as the scatter draws it: NaN as 0, clipped to ``±clip``, float32."""
-    return np.clip(np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=0.0), -clip, clip).astype(np.float32)
+def statistic_shown(statistic: np.ndarray, name: str = "d", clip: float = D_CLIP) -> np.ndarray:
+    """A rule's statistic as the scatter draws it: NaN as 0, float32; the effect size ``d`` is
+    clipped to ``±clip`` (zero spread gives ±inf), other statistics (e.g. vote counts) keep
+    their range with infinities drawn at the finite extremes."""
+    v = np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=0.0)
+    if name == "d":
+        return np.clip(v, -clip, clip).astype(np.float32)
+    finite = v[np.isfinite(v)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return np.clip(v, lo, hi).astype(np.float32)
 
 
 def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None, statistic_name: str = "d",
@@ -167,7 +174,7 @@ def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None,
         x0 = c * (width + hgap)
         y1 = 1.0 - r * (height + vgap)
         if name == "__d__":
-            y_all = statistic_shown(statistic)
+            y_all = statistic_shown(statistic, statistic_name)
             title = statistic_title or statistic_name
             y_axis = {"title": {"text": statistic_name} if c == 0 else None}
             hover = f"train #%{{customdata}}<br>{statistic_name} %{{y:.2f}}"
