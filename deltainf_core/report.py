@@ -119,6 +119,9 @@ def verdict(results: dict) -> tuple[str, bool | None]:
     if not un:
         why = results.get("unlearn_error")
         return ("Nothing was unlearned" + (f": {why}" if why else " (no training image was flagged)") + ".", None)
+    if un.get("verdict"):  # the run's own sentence (``unlearning.verdict``), when the results carry it
+        text = str(un["verdict"]).strip()
+        return text[0].upper() + text[1:].rstrip(".") + ".", un.get("removed")
     after, oracle = un.get("poison_success_rate"), un.get("oracle_poison_success_rate")
     if after is None:
         return ("There is no known attack here, so the poison success rate cannot be measured; "

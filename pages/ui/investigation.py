@@ -207,8 +207,9 @@ def current_collapse(act: Active) -> CollapseResult | None:
 
 
 def enabled_transforms(result: CollapseResult) -> list[str]:
-    present = result.queries.transforms_present()
-    return [t for t in st.session_state.get("col_transforms") or [] if t in present]
+    """The toggled-on transformations in the copies' own order (re-enabling one never moves its panel)."""
+    chosen = set(st.session_state.get("col_transforms") or [])
+    return [t for t in result.queries.transforms_present() if t in chosen]
 
 
 # -- flagged set ------------------------------------------------------------------------------

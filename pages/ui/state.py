@@ -124,6 +124,11 @@ class Session:
     detections: detector name -> ``Keyed`` detection (detectors that are not collapse rules).
     rounds: the detect/unlearn rounds (``deltainf_core.Rounds``), from the core.
     memo: per-name ``Keyed`` results that are expensive to recompute on every rerun.
+    oracle: ``Keyed`` {"clean_accuracy", "poison_success_rate"} of the retrain without the poisons.
+    collapse_cached: (factors, scores) were served from the cache when the collapse was computed.
+    runs: every unlearning run of this investigation (``investigations.UnlearnRun``), oldest first.
+    inv_id / saved / saved_stamp: the investigation on disk this session is bound to, the
+        record as last written or read (to save only changes) and its ``updated`` stamp.
     """
 
     active: Active | None = None
@@ -138,6 +143,11 @@ class Session:
     rounds: Rounds | None = None
     notice: str | None = None
     memo: dict[str, Keyed] = field(default_factory=dict)
+    collapse_cached: tuple[bool, bool] | None = None
+    runs: list = field(default_factory=list)
+    inv_id: str | None = None
+    saved: dict | None = None
+    saved_stamp: str | None = None
 
     @property
     def collapse_result(self) -> CollapseResult | None:
@@ -182,10 +192,10 @@ def reset_downstream(level: str) -> None:
     """Forget results that depend on an earlier step ('model' > 'affected' > 'collapse')."""
     s = session()
     if level == "model":
-        s.picked, s.uploads, s.oracle = None, [], None
+        s.picked, s.uploads, s.oracle, s.runs = None, [], None, []
         st.session_state["aff_target"] = None
         st.session_state["aff_page"] = 1
     if level in ("model", "affected"):
-        s.collapse = None
+        s.collapse, s.collapse_cached = None, None
     s.rejected, s.added, s.detections, s.unlearned = set(), set(), {}, None
     st.session_state["tri_page"] = 1
