@@ -24,7 +24,7 @@ def test_an_investigation_reopens_where_it_was(clear_caches, cache_dir):
     at.button(key="scn_train").click().run()
     assert not errors(ok(at))
     inv_id = state(at).inv_id
-    assert inv_id and at.query_params["investigation"] == [inv_id]
+    assert inv_id and at.query_params["investigation"] == inv_id
 
     goto(at, "affected_image")
     goto(at, "influence_collapse")
