@@ -174,6 +174,14 @@ def init_state() -> None:
 
 
 def session() -> Session:
+    if SESSION not in st.session_state:
+        # A page ran without app.py: Streamlit's first run in a fresh server process still
+        # treats the pages/ folder as a v1 multipage app (a reload on a sub-page's URL right
+        # after a restart). Switch it off, as app.py's st.navigation does, and run again.
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
     return st.session_state[SESSION]
 
 
