@@ -18,8 +18,7 @@ from pages.ui.report import report_button
 ss = st.session_state
 PAGE_SIZE = 32
 COLUMNS = 8
-REJECTED = (150, 150, 150)
-"""Grey frame of a rejected tile (the image itself is washed out)."""
+REJECTED = (150, 150, 150)  # grey frame of a rejected tile (the image itself is washed out)
 
 
 def _set_all(indices: list[int], approve: bool) -> None:
