@@ -24,7 +24,7 @@ from .investigation import (
     has_attack_gallery,
     trained,
 )
-from .jobs import attempt, pipeline
+from .jobs import attempt, log, pipeline
 from .state import Active, session
 
 LIMIT = 96
@@ -104,12 +104,19 @@ def _name() -> str:
 
 
 def report_button(act: Active, key: str) -> None:
-    """A download button for the report (built when clicked: figures are drawn only then)."""
+    """A download button for the report. What it shows is gathered now (the session is only
+    readable during the script run); the figures are drawn when the button is clicked."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", _name() or "investigation").strip("-") or "investigation"
+    ok, data = attempt("Gathering the report", report_data, act)
+    if not ok:
+        return
 
     def build() -> str:
-        ok, data = attempt("Building the report", report_data, act)
-        return build_report(data) if ok else "<!DOCTYPE html><p>The report could not be built; see the app.</p>"
+        try:
+            return build_report(data)
+        except Exception:  # noqa: BLE001 - runs outside the script run: log it, hand over a page that says so
+            log.exception("building the report")
+            return "<!DOCTYPE html><title>Report</title><p>The report could not be built; see the server log.</p>"
 
     st.download_button("Report (HTML)", data=build, file_name=f"deltainf-report-{name}.html", mime="text/html",
                        icon=":material/summarize:", key=key,
