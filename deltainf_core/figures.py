@@ -263,8 +263,11 @@ def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, 
     A bar's label sits above the dashed success line when the bar is below it, so a "0.0%"
     is never struck through.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean test accuracy", "poison success rate"),
-                        horizontal_spacing=0.14)
+    psr_known = before.get("poison_success_rate") is not None or after.get("poison_success_rate") is not None
+    # the success line is named in the panel's title: a label beside it would sit on a bar
+    psr_title = f"poison success rate (dashed: success < {100 * success_psr:g}%)" if psr_known else \
+        "poison success rate"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean test accuracy", psr_title), horizontal_spacing=0.14)
     colours = {"poisoned model": "#7f7f7f", after_label: "#2b8cbe", "oracle retrain": "#c7c7c7"}
     line = 100.0 * success_psr
 
@@ -272,7 +275,7 @@ def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, 
         if value is None:
             return
         y = 100.0 * value
-        above_line = col == 2 and y < line + 8
+        above_line = col == 2 and y < line  # its label would sit on the line: lift it just above
         fig.add_trace(go.Bar(
             x=[label], y=[y], marker_color=colours.get(label, "#2b8cbe"), name=label,
             text=None if above_line else [f"{y:.1f}%"], textposition="outside", showlegend=False,
@@ -286,15 +289,12 @@ def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, 
     bar(after_label, after.get("clean_accuracy"), 1)
     if oracle_accuracy is not None:
         bar("oracle retrain", oracle_accuracy, 1)
-    psr_known = before.get("poison_success_rate") is not None or after.get("poison_success_rate") is not None
     bar("poisoned model", before.get("poison_success_rate"), 2)
     bar(after_label, after.get("poison_success_rate"), 2)
     if psr_known and oracle_psr is not None:
         bar("oracle retrain", oracle_psr, 2)
     if psr_known:
-        fig.add_hline(y=line, line={"color": "#d62728", "dash": "dash", "width": 1},
-                      annotation_text=f"success < {100 * success_psr:g}%", annotation_position="bottom right",
-                      annotation_font={"color": "#d62728", "size": 11}, row=1, col=2)
+        fig.add_hline(y=line, line={"color": "#d62728", "dash": "dash", "width": 1}, row=1, col=2)
     else:
         fig.add_annotation(text="no ground truth:<br>not measurable", showarrow=False, xref="x2 domain",
                            yref="y2 domain", x=0.5, y=0.5, font={"color": "#777"})
