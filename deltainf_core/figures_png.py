@@ -6,6 +6,8 @@ coloured cells needs nothing beyond Pillow, which the project already uses.
 
 from __future__ import annotations
 
+import os
+
 from PIL import Image, ImageDraw, ImageFont
 
 GOOD = (198, 239, 206)
@@ -45,7 +47,8 @@ def comparison_image(result: dict) -> Image.Image:
     font, bold = _font(15), _font(17)
     cell_w, cell_h, label_w, head_h = 190, 46, 190, 34
     n_rows = sum(len(dict.fromkeys(r[k] for r in rows)) + 1 for k, rows in groups)
-    title = f"{result.get('dataset', '?')} · {result.get('model', '?')} · PSR after unlearning / clean accuracy (%)"
+    dataset = os.path.basename(os.path.normpath(str(result.get("dataset") or "?")))
+    title = f"{dataset} · {result.get('model', '?')} · PSR after unlearning / clean accuracy (%)"
     title_w = int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=bold))
     width = max(label_w + cell_w * len(attacks) + 20, title_w + 20)
     img = Image.new("RGB", (width, head_h + cell_h * n_rows + 40), "white")

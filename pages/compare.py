@@ -51,8 +51,8 @@ def table(rows: list[dict]) -> pd.DataFrame:
 
 
 def show(path: str, data: dict, shipped: bool) -> None:
-    st.subheader(f"Most recent comparison · {data.get('dataset', '?')}" + (f" · {data['model']}"
-                                                                         if data.get("model") else ""))
+    dataset = os.path.basename(os.path.normpath(str(data.get("dataset") or "?")))  # a folder: its name
+    st.subheader(f"Most recent comparison · {dataset}" + (f" · {data['model']}" if data.get("model") else ""))
     when = str(data.get("created", "")).replace("T", " ")
     where = os.path.relpath(path, ROOT)
     if shipped:

@@ -109,6 +109,7 @@ def activate(scn: Scenario, mode: str, tm: TrainedModel, checkpoint_name: str | 
         "clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate,
         "n_train": len(poisoned.train), "n_poisons": len(poisoned.poison_indices)})
     s.rounds = Rounds(tm, scn.max_rounds)
+    s.hold = False  # a fresh model: the session is whole again and is saved
     reset_downstream("model")
 
 

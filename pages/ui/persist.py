@@ -123,8 +123,8 @@ def _comparable(rec: Investigation) -> dict:
 def save() -> None:
     """Write the session's investigation if it changed (creating it once there is a model)."""
     s = session()
-    if s.inv_id is None and s.active is None:
-        return
+    if (s.inv_id is None and s.active is None) or s.hold or s.restoring:
+        return  # never overwrite a record with a half-restored session
     try:
         st_store = store()
         if s.inv_id is None:
@@ -163,9 +163,9 @@ def bind() -> None:
         if s.inv_id == wanted:
             start_new()
         return
-    if s.inv_id == wanted and s.saved_stamp == rec.updated:
+    if s.inv_id == wanted and s.saved_stamp == rec.updated and s.restoring != wanted:
         return
-    restore(rec)
+    restore(rec)  # also when a restore of this session was cut short by a rerun
 
 
 def start_new() -> None:
@@ -185,6 +185,7 @@ def restore(rec: Investigation) -> None:
     start_new()
     s = session()
     s.inv_id, s.saved, s.saved_stamp = rec.id, _comparable(rec), rec.updated
+    s.restoring = rec.id  # cleared once the session is whole (a rerun may cut the rebuild short)
     st.query_params[PARAM] = rec.id
     known = set(setting_keys())
     for key, value in rec.settings.items():
@@ -193,14 +194,18 @@ def restore(rec: Investigation) -> None:
     if rec.transforms:
         ss["col_transforms"] = list(rec.transforms)
     s.runs = list(rec.unlearning)
-    if not rec.scenario or not rec.model_key:
-        return
-    ok, scn = attempt("Reading the saved scenario", Scenario.from_dict, rec.scenario)
+    ok = True
+    if rec.scenario and rec.model_key:
+        ok, scn = attempt("Reading the saved scenario", Scenario.from_dict, rec.scenario)
+        if ok:
+            ok, _ = run_long(f"Reopening {rec.name}", lambda pipe: _rebuild(pipe, rec, scn))
+    s.restoring = None
     if not ok:
-        return
-    ok, _ = run_long(f"Reopening {rec.name}", lambda pipe: _rebuild(pipe, rec, scn))
-    if not ok:
-        st.info("The saved settings are back; the steps above can be rerun from their pages.")
+        # Never overwrite a record with a half-restored session: it is saved again only once a
+        # model is trained or loaded here (``activate``).
+        s.hold = True
+        st.info("The saved settings are back, but this investigation is not saved again until a model is "
+                "trained or loaded on the Scenario page.")
 
 
 def _rebuild(pipe, rec: Investigation, scn: Scenario) -> None:
@@ -210,6 +215,9 @@ def _rebuild(pipe, rec: Investigation, scn: Scenario) -> None:
     act = Active(scn, rec.mode, tm.key, rec.checkpoint_name, dict(extra))
     s.active = act
     rounds = s.rounds = Rounds(tm, scn.max_rounds)
+    s.added, s.rejected = set(rec.added), set(rec.rejected)
+    if rec.oracle is not None:
+        s.oracle = Keyed(act.model_key, dict(rec.oracle))
     if tm.key != rec.model_key:
         s.notice = ("this model was retrained with the saved settings (the cached one was gone or from an older "
                     "version), so its numbers may differ from the ones saved")
@@ -233,13 +241,10 @@ def _rebuild(pipe, rec: Investigation, scn: Scenario) -> None:
         result = pipe.collapse(cscn, aff, target_class=affected_target(act), model=rounds.model)
         s.collapse = Keyed(collapse_signature(act, collapse_config(act, len(aff))), result)
         s.collapse_cached = (True, True)
-    s.added, s.rejected = set(rec.added), set(rec.rejected)
     now = [r for r in runs if r.round == rounds.n]
     if now:
         last = now[-1]
         s.unlearned = Unlearned(_unlearn(pipe, scn, last), list(last.forget), last.method, act.model_key)
-    if rec.oracle is not None:
-        s.oracle = Keyed(act.model_key, dict(rec.oracle))
 
 
 def _unlearn(pipe, scn: Scenario, run: UnlearnRun):

@@ -129,6 +129,8 @@ class Session:
     runs: every unlearning run of this investigation (``investigations.UnlearnRun``), oldest first.
     inv_id / saved / saved_stamp: the investigation on disk this session is bound to, the
         record as last written or read (to save only changes) and its ``updated`` stamp.
+    hold: a reopen failed half-way; the record is not overwritten until a model is activated.
+    restoring: the id being reopened until its rebuild completes (a rerun can cut it short).
     """
 
     active: Active | None = None
@@ -148,6 +150,8 @@ class Session:
     inv_id: str | None = None
     saved: dict | None = None
     saved_stamp: str | None = None
+    hold: bool = False
+    restoring: str | None = None
 
     @property
     def collapse_result(self) -> CollapseResult | None:
