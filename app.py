@@ -14,8 +14,15 @@ import os
 
 import streamlit as st
 from PIL import Image
+from streamlit.runtime.pages_manager import PagesManager
 
 from pages import ui
+
+if PagesManager.uses_pages_directory:
+    # A fresh server's first run reads pages/ the v1 way (app.py run as one of its pages, the
+    # raw files listed); st.navigation below switches that off for good: start over as v2.
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 ICON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "icon.png")
 
