@@ -15,7 +15,7 @@ writes to ``bench/results/influence_passes[-<data>].json``:
 Wall-clock and CPU (process) seconds are both recorded; on a shared machine the CPU
 ratios are the steadier ones, and only timings from an otherwise idle machine are figures.
 
-    python bench/influence_passes.py [--dataset mnist5k | --data-dir DIR] [--repeats 3]
+    python -m bench.influence_passes [--dataset mnist5k | --data-dir DIR] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -32,8 +31,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from bench.provenance import provenance
 from deltainf_core import DataConfig, ImageSet, Pipeline, Scenario, TrainConfig, build_queries
 from deltainf_core.config import config_dict
 from deltainf_core.influence import InfluenceEngine
@@ -98,6 +96,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0], "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "influence_config": config_dict(scn.influence),
+        "provenance": provenance(stages=["train", "factors", "scores"], models=[scn.train.model],
+                                 attacks=[scn.attack.attack], datasets=[] if args.data_dir else [args.dataset]),
     }
     for tag, i in (("", 0), ("cpu_", 1)):
         res[f"{tag}ratio_default_vs_1"] = many_s[i] / one_s[i]
@@ -115,7 +115,7 @@ def main() -> None:
     print(f"longest progress gap, scoring / fitting  : {res['progress_max_gap_s']:.2f} s / {fit_gap:.2f} s")
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     name = "influence_passes" + ("" if not args.data_dir and args.dataset == "mnist5k" else "-" + os.path.basename(
-        os.path.normpath(args.data_dir or args.dataset)))
+        os.path.normpath(args.data_dir or args.dataset))) + ("-cuda" if pipe.device.type == "cuda" else "")
     with open(os.path.join(os.path.dirname(__file__), "results", f"{name}.json"), "w") as fh:
         json.dump(res, fh, indent=2, default=str)
 

@@ -1,6 +1,6 @@
 """Benchmark: the default investigation as the training set grows, and what factor caps cost.
 
-    python bench/scaling.py build --n 50000 --out data/cifar-aug-50k
+    python -m bench.scaling build --n 50000 --out data/cifar-aug [--nested 5000,10000,20000]
         An ImageFolder of N CIFAR-size training images made from the real CIFAR subset
         (../shared/data/cifar10-subset, 1,900 train / 380 test) by augmentation: image i
         is training image i mod 1,900 (its class kept) after a seeded random crop of a
@@ -8,11 +8,11 @@
         contrast scaled by U(0.8, 1.2); the first 1,900 are the originals. The test split
         is the subset's own 380 test images.
 
-    python bench/scaling.py run --data-dirs data/cifar-aug-5000,data/cifar-aug-50000
+    python -m bench.scaling run --data-dirs data/cifar-aug-5000,data/cifar-aug-50000
         The whole default ``run`` on each folder in a fresh process: seconds per stage,
         seconds per image, peak RSS, the growth exponent of each stage between sizes.
 
-    python bench/scaling.py caps --datasets mnist5k,<cifar dir> --seeds 0,1,2 --lambda-caps 1000,500 [--query-rank 32]
+    python -m bench.scaling caps --datasets mnist5k,<cifar dir> --seeds 0,1,2 --lambda-caps 1000,500 [--query-rank 32]
         First-round flagged sets with the factor caps at their defaults and with each
         cap given (per dataset, in that order): a cap may only be a default where the
         flagged set stays the same; likewise for low-rank query gradients.
@@ -35,8 +35,6 @@ from dataclasses import replace
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SUBSET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
                       "cifar10-subset")
@@ -52,6 +50,7 @@ def build(n: int, out: str, source: str = SUBSET, seed: int = 0) -> None:
 
     from deltainf_core import DataConfig, load_dataset
 
+    torch.set_num_threads(1)  # per-image ops on 3x32x32 tensors: threads only add overhead (10x slower on 16 cores)
     splits = load_dataset(DataConfig(data_dir=source))
     src, labels, classes = splits.train.pixels, splits.train.labels, splits.classes
     gen = torch.Generator().manual_seed(seed)
@@ -73,24 +72,49 @@ def build(n: int, out: str, source: str = SUBSET, seed: int = 0) -> None:
     shutil.copytree(os.path.join(source, "test"), os.path.join(out, "test"), dirs_exist_ok=True)
 
 
+def nest(full: str, n: int, out: str) -> None:
+    """The first ``n`` images of a built set as their own folder (hard links): image i is the
+    same in every size, since the augmentation draws in order."""
+    import shutil
+
+    for d, _, files in os.walk(os.path.join(full, "train")):
+        dst = os.path.join(out, os.path.relpath(d, full))
+        os.makedirs(dst, exist_ok=True)
+        for f in files:
+            if int(f.split(".")[0]) < n:
+                os.link(os.path.join(d, f), os.path.join(dst, f))
+    shutil.copytree(os.path.join(full, "test"), os.path.join(out, "test"), dirs_exist_ok=True)
+
+
 def _run_one(data_dir: str, cache: str) -> dict:
     """One default ``run`` in this process (called in a child process by ``run``)."""
     from deltainf_core import DataConfig, Pipeline, Scenario, Store
 
-    t = time.perf_counter()
+    t, load = time.perf_counter(), os.getloadavg()[0]
     result = Pipeline(Store(cache)).run(Scenario(data=DataConfig(data_dir=data_dir)))
     return {"wall_s": time.perf_counter() - t, "timings_s": result["timings_s"],
+            "load_average_before_after": [load, os.getloadavg()[0]],
             "n_train": result["poisoned"]["n_train"], "n_flagged": result["detection"]["n_flagged"],
             "precision": result["detection"]["precision"], "recall": result["detection"]["recall"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "device": result["device"], "gpu": _gpu()}
+
+
+def _gpu() -> dict | None:
+    """The GPU's name and this process's peak allocation on it (None on a CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return {"name": torch.cuda.get_device_name(), "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
 def run(data_dirs: list[str], cache_root: str) -> dict:
     rows = []
     for d in data_dirs:
         cache = os.path.join(cache_root, os.path.basename(os.path.normpath(d)))
-        out = subprocess.run([sys.executable, __file__, "_one", d, cache], capture_output=True, text=True,
-                             check=True).stdout.strip().splitlines()[-1]
+        out = subprocess.run([sys.executable, "-m", "bench.scaling", "_one", d, cache], capture_output=True,
+                             text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append({"data_dir": d, **json.loads(out)})
         print(json.dumps(rows[-1]), flush=True)
     growth = {}
@@ -148,6 +172,8 @@ def main() -> None:
     b = sub.add_parser("build")
     b.add_argument("--n", type=int, required=True)
     b.add_argument("--out", required=True)
+    b.add_argument("--source", default=SUBSET, help="the real CIFAR subset (an ImageFolder) to augment")
+    b.add_argument("--nested", default="", help="also write the first N images as OUT-N folders, e.g. 5000,10000")
     r = sub.add_parser("run")
     r.add_argument("--data-dirs", required=True)
     r.add_argument("--cache-root", default=os.path.join("cache", "scaling"))
@@ -158,15 +184,22 @@ def main() -> None:
     c.add_argument("--query-rank", type=int, help="also score with this query_gradient_rank")
     args = ap.parse_args()
     if args.mode == "build":
-        build(args.n, args.out)
+        build(args.n, args.out, args.source)
+        for n in (int(v) for v in args.nested.split(",") if v):
+            nest(args.out, n, f"{args.out.rstrip('/')}-{n}")
         return
     if args.mode == "run":
         res = run(args.data_dirs.split(","), args.cache_root)
     else:
         res = caps(args.datasets.split(","), [int(s) for s in args.seeds.split(",")],
                    [int(v) for v in args.lambda_caps.split(",")], args.query_rank)
+    from bench.provenance import provenance
+
     res.update({"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": os.getloadavg()[0],
-                "cpu_count": os.cpu_count(), "numpy": np.__version__})
+                "cpu_count": os.cpu_count(), "numpy": np.__version__,
+                "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"],
+                                         models=["smallcnn"], attacks=["badnet"], detectors=["delta"],
+                                         unlearners=["eu"])})
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"scaling-{args.mode}.json"), "w") as fh:
         json.dump(res, fh, indent=2)

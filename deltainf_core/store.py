@@ -37,6 +37,8 @@ __all__ = ["STAGE_VERSIONS", "Store", "default_cache_dir", "finite_array", "fini
 T = TypeVar("T")
 
 STAGE_VERSIONS: dict[str, int] = {
+    "data": 1,
+    "influence": 1,
     "poison": 4,
     "train": 3,
     "unlearn": 2,
@@ -46,6 +48,8 @@ STAGE_VERSIONS: dict[str, int] = {
 """Code version of every cached stage; a key of an unlisted stage is refused."""
 
 STAGE_LABELS: dict[str, str] = {
+    "data": "dataset",
+    "influence": "influence engine",
     "poison": "poisoned training set",
     "train": "model",
     "unlearn": "unlearned model",

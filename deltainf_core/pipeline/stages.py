@@ -259,7 +259,7 @@ class Pipeline:
         scores = eng.scores(queries.queries)
         t2 = time.perf_counter()
         predicted = self.predict(scn, queries.queries, keyed)
-        return CollapseResult(scores, queries, predicted, target, labelled, t1 - t0, t2 - t1, eng.key)
+        return CollapseResult(scores, queries, predicted, target, labelled, t1 - t0, t2 - t1, eng.score_key)
 
     # -- detection --------------------------------------------------------------------
     def detect(self, scn: Scenario, affected: ImageSet, target_class: int | None = None,

@@ -51,7 +51,7 @@ def test_collapse_scores_every_query_in_one_pass(pipeline, tiny_scenario, traine
     delta, _rows = delta_scores(cr.scores, cr.queries)
     assert delta.shape == (n_q - k, 800)
     assert (cr.queries.queries.labels[:1] == cr.target_class).all() and (cr.affected.labels == cr.target_class).all()
-    assert cr.predicted.shape == (n_q,) and cr.key == eng.key
+    assert cr.predicted.shape == (n_q,) and cr.key == eng.score_key
 
 
 def test_artefacts_carry_the_keys_later_stages_build_on(pipeline, tiny_scenario, trained, monkeypatch):
@@ -68,10 +68,11 @@ def test_artefacts_carry_the_keys_later_stages_build_on(pipeline, tiny_scenario,
     monkeypatch.setattr(influence, "data_fingerprint", no_hashing)
     fresh = Pipeline(pipeline.store)  # no memo: every key is rebuilt from configs and handed-on keys
     eng = fresh.engine(tiny_scenario)
-    expected = fresh.store.key("influence", trained.key, poisoned.key, tiny_scenario.influence).replace(":", "-")
-    assert eng.key == expected
-    other = replace(tiny_scenario, influence=replace(tiny_scenario.influence, damping=1e-3))
-    assert fresh.engine(other).key != eng.key
+    assert eng.key == pipeline.engine(tiny_scenario).key  # the same content key, handed on, not re-hashed
+    damped = fresh.engine(replace(tiny_scenario, influence=replace(tiny_scenario.influence, damping=1e-3)))
+    assert damped.key == eng.key and damped.score_key != eng.score_key  # damping: same factors, new scores
+    capped = fresh.engine(replace(tiny_scenario, influence=replace(tiny_scenario.influence, lambda_max_examples=7)))
+    assert capped.key != eng.key
 
 
 def test_unknown_method_parameters_are_refused_before_any_work(pipeline, tiny_scenario):
