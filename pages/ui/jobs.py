@@ -118,6 +118,7 @@ def progress_text(title: str, label: str, frac: float, msg: str, elapsed: float,
 def show_error(action: str, err: BaseException) -> None:
     """One sentence for the analyst; the traceback only goes to the server log."""
     if isinstance(err, DeltaInfError):
+        log.warning("%s: %s", action, err)
         st.error(str(err))
         return
     log.exception("%s failed", action)

@@ -181,6 +181,7 @@ def start_new() -> None:
 
 def restore(rec: Investigation) -> None:
     """Rebuild the session from a record; heavy results come back from the artefact cache."""
+    log.warning("reopening %s (%s)", rec.id, rec.status)
     ss = st.session_state
     start_new()
     s = session()
@@ -201,6 +202,7 @@ def restore(rec: Investigation) -> None:
             ok, _ = run_long(f"Reopening {rec.name}", lambda pipe: _rebuild(pipe, rec, scn))
     s.restoring = None
     if not ok:
+        log.warning("reopening %s failed; the record is held until a model is activated", rec.id)
         # Never overwrite a record with a half-restored session: it is saved again only once a
         # model is trained or loaded here (``activate``).
         s.hold = True
@@ -244,7 +246,10 @@ def _rebuild(pipe, rec: Investigation, scn: Scenario) -> None:
     now = [r for r in runs if r.round == rounds.n]
     if now:
         last = now[-1]
+        log.warning("reopening %s: unlearning run (%s, %d images)", rec.id, last.method, len(last.forget))
         s.unlearned = Unlearned(_unlearn(pipe, scn, last), list(last.forget), last.method, act.model_key)
+    log.warning("reopened %s (round %d, %d runs, unlearned %s)", rec.id, rounds.n, len(runs),
+                s.unlearned is not None)
 
 
 def _unlearn(pipe, scn: Scenario, run: UnlearnRun):
