@@ -319,6 +319,7 @@ def investigation_view(page) -> tuple[str, ...]:
         no_exception(page)
         return (*counts, metric(page, "Clean accuracy after"), metric(page, "Poison success rate after"))
     except Exception:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "failed-reopen.png"), full_page=True)
+        failed = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored, never the README's folder
+        failed.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(failed / "failed-reopen.png"), full_page=True)
         raise
