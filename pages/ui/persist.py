@@ -181,7 +181,7 @@ def start_new() -> None:
 
 def restore(rec: Investigation) -> None:
     """Rebuild the session from a record; heavy results come back from the artefact cache."""
-    log.warning("reopening %s (%s)", rec.id, rec.status)
+    log.info("reopening %s (%s)", rec.id, rec.status)
     ss = st.session_state
     start_new()
     s = session()
@@ -246,9 +246,9 @@ def _rebuild(pipe, rec: Investigation, scn: Scenario) -> None:
     now = [r for r in runs if r.round == rounds.n]
     if now:
         last = now[-1]
-        log.warning("reopening %s: unlearning run (%s, %d images)", rec.id, last.method, len(last.forget))
+        log.info("reopening %s: unlearning run (%s, %d images)", rec.id, last.method, len(last.forget))
         s.unlearned = Unlearned(_unlearn(pipe, scn, last), list(last.forget), last.method, act.model_key)
-    log.warning("reopened %s (round %d, %d runs, unlearned %s)", rec.id, rounds.n, len(runs),
+    log.info("reopened %s (round %d, %d runs, unlearned %s)", rec.id, rounds.n, len(runs),
                 s.unlearned is not None)
 
 
