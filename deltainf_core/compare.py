@@ -58,7 +58,8 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
               if u != eu or DEFAULT_DETECTOR not in detectors]
     started = time.perf_counter()
     for i, (attack, detector, unlearner) in enumerate(cells):
-        progress("compare", i / len(cells), f"{attack} × {detector} × {unlearner}")
+        progress("compare", i / len(cells), cell_message(i, len(cells), f"{attack} × {detector} × {unlearner}",
+                                                          time.perf_counter() - started))
         scn = replace(base, attack=replace(base.attack, attack=attack,
                                            params=ATTACKS.accepted(attack, base.attack.params)),
                       detect=replace(base.detect, detector=detector,
@@ -84,6 +85,41 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
     result["markdown"] = markdown_table(result)
     progress("compare", 1.0, f"{len(rows)} cells")
     return save_comparison(result, out_dir)
+
+
+def n_cells(attacks: list[str], detectors: list[str], unlearners: list[str]) -> int:
+    """How many cells ``run_comparison`` runs for these choices (what "cell i of N" counts)."""
+    extra = [u for u in unlearners if u != FIGURE3_UNLEARNER or DEFAULT_DETECTOR not in detectors]
+    return len(attacks) * (len(detectors) + len(extra))
+
+
+def cell_message(i: int, n: int, what: str, elapsed: float) -> str:
+    """"cell 3 of 8: badnet × delta × eu · about 2m left" (the estimate once a cell has finished)."""
+    text = f"cell {i + 1} of {n}: {what}"
+    if i > 0:
+        text += f" · about {duration(elapsed / i * (n - i))} left"
+    return text
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_seconds(n: int, dataset: str, folders: list[str]) -> float | None:
+    """Seconds ``n`` cells took on ``dataset`` in the newest earlier comparison there (None: none).
+
+    A rough guide before a run starts: earlier cells may have been cached, or run on other hardware.
+    """
+    for _, data, _ in comparisons(folders):
+        rows = data.get("rows") or []
+        if _slug(str(data.get("dataset", ""))) == _slug(dataset) and rows and data.get("seconds"):
+            return float(data["seconds"]) / len(rows) * n
+    return None
 
 
 def measure_cell(pipe: Pipeline, scn: Scenario) -> dict:
@@ -240,16 +276,42 @@ def save_comparison(result: dict, out_dir: str) -> dict:
 def latest_comparison(out_dir: str = "results") -> tuple[str, dict] | None:
     """``(path, result)`` of the newest ``compare-*.json`` under ``out_dir`` that parses into a
     result with a list of rows; None when there is none (unreadable files are skipped)."""
-    paths = sorted(glob.glob(os.path.join(out_dir, "compare-*.json")), key=os.path.getmtime)
-    for path in reversed(paths):
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("rows"), list):
-            return path, data
+    for path, data, _ in comparisons([out_dir]):
+        return path, data
     return None
+
+
+def comparisons(folders: list[str]) -> list[tuple[str, dict, int]]:
+    """Every readable comparison under ``folders`` as ``(path, result, folder position)``, newest
+    first by the run's own ``created`` stamp (a fresh clone's files all share one mtime; a file
+    without one counts from its mtime)."""
+    found = []
+    for pos, folder in enumerate(folders):
+        for path in glob.glob(os.path.join(folder, "compare-*.json")):
+            try:
+                with open(path) as fh:
+                    data = json.load(fh)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("rows"), list):
+                mtime = os.path.getmtime(path)
+                stamp = data.get("created") if isinstance(data.get("created"), str) else time.strftime(
+                    "%Y-%m-%dT%H:%M:%S", time.localtime(mtime))
+                found.append((stamp, mtime, path, data, pos))
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+    return [(path, data, pos) for _, _, path, data, pos in found]
+
+
+def figure_path(path: str, data: dict, root: str = ".") -> str | None:
+    """The comparison's PNG: where its JSON says (relative paths from ``root``), else beside the
+    JSON under the JSON's own name (how ``bench/results/`` ships them)."""
+    named = data.get("figure_png")
+    candidates = []
+    if isinstance(named, str) and named.endswith(".png"):
+        candidates += [named if os.path.isabs(named) else os.path.join(root, named),
+                       os.path.join(os.path.dirname(path), os.path.basename(named))]
+    candidates.append(os.path.splitext(path)[0] + ".png")
+    return next((c for c in candidates if os.path.isfile(c)), None)
 
 
 def _slug(text: str) -> str:

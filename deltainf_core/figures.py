@@ -111,9 +111,16 @@ def _axis_name(kind: str, p: int) -> str:
     return kind if p == 0 else f"{kind}{p + 1}"
 
 
-def statistic_shown(statistic: np.ndarray, clip: float = D_CLIP) -> np.ndarray:
-    """A rule's statistic as the scatter draws it: NaN as 0, clipped to ``±clip``, float32."""
-    return np.clip(np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=0.0), -clip, clip).astype(np.float32)
+def statistic_shown(statistic: np.ndarray, name: str = "d", clip: float = D_CLIP) -> np.ndarray:
+    """A rule's statistic as the scatter draws it: NaN as 0, float32; the effect size ``d`` is
+    clipped to ``±clip`` (zero spread gives ±inf), other statistics (e.g. vote counts) keep
+    their range with infinities drawn at the finite extremes."""
+    v = np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=0.0)
+    if name == "d":
+        return np.clip(v, -clip, clip).astype(np.float32)
+    finite = v[np.isfinite(v)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return np.clip(v, lo, hi).astype(np.float32)
 
 
 def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None, statistic_name: str = "d",
@@ -143,18 +150,21 @@ def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None,
     x_ticks = symlog_ticks(cx, float(x_all.min(initial=0)), float(x_all.max(initial=0)),
                            max_ticks=5 if cols > 2 else 7)
 
+    # Drawn in this order: clean points, then the flagged rings, then the poisons on top, so a
+    # ring never hides an orange poison (hollow ring around a filled point).
     groups: list[tuple[str, str, np.ndarray, dict]] = []
+    poison_mask = _mask(n, poisons)
     if poisons is None:
         groups.append(("training images", "all", idx, {"color": NEUTRAL, "size": 4, "opacity": 0.7}))
     else:
-        poison_mask = _mask(n, poisons)
         groups.append(("clean", "clean", idx[~poison_mask], {"color": CLEAN, "size": 4, "opacity": 0.9}))
-        groups.append(("poisoned (ground truth)", "poison", idx[poison_mask],
-                       {"color": POISON, "size": 7, "opacity": 1.0, "line": {"color": "#9a4a00", "width": 0.5}}))
     flag_idx = idx[_mask(n, flagged)]
     if flag_idx.size:
         groups.append(("flagged by the rule", "flagged", flag_idx,
                        {"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": FLAGGED, "width": 1.2}}))
+    if poisons is not None:
+        groups.append(("poisoned (ground truth)", "poison", idx[poison_mask],
+                       {"color": POISON, "size": 7, "opacity": 1.0, "line": {"color": "#9a4a00", "width": 0.5}}))
 
     traces: list[dict] = []
     layout: dict[str, Any] = {}
@@ -167,7 +177,7 @@ def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None,
         x0 = c * (width + hgap)
         y1 = 1.0 - r * (height + vgap)
         if name == "__d__":
-            y_all = statistic_shown(statistic)
+            y_all = statistic_shown(statistic, statistic_name)
             title = statistic_title or statistic_name
             y_axis = {"title": {"text": statistic_name} if c == 0 else None}
             hover = f"train #%{{customdata}}<br>{statistic_name} %{{y:.2f}}"
@@ -245,36 +255,46 @@ def _get(obj: Any, key: str, default: Any) -> Any:
 # -- before / after ----------------------------------------------------------------------
 def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, float | None],
                         after_label: str = "after unlearning", oracle_accuracy: float | None = None,
-                        success_psr: float = 0.05) -> go.Figure:
+                        success_psr: float = 0.05, oracle_psr: float | None = None) -> go.Figure:
     """Clean accuracy and poison success rate, before vs. after, as two bar panels (percent).
 
     before/after: ``{"clean_accuracy": float, "poison_success_rate": float | None}``.
-    oracle_accuracy: accuracy of a retrain without exactly the true poisons (grey bar).
+    oracle_accuracy / oracle_psr: a retrain without exactly the true poisons (grey bars).
+    A bar's label sits above the dashed success line when the bar is below it, so a "0.0%"
+    is never struck through.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean test accuracy", "poison success rate"),
-                        horizontal_spacing=0.14)
+    psr_known = before.get("poison_success_rate") is not None or after.get("poison_success_rate") is not None
+    # the success line is named in the panel's title: a label beside it would sit on a bar
+    psr_title = f"poison success rate (dashed: success < {100 * success_psr:g}%)" if psr_known else \
+        "poison success rate"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean test accuracy", psr_title), horizontal_spacing=0.14)
     colours = {"poisoned model": "#7f7f7f", after_label: "#2b8cbe", "oracle retrain": "#c7c7c7"}
+    line = 100.0 * success_psr
 
     def bar(label: str, value: float | None, col: int) -> None:
         if value is None:
             return
+        y = 100.0 * value
+        above_line = col == 2 and y < line  # its label would sit on the line: lift it just above
         fig.add_trace(go.Bar(
-            x=[label], y=[100.0 * value], marker_color=colours.get(label, "#2b8cbe"), name=label,
-            text=[f"{100.0 * value:.1f}%"], textposition="outside", showlegend=False,
+            x=[label], y=[y], marker_color=colours.get(label, "#2b8cbe"), name=label,
+            text=None if above_line else [f"{y:.1f}%"], textposition="outside", showlegend=False,
             hovertemplate=f"{label}: %{{y:.1f}}%<extra></extra>",
         ), row=1, col=col)
+        if above_line:
+            fig.add_annotation(x=label, y=line + 1.5, text=f"{y:.1f}%", showarrow=False, yanchor="bottom",
+                               xref="x2", yref="y2")
 
     bar("poisoned model", before.get("clean_accuracy"), 1)
     bar(after_label, after.get("clean_accuracy"), 1)
     if oracle_accuracy is not None:
         bar("oracle retrain", oracle_accuracy, 1)
-    psr_known = before.get("poison_success_rate") is not None or after.get("poison_success_rate") is not None
     bar("poisoned model", before.get("poison_success_rate"), 2)
     bar(after_label, after.get("poison_success_rate"), 2)
+    if psr_known and oracle_psr is not None:
+        bar("oracle retrain", oracle_psr, 2)
     if psr_known:
-        fig.add_hline(y=100.0 * success_psr, line={"color": "#d62728", "dash": "dash", "width": 1},
-                      annotation_text=f"success < {100 * success_psr:g}%", annotation_position="top right",
-                      row=1, col=2)
+        fig.add_hline(y=line, line={"color": "#d62728", "dash": "dash", "width": 1}, row=1, col=2)
     else:
         fig.add_annotation(text="no ground truth:<br>not measurable", showarrow=False, xref="x2 domain",
                            yref="y2 domain", x=0.5, y=0.5, font={"color": "#777"})
@@ -282,6 +302,12 @@ def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, 
     fig.update_layout(height=340, margin={"l": 50, "r": 20, "t": 50, "b": 40}, plot_bgcolor="white",
                       bargap=0.35)
     return fig
+
+
+def faded(image: Any, min_side: int = 84, amount: float = 0.6) -> np.ndarray:
+    """``to_display`` washed out towards white (a rejected image: still legible, visibly set aside)."""
+    tile = to_display(image, min_side).astype(np.float32)
+    return (tile + (255.0 - tile) * amount + 0.5).astype(np.uint8)
 
 
 # -- images -------------------------------------------------------------------------------
@@ -322,6 +348,7 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
 
 
 __all__ = [
-    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "before_after_figure", "collapse_figure", "framed", "hex_to_rgb",
+    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "before_after_figure", "collapse_figure", "faded", "framed",
+    "hex_to_rgb",
     "selected_training_indices", "statistic_shown", "symlog", "symlog_scale", "symlog_ticks", "to_display",
 ]

@@ -6,6 +6,8 @@ coloured cells needs nothing beyond Pillow, which the project already uses.
 
 from __future__ import annotations
 
+import os
+
 from PIL import Image, ImageDraw, ImageFont
 
 GOOD = (198, 239, 206)
@@ -24,9 +26,16 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def comparison_png(result: dict, path: str) -> str:
+    """Write ``comparison_image(result)`` to ``path``."""
+    comparison_image(result).save(path)
+    return path
+
+
+def comparison_image(result: dict) -> Image.Image:
     """Rows = detectors (and unlearners on Δ-Influence's set), columns = attacks.
 
-    Each cell: PSR after unlearning with ✓/× (green when < 5%) and clean accuracy.
+    Each cell: PSR after unlearning with ✓/× (green when < 5%) and clean accuracy. The
+    image is at least as wide as its title (one attack's table is narrower than the title).
     """
     from .compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER
 
@@ -38,10 +47,13 @@ def comparison_png(result: dict, path: str) -> str:
     font, bold = _font(15), _font(17)
     cell_w, cell_h, label_w, head_h = 190, 46, 190, 34
     n_rows = sum(len(dict.fromkeys(r[k] for r in rows)) + 1 for k, rows in groups)
-    img = Image.new("RGB", (label_w + cell_w * len(attacks) + 20, head_h + cell_h * n_rows + 40), "white")
+    dataset = os.path.basename(os.path.normpath(str(result.get("dataset") or "?")))
+    title = f"{dataset} · {result.get('model', '?')} · PSR after unlearning / clean accuracy (%)"
+    title_w = int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=bold))
+    width = max(label_w + cell_w * len(attacks) + 20, title_w + 20)
+    img = Image.new("RGB", (width, head_h + cell_h * n_rows + 40), "white")
     draw = ImageDraw.Draw(img)
-    draw.text((10, 8), f"{result['dataset']} · {result['model']} · PSR after unlearning / clean accuracy (%)",
-              fill=INK, font=bold)
+    draw.text((10, 8), title, fill=INK, font=bold)
     y = head_h + 10
     for key, rows in groups:
         draw.text((10, y + 14), "detector (EU)" if key == "detector" else "unlearner (Δ-Inf.)", fill=INK, font=bold)
@@ -62,5 +74,4 @@ def comparison_png(result: dict, path: str) -> str:
                 draw.rectangle([x0 + 2, y + 2, x0 + cell_w - 2, y + cell_h - 2], fill=colour)
                 draw.text((x0 + 10, y + 14), text, fill=INK, font=font)
             y += cell_h
-    img.save(path)
-    return path
+    return img

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import report_html as h
-from .figures import POISON, CollapsePanels, collapse_panels, framed, hex_to_rgb
+from .collapse import CollapsePanels
+from .figures import POISON, framed, hex_to_rgb
 from .metrics import SUCCESS_PSR
 from .report_figures import before_after_png, collapse_png, png_bytes
 
@@ -62,8 +63,10 @@ class ReportData:
 
     results: the SPEC §3 results dict (``Pipeline.run`` output, or built by the app).
     affected / copies: the affected image(s) and the first one's transformed copies.
-    panels: Figure-2 statistics (``figures.collapse_panels``) with ``poisons`` (ground
+    panels: Figure-2 statistics (``collapse.collapse_panels``) with ``poisons`` (ground
         truth or None) and ``flagged`` (the rule's set, drawn as rings) and ``threshold``.
+    statistic / statistic_name: the rule's own per-image statistic (``RuleResult.statistic``,
+        e.g. ``d``) for the first panel; None: no such panel.
     flagged_images: the reviewed images, strongest evidence first (captions carry it);
         ``n_flagged_total`` is how many there were when the grid is capped.
     n_approved / n_rejected: triage decisions (None: every flagged image approved).
@@ -76,6 +79,8 @@ class ReportData:
     affected: list[ReportImage] = field(default_factory=list)
     copies: list[ReportImage] = field(default_factory=list)
     panels: CollapsePanels | None = None
+    statistic: np.ndarray | None = None
+    statistic_name: str = "d"
     poisons: np.ndarray | None = None
     flagged: np.ndarray | None = None
     threshold: float | None = 2.0
@@ -114,6 +119,9 @@ def verdict(results: dict) -> tuple[str, bool | None]:
     if not un:
         why = results.get("unlearn_error")
         return ("Nothing was unlearned" + (f": {why}" if why else " (no training image was flagged)") + ".", None)
+    if un.get("verdict"):  # the run's own sentence (``unlearning.verdict``), when the results carry it
+        text = str(un["verdict"]).strip()
+        return text[0].upper() + text[1:].rstrip(".") + ".", un.get("removed")
     after, oracle = un.get("poison_success_rate"), un.get("oracle_poison_success_rate")
     if after is None:
         return ("There is no known attack here, so the poison success rate cannot be measured; "
@@ -172,14 +180,22 @@ def _affected(data: ReportData) -> str:
 def _collapse(data: ReportData) -> str:
     if data.panels is None:
         return h.paragraphs(["The influence-collapse plots are not part of this report."], "note")
-    png = collapse_png(data.panels, data.poisons, data.flagged, data.threshold)
+    png = collapse_png(data.panels, data.statistic, data.statistic_name, data.poisons, data.flagged, data.threshold)
     known = "poisoned training images in orange, clean ones in light blue" if data.poisons is not None \
         else "no ground truth: every training image in grey"
     return h.plot(png, "influence collapse scatter, one panel per transformation",
                   "Each point is a training image: across, its influence on the original affected image; down, how "
-                  "that influence changed on the altered copies (both on a symmetric log scale). The first panel "
-                  f"pools every copy into one effect size d. {known[0].upper() + known[1:]}; rings mark what the "
+                  f"that influence changed on the altered copies (both on a symmetric log scale).{_first_panel(data)} "
+                  f"{known[0].upper() + known[1:]}; rings mark what the "
                   "rule flagged.")
+
+
+def _first_panel(data: ReportData) -> str:
+    if data.statistic is None:
+        return ""
+    if data.statistic_name == "d":
+        return " The first panel pools every copy into one effect size d, the statistic the rule flags by."
+    return f" The first panel shows the rule's statistic ({data.statistic_name})."
 
 
 def _flagged(data: ReportData) -> str:
@@ -282,6 +298,10 @@ def write_report(data: ReportData, path: str) -> str:
 
 
 # -- filling ReportData from core objects ------------------------------------------------------------
+DISPLAY_RULE = "delta"
+"""The rule whose statistic the report plots when the run's detector is not a collapse rule."""
+
+
 def class_label(classes: Sequence[str], c: int) -> str:
     name = classes[c] if 0 <= c < len(classes) else str(c)
     return str(c) if name == str(c) else f"{c} ({name})"
@@ -292,7 +312,7 @@ def copy_images(queries: Any, transforms: Sequence[str] | None = None, limit: in
 
     queries: a ``CollapseQueries``; captions read "blur → 3 (cat)".
     """
-    from .figures import TRANSFORM_TITLES
+    from .collapse.transforms import transform_title
 
     classes = queries.queries.classes
     rows = [i for i in range(len(queries.queries)) if queries.image_of[i] == 0
@@ -300,8 +320,7 @@ def copy_images(queries: Any, transforms: Sequence[str] | None = None, limit: in
     out = []
     for i in rows[:limit]:
         label = class_label(classes, int(queries.queries.labels[i]))
-        name = "original" if queries.is_original[i] else TRANSFORM_TITLES.get(queries.transform[i],
-                                                                               queries.transform[i])
+        name = "original" if queries.is_original[i] else transform_title(queries.transform[i])
         out.append(ReportImage(queries.queries.images[i], f"{name}\n→ {label}"))
     return out
 
@@ -325,8 +344,7 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     The scores come from the pipeline's cache (the run just computed them), so this
     adds seconds, not a second influence pass.
     """
-    from .collapse.rules import collapse_votes, delta_scores
-    from .detectors.delta import default_rule
+    from .collapse import RULES, collapse_panels
 
     poisoned = pipe.poisoned(scn)
     splits = pipe.dataset(scn.data)
@@ -334,7 +352,7 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     truth = truth if truth.size else None
     det = results.get("detection") or {}
     flagged = np.asarray(det.get("flagged") or [], dtype=np.int64)
-    data = ReportData(results, poisons=truth, flagged=flagged, threshold=scn.detect.effect_size,
+    data = ReportData(results, poisons=truth, flagged=flagged, threshold=None,
                       n_flagged_total=int(flagged.size), n_approved=int(flagged.size), n_rejected=0)
     tests = [int(t) for t in results.get("affected_test_indices") or []]
     if not tests:
@@ -347,16 +365,20 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     col = pipe.collapse(scn, affected, poisoned.target_class)
     data.affected = [ReportImage(img, f"test #{t}") for img, t in zip(affected.images, tests, strict=True)]
     data.copies = copy_images(col.queries, limit=limit // 2)
-    data.panels = collapse_panels(col.scores, col.queries)
-    method, evidence, name = det.get("method"), None, "score"
-    if method == "delta":
-        _, evidence, _ = default_rule(col.scores, col.queries, col.predicted, col.target_class, scn.detect)
-        name = "d"
-    else:
-        data.threshold = None  # the d ≥ threshold line belongs to the default rule only
-    if method == "delta_published":
-        delta, _ = delta_scores(col.scores, col.queries)
-        evidence, name = collapse_votes(delta, scn.detect.th).astype(np.float64), f"votes of {delta.shape[0]}"
+    method = det.get("method")
+    # The detector's own rule and parameters (the same statistic the run flagged by); a baseline
+    # detector's images are shown against the default rule's statistic, without its threshold.
+    rule = method if method in RULES else DISPLAY_RULE
+    params = RULES.parse_params(rule, scn.detect.params if rule == method else {})
+    out = RULES.get(rule)(col, params)
+    data.panels = collapse_panels(col.stats, None, kept_only=bool(out.info.get("broken_only", False)))
+    data.statistic, data.statistic_name = out.statistic, RULES.trait(rule, "statistic")
+    evidence, name = None, "score"
+    if rule == method:
+        data.threshold = out.info.get("threshold")
+        evidence, name = out.statistic, data.statistic_name
+        if name == "votes":
+            name = f"votes of {out.info.get('n_copies', '')}".strip()
     if evidence is not None:
         flagged = flagged[np.argsort(-np.nan_to_num(evidence[flagged], nan=-np.inf), kind="stable")]
     data.flagged_images = flagged_images(poisoned.train, flagged, evidence, name, truth, limit=limit)

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .collapse.transforms import transform_title
 from .figures import (
     CLEAN,
     D_CLIP,
@@ -24,9 +25,9 @@ from .figures import (
     NEUTRAL,
     POISON,
     THRESHOLD,
-    TRANSFORM_TITLES,
     CollapsePanels,
     hex_to_rgb,
+    statistic_shown,
     symlog,
     symlog_scale,
     symlog_ticks,
@@ -81,11 +82,21 @@ def _limits(values: np.ndarray, extra: tuple[float, ...] = ()) -> tuple[float, f
     return lo - pad, hi + pad
 
 
-def collapse_png(panels: CollapsePanels, poisons: np.ndarray | None = None, flagged: np.ndarray | None = None,
+def _nice_step(span: float, max_ticks: int = 8) -> float:
+    """The smallest of 1, 2, 5 × 10^k giving at most ``max_ticks`` ticks over ``span``."""
+    k = 10.0 ** math.floor(math.log10(max(span, 1e-9) / max_ticks))
+    return next(m * k for m in (1, 2, 5, 10) if span / (m * k) <= max_ticks)
+
+
+def collapse_png(panels: CollapsePanels, statistic: np.ndarray | None = None, statistic_name: str = "d",
+                 poisons: np.ndarray | None = None, flagged: np.ndarray | None = None,
                  threshold: float | None = 2.0, max_cols: int = 4, panel_w: int = 300, panel_h: int = 230) -> bytes:
-    """The Figure-2 panels (effect size d, then one per transformation) as one PNG."""
+    """The Figure-2 panels (the rule's ``statistic``, then one per transformation) as one PNG.
+
+    Like ``figures.collapse_figure``: the statistic is the rule's own (never recomputed here).
+    """
     n = panels.n_train
-    names = ["__d__", *panels.transforms]
+    names = (["__d__"] if statistic is not None else []) + panels.transforms
     cols = min(max_cols, len(names))
     rows = math.ceil(len(names) / cols)
     left, top, gap_x, gap_y, legend_h = 62, 28, 26, 58, 34
@@ -110,11 +121,12 @@ def collapse_png(panels: CollapsePanels, poisons: np.ndarray | None = None, flag
         by0 = legend_h + r * (top + panel_h + gap_y) + top
         box = (bx0, by0, bx0 + panel_w - 1, by0 + panel_h - 1)
         if name == "__d__":
-            y = np.clip(np.nan_to_num(panels.effect_size, nan=0.0), -D_CLIP, D_CLIP)
+            y = statistic_shown(statistic, statistic_name, D_CLIP)
             y_lo, y_hi = _limits(y, () if threshold is None else (threshold,))
-            step = 1 if y_hi - y_lo <= 8 else (2 if y_hi - y_lo <= 16 else 4)
-            y_ticks = [(float(v), f"{v:g}") for v in range(math.ceil(y_lo), math.floor(y_hi) + 1) if v % step == 0]
-            title = "effect size d" + (f" (flagged at d ≥ {threshold:g})" if threshold is not None else "")
+            step = _nice_step(y_hi - y_lo)
+            y_ticks = [(float(v), f"{v:g}") for v in np.arange(math.ceil(y_lo / step) * step, y_hi, step)]
+            label = "effect size d" if statistic_name == "d" else statistic_name
+            title = label + (f" (flagged at {statistic_name} ≥ {threshold:g})" if threshold is not None else "")
             if threshold is not None:
                 ty = int(_scale(np.array([threshold]), y_lo, y_hi, box[3], box[1])[0])
                 lines.append(((box[0], ty, box[2], ty), THRESHOLD, True))
@@ -124,7 +136,7 @@ def collapse_png(panels: CollapsePanels, poisons: np.ndarray | None = None, flag
             vals, labels = symlog_ticks(cy, y_lo, y_hi)
             y_ticks = list(zip(vals, labels, strict=True))
             k = panels.n_copies.get(name, 0)
-            title = f"{TRANSFORM_TITLES.get(name, name)} · {k} cop{'y' if k == 1 else 'ies'}"
+            title = f"{transform_title(name)} · {k} cop{'y' if k == 1 else 'ies'}"
         boxes.append(box)
         canvas[box[1]:box[3] + 1, box[0]:box[2] + 1] = 255
         for v, label in y_ticks:

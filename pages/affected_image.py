@@ -133,6 +133,7 @@ def upload_section(act: ui.Active) -> None:
                 else:
                     s.uploads = [*s.uploads, ui.Upload(sha, file.name, up.image.numpy(), list(up.notes))]
                     ui.reset_downstream("affected")
+                    ui.upload_saved(data, file.name)
     uploads = ui.session().uploads
     if uploads:
         preds = pipe.predict(act.scenario, [u.image for u in uploads], ui.trained(act))

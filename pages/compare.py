@@ -9,15 +9,37 @@ import pandas as pd
 import streamlit as st
 
 from deltainf_core import ATTACKS, DATASETS, DETECTORS, UNLEARNERS, DataConfig
-from deltainf_core.compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER, latest_comparison, run_comparison
+from deltainf_core.compare import (
+    DEFAULT_DETECTOR,
+    FIGURE3_UNLEARNER,
+    comparisons,
+    duration,
+    estimate_seconds,
+    figure_path,
+    n_cells,
+    run_comparison,
+)
+from deltainf_core.figures_png import comparison_image
 from pages import ui
 
 ss = st.session_state
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where this app's comparisons are written (and read first); the ones shipped with the
+# repository (bench/results/) are shown too, marked as such.
 RESULTS = os.environ.get("DELTAINF_RESULTS") or os.path.join(ROOT, "results")
-"""Where ``compare-*.json`` files are read from and written to."""
+SHIPPED = os.path.join(ROOT, "bench", "results")
 PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "acc_change", "oracle_acc", "oracle_psr",
            "precision", "recall")
+LABELS = {
+    "attack": "Attack", "detector": "Detector", "unlearner": "Unlearning", "psr_before": "PSR before",
+    "psr_after": "PSR after", "success": "Success (PSR < 5%)", "acc_before": "Accuracy before",
+    "acc_after": "Accuracy after", "acc_change": "Accuracy change", "oracle_acc": "Oracle accuracy",
+    "oracle_psr": "Oracle PSR", "n_flagged": "Flagged", "precision": "Precision", "recall": "Recall",
+    "rounds": "Rounds", "unlearn_seconds": "Unlearning time", "seconds": "Total time", "time_vs_eu": "Time vs EU",
+    "n_hit": "Targets hit", "n_targets": "Targets", "error": "Why it failed",
+}
+FORMATS = {"acc_change": "%+.1f pt", "unlearn_seconds": "%.0f s", "seconds": "%.0f s", "time_vs_eu": "%.2f×",
+           "n_flagged": "%d", "rounds": "%d", "n_hit": "%d", "n_targets": "%d"}
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
@@ -28,19 +50,30 @@ def table(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def show(path: str, data: dict) -> None:
-    st.subheader(f"Latest comparison · {data.get('dataset', '?')}")
-    st.caption(f"{os.path.relpath(path, ROOT)} · {len(data['rows'])} runs")
+def show(path: str, data: dict, shipped: bool) -> None:
+    dataset = os.path.basename(os.path.normpath(str(data.get("dataset") or "?")))  # a folder: its name
+    st.subheader(f"Most recent comparison · {dataset}" + (f" · {data['model']}" if data.get("model") else ""))
+    when = str(data.get("created", "")).replace("T", " ")
+    where = os.path.relpath(path, ROOT)
+    if shipped:
+        st.caption(f"Shipped with the repository ({where}, measured {when or 'earlier'}) · {len(data['rows'])} runs. "
+                   "A comparison run here takes its place.")
+    else:
+        st.caption(f"{where} · {when} · {len(data['rows'])} runs")
     df = table(data["rows"])
-    config = {c: st.column_config.NumberColumn(c.replace("_", " "), format="%.1f%%") for c in PERCENT if c in df}
-    config["success"] = st.column_config.CheckboxColumn("success (PSR < 5%)")
-    config["seconds"] = st.column_config.NumberColumn("seconds", format="%.0f")
+    config = {c: st.column_config.NumberColumn(LABELS.get(c, c), format="%.1f%%") for c in PERCENT if c in df}
+    for c, fmt in FORMATS.items():
+        if c in df:
+            config[c] = st.column_config.NumberColumn(LABELS.get(c, c), format=fmt)
+    for c in df.columns:
+        config.setdefault(c, st.column_config.Column(LABELS.get(c, c.replace("_", " "))))
+    config["success"] = st.column_config.CheckboxColumn(LABELS["success"])
     st.dataframe(df, column_config=config, hide_index=True, width="stretch")
-    png = data.get("figure_png")
-    if png:
-        png_path = png if os.path.isabs(png) else os.path.join(ROOT, png)
-        if os.path.isfile(png_path):
-            st.image(png_path)
+    ok, image = ui.attempt("Drawing the comparison", comparison_image, data)
+    if ok:
+        st.image(image)
+    elif figure_path(path, data, ROOT):
+        st.image(figure_path(path, data, ROOT))
     if data.get("markdown"):
         with st.expander("As Markdown"):
             st.code(data["markdown"], language="markdown")
@@ -67,6 +100,11 @@ def launcher(expanded: bool) -> bool:
         if any(ATTACKS.trait(a, "per_target") for a in ss.get("cmp_attacks", [])):
             st.number_input("Targets per one-target attack (one attack run each; PSR = share hit)", min_value=1,
                             max_value=20, **ui.keep("cmp_brew_targets"))
+        n = n_cells(list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]))
+        guess = estimate_seconds(n, ss["cmp_dataset"], [RESULTS, SHIPPED])
+        st.caption(f"{n} cell{'s' if n != 1 else ''} (one investigation each; cached steps are reused)"
+                   + ("" if guess is None else f" · about {duration(guess)} going by the last comparison on "
+                      "this dataset"))
         if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
             ok, base = ui.attempt("Reading the settings", comparison_base)
             if not ok:
@@ -93,14 +131,21 @@ def render() -> None:
     st.title("Compare methods")
     st.caption("Detection methods × unlearning methods on the same attacks: poison success rate and clean "
                "accuracy before/after, flagged-set precision and recall.")
-    found = latest_comparison(RESULTS)
+    found = latest()
     if launcher(expanded=found is None):
-        found = latest_comparison(RESULTS) or found
+        found = latest() or found
     if found is None:
         st.info("No comparison yet: run one above or with `python -m deltainf_core compare`; results appear "
                 "here from `results/compare-*.json`.")
         return
-    show(*found)
+    path, data, folder = found
+    show(path, data, shipped=folder == 1)
+
+
+def latest() -> tuple[str, dict, int] | None:
+    """The newest comparison here or shipped (folder 1 = shipped)."""
+    found = comparisons([RESULTS, SHIPPED])
+    return found[0] if found else None
 
 
 render()

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from deltainf_core import precision_recall
+from deltainf_core import TRANSFORMS, precision_recall
 from deltainf_core.collapse.transforms import transform_short, transform_title
 from deltainf_core.figures import POISON, collapse_figure, framed, hex_to_rgb, selected_training_indices, to_display
 from pages import ui
@@ -17,9 +17,18 @@ MAX_SHOWN = 40
 
 
 def compute(act: ui.Active, aff, cfg):
+    """The collapse job, noting whether factors and scores came from the cache (for the caption)."""
     scn = replace(act.scenario, collapse=cfg)
     model = ui.rounds(act).model
-    return lambda pipe: pipe.collapse(scn, aff, target_class=ui.affected_target(act), model=model)
+
+    def job(pipe):
+        engine = pipe.engine(scn, model)
+        factors_cached = engine.factors_ready()
+        result = pipe.collapse(scn, aff, target_class=ui.affected_target(act), model=model)
+        ui.session().collapse_cached = (factors_cached, engine.passes == 0)
+        return result
+
+    return job
 
 
 def controls(act: ui.Active, aff) -> None:
@@ -37,8 +46,10 @@ def controls(act: ui.Active, aff) -> None:
         cfg = ui.collapse_config(act, len(aff))
         ok, result = ui.run_long("Influence collapse", compute(act, aff, cfg))
         if ok:
+            cached = ui.session().collapse_cached
             ui.session().collapse = ui.Keyed(ui.collapse_signature(act, cfg), result)
             ui.reset_downstream("collapse")
+            ui.session().collapse_cached = cached
             st.rerun()  # redraw the whole page (button label, sidebar) around the new result
 
 
@@ -95,11 +106,13 @@ def explore(act: ui.Active, result) -> None:
     idx = selected_training_indices(event)
     if idx.size:
         selection_panel(act, idx, view.result.statistic, view.statistic_name)
+    copies_gallery(result, transforms)
 
 
-def copies_gallery(result) -> None:
+def copies_gallery(result, transforms: list[str]) -> None:
+    """The first affected image's copies of the toggled transformations, in the copies' own order
+    (a toggle adds or removes its copies in place; nothing moves to the end)."""
     q = result.queries
-    transforms = ui.enabled_transforms(result)
     rows = [i for i in range(len(q.queries)) if q.image_of[i] == 0 and (q.is_original[i] or q.transform[i] in
                                                                          transforms)]
     classes = q.queries.classes
@@ -111,6 +124,12 @@ def copies_gallery(result) -> None:
         st.caption("Captions: transformation → the copy's random label (never the attack target). The poisons' "
                    "support for the target vanishes on every copy; a clean image's influence does not move "
                    "consistently.")
+        gray = q.queries.image_shape[0] == 1
+        same = [transform_title(t) for t in transforms if gray and t in TRANSFORMS
+                and TRANSFORMS.trait(t, "identity_on_gray")]
+        if same:
+            st.caption(f"On these one-channel images {', '.join(same)} leave{'s' if len(same) == 1 else ''} the "
+                       "image unchanged: those copies differ from the original only in their label.")
 
 
 def render() -> None:
@@ -132,11 +151,12 @@ def render() -> None:
         st.info(f"{len(aff)} affected image{'s' if len(aff) > 1 else ''} ready. Computing fits influence factors "
                 "once per model (cached on disk) and scores every copy in one pass.")
         return
+    cached = ui.session().collapse_cached or (False, False)
+    factors = "factors from cache" if cached[0] else f"factors {result.factor_seconds:.1f}s"
+    scores = "scores from cache" if cached[1] else f"scores {result.score_seconds:.1f}s"
     st.caption(f"{len(result.queries.queries)} queries ({result.queries.n_affected} affected images and their "
-               f"copies) × {result.scores.shape[1]:,} training images · factors {result.factor_seconds:.1f}s · "
-               f"scores {result.score_seconds:.1f}s")
+               f"copies) × {result.scores.shape[1]:,} training images · {factors} · {scores}")
     explore(act, result)
-    copies_gallery(result)
     st.page_link("pages/triage.py", label="Next: triage the flagged images", icon=":material/arrow_forward:")
 
 

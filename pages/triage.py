@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, replace
 
@@ -11,12 +9,16 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import DETECTORS, DetectConfig, precision_recall
-from deltainf_core.figures import POISON, framed, hex_to_rgb
+from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
+from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
+from deltainf_core.report import evidence_text
 from pages import ui
+from pages.ui.report import report_button
 
 ss = st.session_state
 PAGE_SIZE = 32
 COLUMNS = 8
+REJECTED = (150, 150, 150)  # grey frame of a rejected tile (the image itself is washed out)
 
 
 def _set_all(indices: list[int], approve: bool) -> None:
@@ -77,33 +79,63 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
                             step=1, **ui.keep("tri_page"))
     s = ui.session()
     cols = st.columns(COLUMNS)
+    name = flags.statistic_name or "score"
+    if name == "votes":
+        name = f"votes of {int(flags.info.get('n_copies', 0))}" if flags.info.get("n_copies") else "votes"
     for j, i in enumerate(on_page):
         key = f"tri_ok_{i}"
         ss[key] = i not in s.rejected
         origin = "" if i in flagged else (" · added" if i in s.added else " · earlier round")
+        rejected = i in s.rejected
+        if rejected:
+            tile = framed(faded(train.images[i]), REJECTED)
+        else:
+            tile = framed(train.images[i], hex_to_rgb(POISON) if i in poison else None)
         with cols[j % COLUMNS]:
-            st.image(framed(train.images[i], hex_to_rgb(POISON) if i in poison else None), width="stretch",
-                     caption=f"#{i} · label {int(train.labels[i])} · {flags.statistic_name or 'score'} "
-                             f"{flags.statistic[i]:.2f}{origin}")
-            st.checkbox("approve", key=key, on_change=_toggle, args=(i, key))
+            st.image(tile, width="stretch",
+                     caption=f"#{i} · {evidence_text(name, float(flags.statistic[i]))}{origin}"
+                             + (" · rejected" if rejected else ""))
+            st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
+                        help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")
+    # per-transformation evidence (rules helper)
+
+
+def import_list(act: ui.Active, flags: ui.Flags) -> None:
+    """Approve exactly the images of an exported list (CSV or JSON from this page): the rest are rejected."""
+    with st.popover("Import an approved list", icon=":material/upload_file:"):
+        file = st.file_uploader("approved.csv or approved.json", type=["csv", "json"], key="tri_import_file")
+        if file is None:
+            return
+        n_train = len(ui.pipeline().poisoned(act.scenario).train)
+        ok, listed = ui.attempt("Reading the approved list", read_approved_list, file.getvalue(), n_train,
+                                file.name, act.model_key,
+                                ui.pipeline().poisoned(act.scenario).train.labels.numpy())
+        if not ok:
+            return
+        for note in listed.notes:
+            st.info(note, icon=":material/info:")
+        added, rejected = decisions_for(ui.candidates(flags), listed.indices)
+        st.caption(f"{len(listed.indices)} images listed: {len(added)} will be added to the flagged set, "
+                   f"{len(rejected)} flagged images rejected.")
+        if st.button("Apply", type="primary", key="tri_import_apply"):
+            s = ui.session()
+            s.added = (s.added - set(rejected)) | set(added)
+            s.rejected = set(rejected)
+            st.rerun()
 
 
 def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.ndarray | None) -> None:
     train = ui.pipeline().poisoned(act.scenario).train
-    poison = set(truth.tolist()) if truth is not None else None
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["train_index", "label", flags.statistic_name or "score", "known_poison"])
-    for i in approved.tolist():
-        writer.writerow([i, int(train.labels[i]), f"{flags.statistic[i]:.6g}",
-                         "" if poison is None else int(i in poison)])
+    table = approved_csv(approved, train.labels.numpy(), flags.statistic, truth)
     collapse_rule = DETECTORS.trait(flags.rule, "collapse_rule")
     payload = {"scenario": act.scenario.as_dict(), "model_key": act.model_key, "rule": flags.rule,
                "params": asdict(ui.rule_params(flags.rule)),
                "transforms": list(ss["col_transforms"]) if collapse_rule else None,
                "approved": approved.tolist(), "n_approved": int(approved.size)}
-    a, b, _ = st.columns([1, 1, 3])
-    a.download_button("Approved list (CSV)", buf.getvalue(), file_name="approved.csv", mime="text/csv",
+    a, b, c, _ = st.columns([1, 1, 1, 2])
+    with c:
+        report_button(act, "tri_report")
+    a.download_button("Approved list (CSV)", table, file_name="approved.csv", mime="text/csv",
                       icon=":material/download:", key="tri_csv")
     b.download_button("Approved list (JSON)", json.dumps(payload, indent=2), file_name="approved.json",
                       mime="application/json", icon=":material/download:", key="tri_json")
@@ -116,6 +148,8 @@ def render() -> None:
         return
     rule_controls(act)
     flags = ui.current_flags(act)
+    if flags.ready:
+        import_list(act, flags)
     if not flags.ready:
         st.info(flags.message[0].upper() + flags.message[1:] + ".")
         if DETECTORS.trait(flags.rule, "collapse_rule"):

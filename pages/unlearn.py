@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import streamlit as st
 
 from deltainf_core import SUCCESS_PSR, UNLEARNERS, Pipeline, checkpoint_bytes
 from deltainf_core.figures import before_after_figure
+from deltainf_core.unlearning.verdict import unlearning_verdict
 from pages import ui
+from pages.ui.report import report_button
 
 ss = st.session_state
 
@@ -21,12 +23,35 @@ def run(act: ui.Active, forget: list[int]) -> None:
     ok, outcome = ui.run_long(f"Unlearning with {unlearner}", lambda pipe: pipe.unlearn(scn, forget))
     if ok:
         ui.session().unlearned = ui.Unlearned(outcome, list(forget), unlearner, act.model_key)
+        ui.record_run(outcome, list(forget), asdict(scn.unlearn))
 
 
 def oracle(act: ui.Active) -> None:
     ok, out = ui.run_long("Retraining without exactly the true poisons", lambda pipe: pipe.oracle(act.scenario))
     if ok and out is not None:
-        ui.session().oracle = ui.Keyed(act.model_key, out.clean_accuracy)
+        ui.session().oracle = ui.Keyed(act.model_key, {"clean_accuracy": out.clean_accuracy,
+                                                       "poison_success_rate": out.poison_success_rate})
+        st.rerun()  # the button goes: its result is on the page now
+
+
+def verdict(act: ui.Active, outcome, tm) -> None:
+    """The run's outcome in words (the same sentence the results JSON carries)."""
+    oracle_value = oracle_numbers(act)
+    text = unlearning_verdict(outcome.method, outcome.info, outcome.poison_success_rate, tm.poison_success_rate,
+                              None if oracle_value is None else oracle_value.get("poison_success_rate"),
+                              outcome.clean_accuracy - tm.clean_accuracy)
+    sentence = text["text"][0].upper() + text["text"][1:] + "."
+    if text["removed"] is True:
+        st.success(sentence, icon=":material/check_circle:")
+    elif text["removed"] is False:
+        st.warning(sentence, icon=":material/warning:")
+    else:
+        st.info(sentence, icon=":material/info:")
+
+
+def oracle_numbers(act: ui.Active) -> dict | None:
+    s = ui.session()
+    return s.oracle.value if s.oracle is not None and s.oracle.sig == act.model_key else None
 
 
 def next_round(act: ui.Active) -> None:
@@ -43,7 +68,7 @@ def results(act: ui.Active) -> None:
     pipe = ui.pipeline()
     classes = pipe.dataset(act.scenario.data).classes
     st.divider()
-    st.subheader(f"Before and after {outcome.method}" + (" (cached)" if outcome.cached else ""))
+    st.subheader(f"Before and after {outcome.method}")
     m = st.columns(4)
     m[0].metric("Clean accuracy after", ui.pct(outcome.clean_accuracy),
                 delta=f"{100 * (outcome.clean_accuracy - tm.clean_accuracy):+.1f} points")
@@ -55,34 +80,29 @@ def results(act: ui.Active) -> None:
     else:
         m[1].metric("Poison success rate after", "n/a", help="no ground-truth attack to measure")
     m[2].metric("Images removed", f"{len(un.forget):,}")
-    m[3].metric("Unlearning time", f"{outcome.seconds:.1f}s", help=f"{outcome.passes:.1f} passes over the data")
-    if outcome.poison_success_rate is not None:
-        if outcome.poison_success_rate < SUCCESS_PSR:
-            st.success(f"The attack is defeated: poison success rate {ui.pct(outcome.poison_success_rate)} "
-                       f"< {SUCCESS_PSR:.0%}.")
-        else:
-            st.warning(f"The attack survives: poison success rate {ui.pct(outcome.poison_success_rate)} "
-                     f"≥ {SUCCESS_PSR:.0%}.")
+    m[3].metric("Unlearning time", "from cache" if outcome.cached else f"{outcome.seconds:.1f}s",
+                help=(f"computed earlier in {outcome.seconds:.1f}s; " if outcome.cached else "")
+                + f"{outcome.passes:.1f} passes over the data")
+    verdict(act, outcome, tm)
     truth = ui.ground_truth(act)
-    s = ui.session()
-
-    def oracle_value():
-        return s.oracle.value if s.oracle is not None and s.oracle.sig == act.model_key else None
-
-    if truth is not None and oracle_value() is None and st.button(
+    oracle_value = oracle_numbers(act)
+    if truth is not None and oracle_value is None and st.button(
             "Compare with an oracle retrain (without exactly the true poisons)", key="unl_oracle",
             icon=":material/balance:"):
         oracle(act)
-    oracle_acc = oracle_value()
+    oracle_acc = None if oracle_value is None else oracle_value.get("clean_accuracy")
     fig = before_after_figure({"clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate},
                               {"clean_accuracy": outcome.clean_accuracy,
                                "poison_success_rate": outcome.poison_success_rate},
                               after_label=f"after {outcome.method}", oracle_accuracy=oracle_acc,
-                              success_psr=SUCCESS_PSR)
+                              success_psr=SUCCESS_PSR,
+                              oracle_psr=None if oracle_value is None else oracle_value.get("poison_success_rate"))
     st.plotly_chart(fig, key="unl_chart", config={"displaylogo": False})
     if oracle_acc is not None and truth is not None:
-        st.caption(f"Oracle retrain without exactly the {len(truth)} true poisons: accuracy {ui.pct(oracle_acc)} — "
-                   "the part of the accuracy change that is retraining noise rather than false positives.")
+        psr = oracle_value.get("poison_success_rate")
+        st.caption(f"Oracle retrain without exactly the {len(truth)} true poisons: accuracy {ui.pct(oracle_acc)}"
+                   + ("" if psr is None else f", poison success rate {ui.pct(psr)}") + " — the part of the accuracy "
+                   "change that is retraining noise rather than false positives, and the rate a clean model shows.")
     if outcome.gaussian:
         g = outcome.gaussian
         before = pipe.gaussian_check(act.scenario, tm.model) or {}
@@ -107,7 +127,9 @@ def results(act: ui.Active) -> None:
                       icon=":material/replay:")
         elif still and rounds.n >= rounds.max_rounds:
             st.caption(f"This was the last of {rounds.max_rounds} rounds (Scenario · Advanced).")
-    a, b, _ = st.columns([1, 1, 2])
+    a, b, c, _ = st.columns([1, 1, 1, 1])
+    with c:
+        report_button(act, "unl_report")
     a.download_button("Unlearned model", data=lambda: checkpoint_bytes(outcome.model, act.scenario.train.model,
                                                                         classes),
                       file_name=f"deltainf-unlearned-{outcome.method}.pt", mime="application/octet-stream",
@@ -135,6 +157,10 @@ def render() -> None:
     a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
     a.selectbox("Unlearning method", names, **ui.keep("unl_method"),
                 format_func=lambda n: f"{n} · {UNLEARNERS.help(n)}")
+    if UNLEARNERS.trait(ss["unl_method"], "from_scratch"):
+        st.info(f"{ss['unl_method']} retrains your architecture ({act.scenario.train.model}) from scratch on the "
+                "training set without the approved images: a full training run, and the baseline every other "
+                "method is measured against.", icon=":material/restart_alt:")
     b.number_input("Epochs (0 = method's default)", min_value=0, max_value=200, step=1, **ui.keep("unl_epochs"))
     truth = ui.ground_truth(act)
     known = "" if truth is None else f" ({len(set(forget) & set(truth.tolist()))} of them true poisons)"

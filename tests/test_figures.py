@@ -64,7 +64,7 @@ def _panel_traces(fig: go.Figure, xaxis: str) -> list:
     return [t for t in fig.data if t.xaxis == xaxis]
 
 
-def test_scatter_is_webgl_with_clean_then_poisoned_then_flagged():
+def test_scatter_is_webgl_with_clean_then_flagged_rings_then_poisons_on_top():
     scores, queries = synthetic()
     panels, d = panels_and_d(scores, queries)
     flagged = np.array([3, 7, 20])
@@ -72,10 +72,10 @@ def test_scatter_is_webgl_with_clean_then_poisoned_then_flagged():
     assert all(isinstance(t, go.Scattergl) for t in fig.data)
     assert len(fig.data) == 3 * (1 + len(TRANSFORMS))  # the d panel plus one per transformation
     first = _panel_traces(fig, "x")
-    assert [t.legendgroup for t in first] == ["clean", "poison", "flagged"]
-    assert first[0].marker.color == CLEAN and first[1].marker.color == POISON
-    np.testing.assert_array_equal(first[1].customdata, POISONS)
-    np.testing.assert_array_equal(first[2].customdata, flagged)
+    assert [t.legendgroup for t in first] == ["clean", "flagged", "poison"]  # later traces draw on top
+    assert first[0].marker.color == CLEAN and first[2].marker.color == POISON
+    np.testing.assert_array_equal(first[2].customdata, POISONS)
+    np.testing.assert_array_equal(first[1].customdata, flagged)
     clean_ids = first[0].customdata
     assert np.asarray(clean_ids).dtype == np.int32
     assert set(clean_ids) == set(range(40)) - set(POISONS.tolist())
@@ -153,6 +153,18 @@ def test_before_after_bars_in_percent_with_success_line():
     assert ys[("after eu", "x2")] == pytest.approx(1.0)
     assert ys[("oracle retrain", "x")] == pytest.approx(89.0)
     assert any(s.y0 == pytest.approx(5.0) for s in fig.layout.shapes)
+
+
+def test_small_psr_labels_sit_above_the_success_line():
+    fig = before_after_figure({"clean_accuracy": 0.9, "poison_success_rate": 0.95},
+                              {"clean_accuracy": 0.88, "poison_success_rate": 0.0}, after_label="after eu",
+                              oracle_psr=0.02)
+    line = next(s.y0 for s in fig.layout.shapes)
+    labels = {a.text: a for a in fig.layout.annotations if a.text and a.text.endswith("%") and a.x is not None}
+    for text in ("0.0%", "2.0%"):  # drawn as annotations above the line, not as the bars' own text
+        assert labels[text].y > line and labels[text].yanchor == "bottom"
+    psr_text = [t.text for t in fig.data if t.xaxis == "x2"]
+    assert psr_text.count(None) == 2 and ("95.0%",) in [tuple(t) for t in psr_text if t is not None]
 
 
 def test_before_after_without_ground_truth_says_not_measurable():

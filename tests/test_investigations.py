@@ -67,7 +67,7 @@ def test_every_field_survives_update_and_status_follows_the_work(store):
     def collapse(rec: Investigation) -> None:
         rec.collapse = {"n_copies": 50, "n_copies_extra": 20}
         rec.transforms = ["flip", "blur"]
-        rec.rule = config_dict(DetectConfig(effect_size=2.5))
+        rec.rule = config_dict(DetectConfig(params={"effect_size": 2.5}))
 
     assert store.update(inv_id, collapse).status == "collapse"
     assert store.update(inv_id, lambda r: setattr(r, "rejected", [5, 9])).status == "triage"
@@ -80,10 +80,12 @@ def test_every_field_survives_update_and_status_follows_the_work(store):
         rec.round, rec.prior = 2, [1, 2, 42]
 
     store.update(inv_id, unlearn)
+    store.update(inv_id, lambda r: setattr(r, "settings", {"scn_epochs": 3, "col_transforms": ["flip"]}))
     rec = store.load(inv_id)
+    assert rec.settings == {"scn_epochs": 3, "col_transforms": ["flip"]}
     assert rec.status == "unlearned"
     assert rec.affected == [AffectedImage("triggered", index=3), AffectedImage("test", index=17)]
-    assert rec.rule["effect_size"] == 2.5 and rec.transforms == ["flip", "blur"]
+    assert rec.rule["params"]["effect_size"] == 2.5 and rec.transforms == ["flip", "blur"]
     assert rec.rejected == [5, 9] and rec.added == [42] and rec.prior == [1, 2, 42] and rec.round == 2
     run = rec.unlearning[0]
     assert isinstance(run, UnlearnRun) and run.method == "eu" and run.forget == [1, 2, 42]
@@ -148,6 +150,7 @@ def test_uploads_are_stored_by_content_hash(store):
     ("{not json", "cannot be read"),
     ('{"schema": 1, "id": "BROKEN01", "name": "x", "rejected": "all"}', "damaged"),
     ('{"schema": 1, "id": "BROKEN01", "name": "x", "scenario": [1, 2]}', "damaged"),
+    ('{"schema": 1, "id": "BROKEN01", "name": "x", "settings": "all"}', "damaged"),
     ('{"schema": 1, "id": "BROKEN01", "name": "x", "unlearning": [{"forget": [1]}]}', "damaged"),
     ('{"id": "BROKEN01", "name": "x"}', "no schema version"),
     ('{"schema": 99, "id": "BROKEN01", "name": "x"}', "newer deltainf"),

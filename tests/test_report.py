@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deltainf_core.figures import CLEAN, FLAGGED, POISON, CollapsePanels, hex_to_rgb
+from deltainf_core.collapse import CollapsePanels
+from deltainf_core.figures import CLEAN, FLAGGED, POISON, hex_to_rgb
 from deltainf_core.report import (
     ReportData,
     ReportImage,
@@ -55,10 +56,15 @@ def _panels(n: int = 300, seed: int = 0) -> CollapsePanels:
     delta = {t: rng.normal(0, 5e2, n) for t in ("flip", "blur", "invert")}
     for t in delta:
         delta[t][:6] = -original[:6]
+    return CollapsePanels(original.astype(np.float32), {k: v.astype(np.float32) for k, v in delta.items()},
+                          {t: 10 for t in delta})
+
+
+def _statistic(n: int = 300, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
     d = rng.normal(0, 1, n)
     d[:10] = rng.uniform(3, 9, 10)
-    return CollapsePanels(original.astype(np.float32), {k: v.astype(np.float32) for k, v in delta.items()},
-                          d.astype(np.float32), {t: 10 for t in delta})
+    return d
 
 
 def _data(**kw) -> ReportData:
@@ -69,7 +75,8 @@ def _data(**kw) -> ReportData:
         "results": _results(), "name": "case <b>42</b>",
         "affected": [ReportImage(digits[0], "test #11"), ReportImage(colour, "test #12")],
         "copies": [ReportImage(digits[1], "original\n→ 1"), ReportImage(digits[2], "Gaussian blur\n→ 7")],
-        "panels": _panels(), "poisons": np.arange(6), "flagged": np.arange(10), "threshold": 2.0,
+        "panels": _panels(), "statistic": _statistic(), "poisons": np.arange(6), "flagged": np.arange(10),
+        "threshold": 2.0,
         "flagged_images": [ReportImage(digits[3], "#0 · label 1\nd 8.1", "poison"),
                            ReportImage(digits[4], "#7 · label 1\nd 3.2"),
                            ReportImage(digits[5], "#9 · label 1\nd 3.0", "rejected")],
@@ -147,14 +154,14 @@ def _pixels(png: bytes) -> np.ndarray:
 
 def test_poisons_are_drawn_over_flagged_rings():
     panels = _panels()
-    img = _pixels(collapse_png(panels, poisons=np.arange(6), flagged=np.arange(10)))
+    img = _pixels(collapse_png(panels, _statistic(), poisons=np.arange(6), flagged=np.arange(10)))
     colours = {tuple(c) for c in img.reshape(-1, 3)}
     assert {hex_to_rgb(POISON), hex_to_rgb(CLEAN), hex_to_rgb(FLAGGED)} <= colours
     # every poison is also flagged: had rings been drawn last, they would cover the orange centres
-    alone = _pixels(collapse_png(panels, poisons=np.arange(6), flagged=None))
+    alone = _pixels(collapse_png(panels, _statistic(), poisons=np.arange(6), flagged=None))
     orange = np.all(img == hex_to_rgb(POISON), axis=-1).sum()
     assert orange == np.all(alone == hex_to_rgb(POISON), axis=-1).sum() > 0
-    grey = _pixels(collapse_png(panels, poisons=None, flagged=None))
+    grey = _pixels(collapse_png(panels, _statistic(), poisons=None, flagged=None))
     assert not np.all(grey == hex_to_rgb(POISON), axis=-1).any()  # no ground truth: nothing orange
 
 
@@ -220,6 +227,14 @@ def test_collect_from_a_headless_run(pipeline, tiny_scenario, tmp_path):
     data = collect(pipeline, tiny_scenario, results)
     assert len(data.affected) == len(results["affected_test_indices"]) and data.copies
     assert data.panels is not None and data.panels.n_train == results["poisoned"]["n_train"]
+    # the first panel plots the detector's own statistic: what `detect` ranks and flags by
+    poisoned = pipeline.poisoned(tiny_scenario)
+    source = np.asarray(poisoned.psr_source_indices)
+    affected = pipeline.affected_set(tiny_scenario, [int(np.flatnonzero(source == t)[0])
+                                                     for t in results["affected_test_indices"]])
+    detection = pipeline.detect(tiny_scenario, affected)
+    np.testing.assert_array_equal(data.statistic, detection.scores)
+    assert data.statistic_name == "d" and data.threshold == tiny_scenario.detect.params.get("effect_size", 2.0)
     assert len(data.flagged_images) == min(96, results["detection"]["n_flagged"])
     shown = [int(im.caption.split()[0][1:]) for im in data.flagged_images]
     assert set(shown) <= set(results["detection"]["flagged"])

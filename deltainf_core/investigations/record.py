@@ -96,6 +96,8 @@ class Investigation:
         (flagged ∪ added ∪ prior) − rejected and is derived, never stored.
     round / prior: detect→unlearn round (SPEC §4 finding 5) and the sets removed before it.
     oracle: {"clean_accuracy", "poison_success_rate"} of the retrain without the true poisons.
+    settings: the app's widget values (JSON scalars and lists) by widget key, so every
+        control shows what it showed; the core never reads them.
     """
 
     id: str
@@ -119,6 +121,7 @@ class Investigation:
     prior: list[int] = field(default_factory=list)
     unlearning: list[UnlearnRun] = field(default_factory=list)
     oracle: dict | None = None
+    settings: dict = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -163,7 +166,8 @@ class Investigation:
         values = {k: v for k, v in raw.items() if k in known}
         values["schema"] = SCHEMA_VERSION
         for name, kinds in (("id", str), ("name", str), ("created", str), ("updated", str), ("mode", str),
-                            ("scenario", dict), ("model", dict), ("rule", dict), ("collapse", (dict, type(None))),
+                            ("scenario", dict), ("model", dict), ("rule", dict), ("settings", dict),
+                            ("collapse", (dict, type(None))),
                             ("round", int)):
             if name in values and not isinstance(values[name], kinds):
                 raise ValueError(f"field {name!r} has the wrong type")

@@ -244,7 +244,7 @@ def default_name(scenario: dict | None) -> str:
     scenario = scenario or {}
     data, train, attack = (scenario.get(k) or {} for k in ("data", "train", "attack"))
     parts = [os.path.basename(os.path.normpath(str(data["data_dir"]))) if data.get("data_dir")
-             else data.get("dataset"), train.get("model"), None if scenario.get("checkpoint") else attack.get("name")]
+             else data.get("dataset"), train.get("model"), None if scenario.get("checkpoint") else attack.get("attack")]
     parts = [str(p) for p in parts if p]
     return " · ".join(parts) if parts else f"Investigation of {now()[:16].replace('T', ' ')}"
 

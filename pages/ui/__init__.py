@@ -6,7 +6,9 @@ everything else under ``pages/``.
 - ``state``: the typed session state (widget keys and the analyst's progress);
 - ``jobs``: the shared pipeline, progress bars and one-sentence errors;
 - ``investigation``: what the pages share, derived from the session through the core;
-- ``display``: widgets generated from parameter dataclasses, formatting, the sidebar.
+- ``display``: widgets generated from parameter dataclasses, formatting, the sidebar;
+- ``persist``: the session's investigation on disk, bound to the URL;
+- ``workspace``: the list of saved investigations (open, rename, delete).
 """
 
 from .display import HELP, class_name, param_widgets, params_from_widgets, params_text, pct, sha256, sidebar_summary
@@ -40,6 +42,9 @@ from .investigation import (
     trained,
 )
 from .jobs import attempt, cache_dir, pipeline, run_long, show_error
+from .persist import bind as bind_investigation
+from .persist import record_run, upload_saved
+from .persist import save as save_investigation
 from .state import (
     Active,
     Keyed,
@@ -53,15 +58,63 @@ from .state import (
     session,
     widgets,
 )
+from .workspace import investigation_list
 
 __all__ = [
-    "DISPLAY_RULE", "FOLDER", "HELP", "MAX_AFFECTED", "Active", "CollapseView", "Flags", "Keyed", "Session",
+    "DISPLAY_RULE",
+    "FOLDER",
+    "HELP",
+    "MAX_AFFECTED",
+    "Active",
+    "CollapseView",
+    "Flags",
+    "Keyed",
+    "Session",
     "Unlearned",
-    "Upload", "Widgets", "activate", "active", "affected_candidates", "affected_images", "affected_signature",
-    "affected_target", "approved", "attempt", "cache_dir", "candidates", "class_name", "collapse_config",
-    "collapse_signature", "collapse_view", "current_collapse", "current_flags", "enabled_transforms",
-    "ground_truth", "has_attack_gallery", "init_state", "keep", "param_widgets", "params_from_widgets",
-    "params_text", "pct", "pipeline", "require_active", "reset_downstream", "rounds", "rule_params", "run_long",
-    "scenario_from_widgets", "session", "sha256", "show_error", "sidebar_summary", "test_predictions", "trained",
-    "widgets",
+    "Upload",
+    "Widgets",
+    "activate",
+    "active",
+    "affected_candidates",
+    "affected_images",
+    "affected_signature",
+    "affected_target",
+    "approved",
+    "attempt",
+    "bind_investigation",
+    "cache_dir",
+    "candidates",
+    "class_name",
+    "collapse_config",
+    "collapse_signature",
+    "collapse_view",
+    "current_collapse",
+    "current_flags",
+    "enabled_transforms",
+    "ground_truth",
+    "has_attack_gallery",
+    "init_state",
+    "investigation_list",
+    "keep",
+    "param_widgets",
+    "params_from_widgets",
+    "params_text",
+    "pct",
+    "pipeline",
+    "record_run",
+    "require_active",
+    "reset_downstream",
+    "rounds",
+    "rule_params",
+    "run_long",
+    "save_investigation",
+    "scenario_from_widgets",
+    "session",
+    "sha256",
+    "show_error",
+    "sidebar_summary",
+    "test_predictions",
+    "trained",
+    "upload_saved",
+    "widgets"
 ]

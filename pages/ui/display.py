@@ -109,6 +109,8 @@ def sidebar_summary() -> None:
     s = session()
     act = s.active
     st.markdown("#### Investigation")
+    if s.inv_id is not None:
+        st.caption(f"saved as `{s.inv_id}`: its address reopens it")
     if act is None:
         st.caption("No model yet: train or load one on the Scenario page.")
         return

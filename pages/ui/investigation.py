@@ -109,6 +109,7 @@ def activate(scn: Scenario, mode: str, tm: TrainedModel, checkpoint_name: str | 
         "clean_accuracy": tm.clean_accuracy, "poison_success_rate": tm.poison_success_rate,
         "n_train": len(poisoned.train), "n_poisons": len(poisoned.poison_indices)})
     s.rounds = Rounds(tm, scn.max_rounds)
+    s.hold = False  # a fresh model: the session is whole again and is saved
     reset_downstream("model")
 
 
@@ -207,8 +208,9 @@ def current_collapse(act: Active) -> CollapseResult | None:
 
 
 def enabled_transforms(result: CollapseResult) -> list[str]:
-    present = result.queries.transforms_present()
-    return [t for t in st.session_state.get("col_transforms") or [] if t in present]
+    """The toggled-on transformations in the copies' own order (re-enabling one never moves its panel)."""
+    chosen = set(st.session_state.get("col_transforms") or [])
+    return [t for t in result.queries.transforms_present() if t in chosen]
 
 
 # -- flagged set ------------------------------------------------------------------------------

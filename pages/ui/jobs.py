@@ -24,7 +24,7 @@ log = logging.getLogger("deltainf.app")
 T = TypeVar("T")
 
 STAGE_LABELS = {"data": "Loading data", "attack": "Poisoning", "train": "Training", "influence": "Influence",
-                "detect": "Detecting", "unlearn": "Unlearning"}
+                "detect": "Detecting", "unlearn": "Unlearning", "compare": "Comparing"}
 
 
 def cache_dir() -> str:
@@ -50,11 +50,18 @@ def _fmt_seconds(s: float) -> str:
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
 
 
+OUTER = "compare"
+"""A stage that runs whole investigations inside it: its message stays on the bar while they run."""
+
+
 class ProgressBar:
     """The core's ``(stage, fraction, message)`` callback drawn as ``st.progress`` with ETA.
 
-    Calls from another thread are ignored: Streamlit elements belong to the session
-    (and thread) that made them.
+    The influence engine reports factor fitting and scoring through a ``Meter`` (fraction
+    and its own ETA every half second), so the bar moves during the longest steps; a step
+    served from the cache says so. Inside a comparison the bar follows the cells ("cell i
+    of N") and the running step is named after it. Calls from another thread are ignored:
+    Streamlit elements belong to the session (and thread) that made them.
     """
 
     def __init__(self, title: str) -> None:
@@ -65,6 +72,9 @@ class ProgressBar:
         self.stage: str | None = None
         self.stage_start = self.start
         self.last = 0.0
+        self.outer: tuple[float, str] | None = None
+        self.shown: list[tuple[float, str]] = []
+        """Every (fraction, text) drawn, in order (what a test of a slow stage reads back)."""
 
     def __call__(self, stage: str, frac: float, msg: str) -> None:
         if threading.get_ident() != self.thread:
@@ -73,24 +83,42 @@ class ProgressBar:
         if stage != self.stage:
             self.stage, self.stage_start = stage, now
         frac = float(min(max(frac, 0.0), 1.0))
+        if stage == OUTER:
+            self.outer = (frac, msg)
         if now - self.last < 0.1 and 0.0 < frac < 1.0:
             return
         self.last = now
-        spent = now - self.stage_start
-        label = STAGE_LABELS.get(stage, stage)
-        head = f"{self.title}: {msg}" if label.lower() in self.title.lower() else f"{self.title} · {label}: {msg}"
-        parts = [head, f"{_fmt_seconds(now - self.start)} elapsed"]
-        if 0.03 < frac < 1.0 and spent > 1.0:
-            parts.append(f"about {_fmt_seconds(spent * (1.0 - frac) / frac)} left in this step")
-        self.bar.progress(frac, text=" · ".join(parts))
+        text = progress_text(self.title, STAGE_LABELS.get(stage, stage), frac, msg, now - self.start,
+                             now - self.stage_start, None if stage == OUTER else self.outer)
+        shown = self.outer[0] if self.outer is not None and stage != OUTER else frac
+        self.shown.append((shown, text))
+        self.bar.progress(shown, text=text)
 
     def close(self) -> None:
         self.bar.empty()
 
 
+def progress_text(title: str, label: str, frac: float, msg: str, elapsed: float, in_step: float,
+                  outer: tuple[float, str] | None = None) -> str:
+    """The bar's text: what runs, how long it has run, and the time left when known.
+
+    A message that carries its own estimate ("ETA", "left", the engine's meter) is shown
+    as is; otherwise the step's own rate gives one once it has run a second.
+    """
+    head = f"{title}: {msg}" if label.lower() in title.lower() else f"{title} · {label}: {msg}"
+    if outer is not None:
+        head = f"{title}: {outer[1]} · {label}: {msg}"
+    parts = [head, f"{_fmt_seconds(elapsed)} elapsed"]
+    own_estimate = "ETA" in msg or " left" in msg or (outer is not None and " left" in outer[1])
+    if not own_estimate and 0.03 < frac < 1.0 and in_step > 1.0:
+        parts.append(f"about {_fmt_seconds(in_step * (1.0 - frac) / frac)} left in this step")
+    return " · ".join(parts)
+
+
 def show_error(action: str, err: BaseException) -> None:
     """One sentence for the analyst; the traceback only goes to the server log."""
     if isinstance(err, DeltaInfError):
+        log.warning("%s: %s", action, err)
         st.error(str(err))
         return
     log.exception("%s failed", action)

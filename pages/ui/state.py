@@ -124,6 +124,13 @@ class Session:
     detections: detector name -> ``Keyed`` detection (detectors that are not collapse rules).
     rounds: the detect/unlearn rounds (``deltainf_core.Rounds``), from the core.
     memo: per-name ``Keyed`` results that are expensive to recompute on every rerun.
+    oracle: ``Keyed`` {"clean_accuracy", "poison_success_rate"} of the retrain without the poisons.
+    collapse_cached: (factors, scores) were served from the cache when the collapse was computed.
+    runs: every unlearning run of this investigation (``investigations.UnlearnRun``), oldest first.
+    inv_id / saved / saved_stamp: the investigation on disk this session is bound to, the
+        record as last written or read (to save only changes) and its ``updated`` stamp.
+    hold: a reopen failed half-way; the record is not overwritten until a model is activated.
+    restoring: the id being reopened until its rebuild completes (a rerun can cut it short).
     """
 
     active: Active | None = None
@@ -138,6 +145,13 @@ class Session:
     rounds: Rounds | None = None
     notice: str | None = None
     memo: dict[str, Keyed] = field(default_factory=dict)
+    collapse_cached: tuple[bool, bool] | None = None
+    runs: list = field(default_factory=list)
+    inv_id: str | None = None
+    saved: dict | None = None
+    saved_stamp: str | None = None
+    hold: bool = False
+    restoring: str | None = None
 
     @property
     def collapse_result(self) -> CollapseResult | None:
@@ -164,6 +178,14 @@ def init_state() -> None:
 
 
 def session() -> Session:
+    if SESSION not in st.session_state:
+        # A page ran without app.py: Streamlit's first run in a fresh server process still
+        # treats the pages/ folder as a v1 multipage app (a reload on a sub-page's URL right
+        # after a restart). Switch it off, as app.py's st.navigation does, and run again.
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
     return st.session_state[SESSION]
 
 
@@ -182,10 +204,10 @@ def reset_downstream(level: str) -> None:
     """Forget results that depend on an earlier step ('model' > 'affected' > 'collapse')."""
     s = session()
     if level == "model":
-        s.picked, s.uploads, s.oracle = None, [], None
+        s.picked, s.uploads, s.oracle, s.runs = None, [], None, []
         st.session_state["aff_target"] = None
         st.session_state["aff_page"] = 1
     if level in ("model", "affected"):
-        s.collapse = None
+        s.collapse, s.collapse_cached = None, None
     s.rejected, s.added, s.detections, s.unlearned = set(), set(), {}, None
     st.session_state["tri_page"] = 1

@@ -17,6 +17,7 @@ from app_driver import goto, new_app, ok, state, tiny_scenario
 from deltainf_core import RULES, DetectConfig
 from deltainf_core.collapse.rules import EffectSizeParams
 from deltainf_core.figures import statistic_shown
+from deltainf_core.report import evidence_text
 
 
 def scatter_statistic(at, n_train: int) -> np.ndarray:
@@ -43,7 +44,7 @@ def triage_statistic(at) -> np.ndarray:
 
 def image_captions(at) -> str:
     """Every image caption on the page (Triage captions each image with its statistic)."""
-    return " ".join(img.caption for el in at.get("imgs") for img in el.proto.imgs)
+    return " ".join(c for el in at.get("image") for c in el.captions)
 
 
 def test_collapse_page_triage_and_rule_show_the_same_d(clear_caches, pipeline):
@@ -70,7 +71,7 @@ def test_collapse_page_triage_and_rule_show_the_same_d(clear_caches, pipeline):
         np.testing.assert_array_equal(triage_statistic(at), core.statistic)
         captions = image_captions(at)
         strongest = int(core.flagged[np.argmax(core.statistic[core.flagged])])
-        assert f"#{strongest} " in captions and f"d {core.statistic[strongest]:.2f}" in captions
+        assert f"#{strongest} · {evidence_text('d', core.statistic[strongest])}" in captions
         goto(at, "influence_collapse")
         drawn = scatter_statistic(at, result.n_train)
         np.testing.assert_array_equal(drawn, statistic_shown(core.statistic))

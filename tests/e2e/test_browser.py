@@ -25,10 +25,11 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("DELTAINF_SCREENSHOTS", ROOT / "tests" / "e2e" / "screenshots"))
@@ -38,7 +39,7 @@ CHROMIUM = os.environ.get("DELTAINF_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTH, HEIGHT = 1400, 900
-LONG_MS = 600_000
+LONG_MS = int(os.environ.get("DELTAINF_E2E_LONG_MS", 600_000))
 """Training and scoring on a busy 2-core CPU can take minutes."""
 
 TINY = [("Max training images (0 = all)", "400"), ("Max test images (0 = all)", "200"),
@@ -61,54 +62,90 @@ def playwright_api():
     return sync_api
 
 
-@pytest.fixture(scope="module")
-def server(playwright_api, cache_dir, tmp_path_factory):
-    """A real Streamlit server on a free port with the test session's private artefact cache."""
-    cache = os.environ.get("DELTAINF_E2E_CACHE") or cache_dir
-    port = _free_port()
-    env = {**os.environ, "DELTAINF_CACHE": cache, "PYTHONUNBUFFERED": "1"}
-    log = tmp_path_factory.mktemp("e2e-log") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+class Server:
+    """``streamlit run app.py`` on a free port with the test session's private artefact cache."""
+
+    def __init__(self, cache: str, log: Path) -> None:
+        self.cache, self.log, self.proc, self.url = cache, log, None, ""
+
+    def start(self) -> str:
+        port = _free_port()
+        env = {**os.environ, "DELTAINF_CACHE": self.cache, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                 "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                 "--server.fileWatcherType", "none"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self.url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
                     if r.read().strip() == b"ok":
-                        break
+                        return self.url
             except OSError:
                 pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            if self.proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self.proc.kill()
+        self.proc = None
 
 
 @pytest.fixture(scope="module")
-def page(playwright_api, server):
-    profile = tempfile.mkdtemp(prefix="deltainf-chromium-")
+def server(playwright_api, cache_dir, tmp_path_factory):
+    srv = Server(os.environ.get("DELTAINF_E2E_CACHE") or cache_dir, tmp_path_factory.mktemp("e2e-log") / "server.log")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+NO_RAW_NAV = """window.__rawNav = false;
+new MutationObserver(() => { if (document.querySelector('[data-testid="stSidebarNav"]')) window.__rawNav = true; })
+    .observe(document, {subtree: true, childList: true});"""
+"""Records whether Streamlit's automatic page list (the raw files of pages/) ever appears."""
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api):
+    """``open(url)``: a page in a new browser with a fresh profile (a separate 'browser session')."""
+    profiles, contexts = [], []
     with playwright_api.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                   args=BROWSER_ARGS, viewport={"width": WIDTH, "height": HEIGHT})
-        ctx.set_default_timeout(60_000)
-        pg = ctx.new_page()
-        pg.goto(server)
-        yield pg
-        ctx.close()
-    shutil.rmtree(profile, ignore_errors=True)
+        def open_page(url: str):
+            profile = tempfile.mkdtemp(prefix="deltainf-chromium-")
+            profiles.append(profile)
+            ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                       args=BROWSER_ARGS, viewport={"width": WIDTH, "height": HEIGHT},
+                                                       accept_downloads=True)
+            contexts.append(ctx)
+            ctx.set_default_timeout(60_000)
+            ctx.add_init_script(NO_RAW_NAV)
+            pg = ctx.new_page()
+            pg.goto(url)
+            return pg
+
+        yield open_page
+        for ctx in contexts:
+            ctx.close()
+    for profile in profiles:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    return browser(server.url)
 
 
 def idle(page, timeout_ms: int = LONG_MS) -> None:
@@ -150,9 +187,12 @@ def goto(page, title: str) -> None:
     idle(page)
 
 
-def test_analyst_path_in_chromium(page):
+def test_analyst_path_in_chromium(page, browser, server, tmp_path):
+    """The path, then the same investigation after a reload, in a second browser and after a restart."""
     # 1 · Scenario with the tiny knobs from the advanced expander
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=120_000)
+    assert page.evaluate("window.__rawNav") is False  # no automatic list of pages/ while loading
+    assert page.get_by_role("button", name="Deploy").count() == 0
     if not FULL:
         page.get_by_text("Advanced: size, speed and attack parameters").click()
         for label, value in TINY:
@@ -218,6 +258,21 @@ def test_analyst_path_in_chromium(page):
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     shot(page, "5-unlearn")
 
+    # the stakeholder report: one self-contained file with its figures embedded, readable offline
+    report = tmp_path / "report.html"
+    with page.expect_download(timeout=LONG_MS) as download:
+        page.get_by_role("button", name="Report (HTML)").click()
+    download.value.save_as(report)
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "http://" not in html.split("<body", 1)[1]
+    view = browser("about:blank")  # a browser of its own, offline (the app's connection stays up)
+    view.context.set_offline(True)
+    view.goto(report.as_uri())
+    assert view.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    view.screenshot(path=str(SHOTS / "7-report.png"), full_page=False)
+    view.close()
+
     # Compare
     goto(page, "Compare methods")
     page.get_by_role("heading", name="Compare methods").wait_for()
@@ -227,3 +282,44 @@ def test_analyst_path_in_chromium(page):
                  "6-compare"):
         path = SHOTS / f"{name}.png"
         assert path.exists() and path.stat().st_size < 1_500_000, name
+
+    # the investigation lives in the URL: a reload, a second browser and a restarted server reopen it
+    inv_id = parse_qs(urlparse(page.url).query).get("investigation", [""])[0]
+    assert inv_id, page.url
+    seen = investigation_view(page)
+    page.reload()
+    idle(page)
+    assert investigation_view(page) == seen
+    other = browser(f"{server.url}/?investigation={inv_id}")
+    assert investigation_view(other) == seen
+    other.close()
+    server.stop()
+    server.start()
+    after_restart = browser(f"{server.url}/?investigation={inv_id}")
+    assert investigation_view(after_restart) == seen
+    goto(after_restart, "1 · Scenario")
+    after_restart.get_by_text("Saved investigations").first.click()
+    after_restart.get_by_text("(open)").first.wait_for()
+
+
+def metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(label, exact=True)).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def investigation_view(page) -> tuple[str, ...]:
+    """What a reopened investigation must show again: the triage counts and the unlearning result."""
+    try:
+        idle(page)
+        goto(page, "4 · Triage")
+        page.get_by_text("Approved", exact=True).wait_for(timeout=LONG_MS)
+        counts = (metric(page, "Flagged"), metric(page, "Approved"))
+        goto(page, "5 · Unlearn")
+        page.get_by_text("Clean accuracy after").wait_for(timeout=LONG_MS)
+        no_exception(page)
+        return (*counts, metric(page, "Clean accuracy after"), metric(page, "Poison success rate after"))
+    except Exception:
+        failed = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored, never the README's folder
+        failed.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(failed / "failed-reopen.png"), full_page=True)
+        raise
