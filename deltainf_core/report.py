@@ -334,7 +334,7 @@ def flagged_images(train: Any, indices: Sequence[int], evidence: np.ndarray | No
     for i in [int(i) for i in indices][:limit]:
         ev = "" if evidence is None else "\n" + evidence_text(evidence_name, float(evidence[i]))
         kind = "rejected" if i in rej else ("poison" if i in poison else "")
-        out.append(ReportImage(train.images[i], f"#{i} · label {int(train.labels[i])}{ev}", kind))
+        out.append(ReportImage(train.float_batch([i])[0], f"#{i} · label {int(train.labels[i])}{ev}", kind))
     return out
 
 

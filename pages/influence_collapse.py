@@ -61,7 +61,7 @@ def selection_panel(act: ui.Active, idx: np.ndarray, evidence: np.ndarray, name:
     st.markdown(f"**{len(idx)} training image{'s' if len(idx) != 1 else ''} selected**"
                 + (f" ({len(poison & set(idx.tolist()))} known poisons)" if truth is not None else ""))
     shown = idx[np.argsort(-np.nan_to_num(evidence[idx], nan=-np.inf))][:MAX_SHOWN]
-    st.image([framed(train.images[i], hex_to_rgb(POISON) if i in poison else None) for i in shown], width=76,
+    st.image([framed(train.float_batch([i])[0], hex_to_rgb(POISON) if i in poison else None) for i in shown], width=76,
              caption=[f"#{i} · label {int(train.labels[i])} · {name} {evidence[i]:.2f}" for i in shown])
     if len(idx) > MAX_SHOWN:
         st.caption(f"showing the {MAX_SHOWN} with the largest {name}")

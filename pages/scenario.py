@@ -29,8 +29,6 @@ from deltainf_core.models import (
 )
 from pages import ui
 
-# investigations list (workspace helper)
-
 ss = st.session_state
 HELP = ui.HELP
 ARCH_SOURCES = {"builtin": "built-in", "torchvision": "torchvision", "code": "my own class"}
@@ -250,7 +248,7 @@ def results(act: ui.Active) -> None:
         target = ui.class_name(classes, poisoned.target_class)
         st.markdown(f"**Poisoned training images** ({len(truth)} of {len(poisoned.train):,}; "
                     f"attack `{act.scenario.attack.attack}`, target class {target})")
-        st.image([to_display(poisoned.train.images[i]) for i in shown], width=84,
+        st.image([to_display(poisoned.train.float_batch([i])[0]) for i in shown], width=84,
                  caption=[f"#{i} · label {int(poisoned.train.labels[i])}" for i in shown])
         if len(poisoned.psr_set):
             pred = pipe.predict(act.scenario, poisoned.psr_set.images[:10], tm).tolist()
@@ -281,6 +279,7 @@ def render() -> None:
     st.title("Scenario")
     st.caption("Pick what to investigate. The defaults train a small CNN on the built-in MNIST digits with a "
                "BadNet backdoor — one click on **Train**.")
+    ui.investigation_list()
     st.radio("Investigate", ["train", "checkpoint"], **ui.keep("scn_mode"), horizontal=True,
              format_func=lambda m: "a model trained here under a known attack" if m == "train"
              else "an existing model (upload a checkpoint)")

@@ -13,6 +13,7 @@ from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
 from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
 from deltainf_core.report import evidence_text
 from pages import ui
+from pages.ui.evidence import render_flagged_evidence
 from pages.ui.report import report_button
 
 ss = st.session_state
@@ -88,16 +89,18 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
         origin = "" if i in flagged else (" · added" if i in s.added else " · earlier round")
         rejected = i in s.rejected
         if rejected:
-            tile = framed(faded(train.images[i]), REJECTED)
+            tile = framed(faded(train.float_batch([i])[0]), REJECTED)
         else:
-            tile = framed(train.images[i], hex_to_rgb(POISON) if i in poison else None)
+            tile = framed(train.float_batch([i])[0], hex_to_rgb(POISON) if i in poison else None)
         with cols[j % COLUMNS]:
             st.image(tile, width="stretch",
                      caption=f"#{i} · {evidence_text(name, float(flags.statistic[i]))}{origin}"
                              + (" · rejected" if rejected else ""))
             st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
                         help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")
-    # per-transformation evidence (rules helper)
+    res = ui.current_collapse(act)
+    if res is not None:  # why each image was flagged: its collapse per transformation (what the rule used)
+        render_flagged_evidence(res, flags.flagged, ui.enabled_transforms(res))
 
 
 def import_list(act: ui.Active, flags: ui.Flags) -> None:

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import diskcache
 import pytest
-from conftest import ROOT
 
 TINY = ["--max-train", "800", "--max-test", "300", "--poison-frac", "0.05", "--attack-size", "4",
         "--epochs", "5", "--batch-size", "64", "--n-copies", "12", "--n-copies-extra", "6",
         "--max-affected", "2", "--rounds", "1"]
 """The tests' tiny scenario (tests/conftest.py) as flags: trains in seconds, the trigger implants."""
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULT_FIELDS = ("poisoned", "detection", "unlearned", "affected_test_indices")
 """What must not change under a fault (timings and cache hits may)."""
