@@ -32,9 +32,9 @@ from pages import ui
 ss = st.session_state
 HELP = ui.HELP
 ARCH_SOURCES = {"builtin": "built-in", "torchvision": "torchvision", "code": "my own class"}
+# The architecture widgets this page adds to ``ui.Widgets`` (keys and defaults).
 MODEL_WIDGETS = {"scn_arch_source": "builtin", "scn_tv_model": "resnet18", "scn_arch_path": "",
                  "scn_model_kwargs": "", "scn_model_output": "", "scn_input_mean": "", "scn_input_std": ""}
-"""The architecture widgets this page adds to ``ui.Widgets`` (keys and defaults)."""
 for _key, _default in MODEL_WIDGETS.items():
     ss.setdefault(_key, _default)
 for _key, _shown in (("scn_victim", 0), ("scn_target", 1)):  # the defaults AttackConfig resolves to, shown
