@@ -8,20 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
-
-from deltainf_core.cli import main
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(["run", "--quiet", *args])
-    except SystemExit as exit_:
-        rc = exit_.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def assert_one_line_error(rc, err, pattern):

@@ -11,23 +11,14 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import TINY_FLAGS, run_cli
 
 from deltainf_core import store
-from deltainf_core.cli import main
 from deltainf_core.errors import CacheError
 
-TINY = ["--max-train", "800", "--max-test", "300", "--poison-frac", "0.05", "--attack-size", "4", "--epochs", "5",
-        "--batch-size", "64", "--n-copies", "12", "--n-copies-extra", "6", "--max-affected", "3", "--rounds", "1"]
-"""conftest's ``tiny_scenario`` as flags (the same cache keys)."""
+TINY = TINY_FLAGS
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(["run", "--quiet", *args])
-    except SystemExit as exit_:
-        rc = exit_.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_line(rc: int, err: str, pattern: str) -> None:

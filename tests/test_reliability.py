@@ -18,11 +18,7 @@ from pathlib import Path
 
 import diskcache
 import pytest
-
-TINY = ["--max-train", "800", "--max-test", "300", "--poison-frac", "0.05", "--attack-size", "4",
-        "--epochs", "5", "--batch-size", "64", "--n-copies", "12", "--n-copies-extra", "6",
-        "--max-affected", "2", "--rounds", "1"]
-"""The tests' tiny scenario (tests/conftest.py) as flags: trains in seconds, the trigger implants."""
+from cli_helpers import TINY_FLAGS as TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
