@@ -38,7 +38,6 @@ LEGACY: dict[str, tuple[str, str]] = {
     "compare-mnist5k-attacks.json": ("3cd52aa1c0a132df", SESSION_2),
     "compare-mnist5k-baselines.json": ("cf64c94e0dccd771", SESSION_2),
     "core_pipeline_mnist5k_cifar10-subset.json": ("9e00070bfb6e45ea", SESSION_2),
-    "influence_passes.json": ("a1d8d466b9b94905", SESSION_2),
     "witches_brew_trials.jsonl": ("288ee8a5bf293992", SESSION_2),
 }
 
