@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
 import torch.nn.functional as F
+from test_own_model_cli import FIXTURES, MEAN, STD, normalised  # the analyst's normalisation, defined once
 
 from deltainf_core.checkpoints import load_checkpoint
 from deltainf_core.config import InfluenceConfig, TrainConfig
@@ -25,8 +25,6 @@ from deltainf_core.misclassified import affected_by_index, misclassified
 from deltainf_core.models import ModelSpec, build_like, require_influence_trackable
 from deltainf_core.training import accuracy, predict_logits, train_model
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 SPEC = ModelSpec(f"{FIXTURES / 'cifar_resnet.py'}:CifarResNet", {"width": 8}, 1, MEAN, STD)
 PALETTE = torch.tensor([[0.8, 0.2, 0.2], [0.2, 0.7, 0.2], [0.2, 0.3, 0.8], [0.7, 0.7, 0.2]])
 
@@ -44,10 +42,6 @@ def colour_set(n: int, seed: int) -> ImageSet:
 @pytest.fixture(scope="module")
 def splits() -> DatasetSplits:
     return DatasetSplits("colours", colour_set(48, 0), colour_set(32, 1), (0.5,) * 3, (0.25,) * 3)
-
-
-def normalised(x: torch.Tensor) -> torch.Tensor:
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
 
 
 @pytest.fixture(scope="module")
