@@ -20,8 +20,6 @@ MAX_POISON_SHARE``. Classes too small to split score 0.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from .base import Detection, DetectionContext
 from .features import penultimate_features
@@ -34,6 +32,10 @@ SEED = 0
 
 def two_clusters(features: np.ndarray) -> np.ndarray:
     """k-means (k=2) labels of PCA-reduced features (0/1 per row)."""
+    # scikit-learn (with scipy and pandas) takes seconds to import: only this detector needs it.
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
     dims = int(min(N_COMPONENTS, features.shape[0] - 1, features.shape[1]))
     reduced = PCA(n_components=dims, random_state=SEED).fit_transform(features) if dims >= 1 else features
     return KMeans(n_clusters=2, n_init=10, random_state=SEED).fit_predict(reduced)

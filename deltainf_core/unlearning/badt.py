@@ -19,7 +19,6 @@ returned (the input model if none, which the note says).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from ..data.base import ImageSet
 from ..errors import ConfigError
 from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_copy, param
 from .distillation import FORWARD_COST, frozen, kl_to_teacher, minibatches, teacher_probs
-from .guard import RetainGuard
+from .guard import LastGoodEpoch, RetainGuard
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
     student = fresh_copy(ctx.model).to(ctx.device)
     opt = torch.optim.Adam(student.parameters(), lr=p.lr)
     gen = torch.Generator().manual_seed(ctx.cfg.seed)
-    best, best_epoch, log = None, 0, []
+    kept = LastGoodEpoch("Bad Teacher", p.max_retain_drop)
     with Timer() as t:
         for epoch in range(epochs):
             student.train()
@@ -82,23 +81,14 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
                 loss.backward()
                 opt.step()
             drop = guard.drop(student)
-            log.append(drop)
-            if drop <= p.max_retain_drop:
-                best, best_epoch = copy.deepcopy(student.state_dict()), epoch + 1
+            kept.record(student, drop, epoch + 1)
             ctx.progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}, retained accuracy −{100 * drop:.1f} pt")
-    note = None
-    if best is None:
-        student.load_state_dict(good_teacher.state_dict())
-        note = (f"Bad Teacher lost more than {100 * p.max_retain_drop:g} points on retained images: "
-                "the input model is returned unchanged")
-    elif best_epoch < epochs:
-        student.load_state_dict(best)
-        note = f"Bad Teacher kept epoch {best_epoch} of {epochs}: later epochs cost retained accuracy"
+    note = kept.restore(student, good_teacher, epochs)
     student.eval()
     # Each image gets one forward+backward (student) and two teacher forwards.
     passes = (epochs * len(mixed) * (1 + 2 * FORWARD_COST) + FORWARD_COST * guard.forward_images()) / len(ctx.train)
     info = {"epochs": epochs, "lr": p.lr, "temperature": p.temperature, "retain_used": int(n_keep),
-            "kept_epoch": best_epoch, "retain_drop_per_epoch": log}
+            "kept_epoch": kept.epoch, "retain_drop_per_epoch": kept.drops}
     if note:
         info["note"] = note
     return UnlearnResult(student, t.seconds, passes, info)

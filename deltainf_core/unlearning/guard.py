@@ -11,7 +11,9 @@ kept below the test-accuracy budget they protect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -57,3 +59,36 @@ class RetainGuard:
     def forward_images(self) -> int:
         """Images pushed through a model by the guard so far (for ``UnlearnResult.passes``)."""
         return len(self.images) * (1 + self.evaluations)
+
+
+@dataclass
+class LastGoodEpoch:
+    """The latest epoch whose model stayed within the retain budget: what an epoch-wise method returns.
+
+    SCRUB and Bad Teacher may degrade the model late in their schedule; returning the last
+    epoch that passed the guard (or the input model when none did) bounds the damage, and the
+    note says which happened so the analyst is never handed a silent fallback.
+    """
+
+    method: str
+    budget: float
+    state: dict[str, Any] | None = None
+    epoch: int = 0
+    drops: list[float] = field(default_factory=list)
+
+    def record(self, model: nn.Module, drop: float, epoch: int) -> None:
+        """After ``epoch`` (1-based): remember ``model`` when its retained-accuracy drop is within budget."""
+        self.drops.append(drop)
+        if drop <= self.budget:
+            self.state, self.epoch = copy.deepcopy(model.state_dict()), epoch
+
+    def restore(self, model: nn.Module, fallback: nn.Module, epochs: int) -> str | None:
+        """Load the kept epoch (or ``fallback``'s weights) into ``model``; the note saying so, if any."""
+        if self.state is None:
+            model.load_state_dict(fallback.state_dict())
+            return (f"{self.method} lost more than {100 * self.budget:g} points on retained images in every "
+                    "epoch: the input model is returned unchanged")
+        if self.epoch < epochs:
+            model.load_state_dict(self.state)
+            return f"{self.method} kept epoch {self.epoch} of {epochs}: later epochs cost retained accuracy"
+        return None

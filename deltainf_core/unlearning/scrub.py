@@ -25,7 +25,6 @@ returns a model worse than chance.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_copy, param
 from .distillation import FORWARD_COST, frozen, kl_to_teacher, minibatches, teacher_probs
-from .guard import RetainGuard
+from .guard import LastGoodEpoch, RetainGuard
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,8 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
     student = fresh_copy(ctx.model).to(ctx.device)
     opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(ctx.cfg.seed)
-    best, best_epoch, max_stopped_at = None, 0, None
+    kept, max_stopped_at = LastGoodEpoch("SCRUB", p.max_retain_drop), None
     seen_forget = seen_retain = 0
-    log: list[float] = []
     with Timer() as t:
         for epoch in range(epochs):
             for group in opt.param_groups:
@@ -100,28 +98,19 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
                     opt.step()
                 seen_retain += len(retain)
             drop = guard.drop(student)
-            log.append(drop)
-            if drop <= p.max_retain_drop:
-                best, best_epoch = copy.deepcopy(student.state_dict()), epoch + 1
-            elif maximise:
+            kept.record(student, drop, epoch + 1)
+            if drop > p.max_retain_drop and maximise:
                 max_stopped_at = epoch + 1
             ctx.progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}"
                          + (" (max+min)" if maximise else " (min)") + f", retained accuracy −{100 * drop:.1f} pt")
-    note = None
-    if best is None:
-        student.load_state_dict(teacher.state_dict())
-        note = (f"SCRUB lost more than {100 * p.max_retain_drop:g} points on retained images in every epoch: "
-                "the input model is returned unchanged")
-    elif best_epoch < epochs:
-        student.load_state_dict(best)
-        note = f"SCRUB kept epoch {best_epoch} of {epochs}: later epochs cost retained accuracy"
-    elif max_stopped_at is not None:
+    note = kept.restore(student, teacher, epochs)
+    if note is None and max_stopped_at is not None:
         note = f"SCRUB stopped max-steps after epoch {max_stopped_at}: they cost retained accuracy"
     student.eval()
     passes = ((seen_forget + seen_retain) * (1 + FORWARD_COST) + FORWARD_COST * guard.forward_images()) / len(
         ctx.train)
-    info = {"max_epochs": p.max_epochs, "min_epochs": min_epochs, "lr": lr, "kept_epoch": best_epoch,
-            "max_stopped_at": max_stopped_at, "retain_drop_per_epoch": log}
+    info = {"max_epochs": p.max_epochs, "min_epochs": min_epochs, "lr": lr, "kept_epoch": kept.epoch,
+            "max_stopped_at": max_stopped_at, "retain_drop_per_epoch": kept.drops}
     if note:
         info["note"] = note
     return UnlearnResult(student, t.seconds, passes, info)
