@@ -5,59 +5,55 @@ through ``Pipeline``, which caches every stage on disk by a hash of its configs;
 the collapse statistics and rules live in ``collapse`` (all of them importable
 from there); every family of methods is a self-describing registry (``ATTACKS``,
 ``DETECTORS``, ``RULES``, ...).
+
+Names are imported on first use (PEP 562): ``python -m deltainf_core`` checks its
+arguments and paths before torch is loaded, so bad input fails in well under a second.
 """
 
-from .attacks import ATTACKS, NO_ATTACK, PoisonedScenario
-from .checkpoints import checkpoint_bytes, load_checkpoint, read_checkpoint
-from .collapse import (
-    RULES,
-    TRANSFORMS,
-    CollapseEvidence,
-    CollapseQueries,
-    RuleResult,
-    apply_transform,
-    as_target,
-    build_queries,
-    collapse_panels,
-    collapse_stats,
-    delta_scores,
-    effect_size,
-    influence_collapse,
-    pooled_effect_size,
-    register_rule,
-)
-from .config import (
-    STAGES,
-    AttackConfig,
-    CollapseConfig,
-    DataConfig,
-    DetectConfig,
-    InfluenceConfig,
-    Scenario,
-    TrainConfig,
-    UnlearnConfig,
-)
-from .data import DATASETS, DatasetSplits, ImageSet, load_dataset
-from .detectors import DETECTORS, Detection
-from .errors import DeltaInfError
-from .metrics import SUCCESS_PSR, clean_accuracy, poison_success_rate, precision_recall
-from .models import MODELS, build_model
-from .pipeline import CollapseResult, Investigation, Pipeline, Rounds, TrainedModel, UnlearnOutcome, investigate
-from .store import Store
-from .training import predict, predict_logits
-from .unlearning import UNLEARNERS
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    ".attacks": ("ATTACKS", "NO_ATTACK", "PoisonedScenario"),
+    ".checkpoints": ("checkpoint_bytes", "load_checkpoint", "read_checkpoint"),
+    ".collapse": (
+        "CollapseEvidence", "CollapseQueries", "RULES", "RuleResult", "TRANSFORMS", "apply_transform", "as_target",
+        "build_queries", "collapse_panels", "collapse_stats", "delta_scores", "effect_size", "influence_collapse",
+        "pooled_effect_size", "register_rule"
+    ),
+    ".config": (
+        "AttackConfig", "CollapseConfig", "DataConfig", "DetectConfig", "InfluenceConfig", "STAGES", "Scenario",
+        "TrainConfig", "UnlearnConfig"
+    ),
+    ".data": ("DATASETS", "DatasetSplits", "ImageSet", "load_dataset"),
+    ".detectors": ("DETECTORS", "Detection"),
+    ".errors": ("DeltaInfError",),
+    ".metrics": ("SUCCESS_PSR", "clean_accuracy", "poison_success_rate", "precision_recall"),
+    ".models": ("MODELS", "build_model"),
+    ".pipeline": (
+        "CollapseResult", "Investigation", "Pipeline", "Rounds", "TrainedModel", "UnlearnOutcome", "investigate"
+    ),
+    ".store": ("Store",),
+    ".training": ("predict", "predict_logits"),
+    ".unlearning": ("UNLEARNERS",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __version__ = "0.1.0"
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "ATTACKS", "DATASETS", "DETECTORS", "MODELS", "NO_ATTACK", "RULES", "STAGES", "SUCCESS_PSR", "TRANSFORMS",
-    "UNLEARNERS", "AttackConfig", "CollapseConfig", "CollapseEvidence", "CollapseQueries",
-    "CollapseResult", "DataConfig", "DatasetSplits", "DeltaInfError", "DetectConfig", "Detection",
-    "ImageSet", "InfluenceConfig", "Investigation", "Pipeline", "PoisonedScenario", "Rounds", "RuleResult",
-    "Scenario", "Store", "TrainConfig", "TrainedModel", "UnlearnConfig", "UnlearnOutcome", "apply_transform",
-    "as_target", "build_model", "build_queries", "checkpoint_bytes", "clean_accuracy",
-    "collapse_panels", "collapse_stats", "delta_scores", "effect_size",
-    "influence_collapse", "investigate", "load_checkpoint", "load_dataset",
-    "poison_success_rate", "pooled_effect_size", "precision_recall", "predict", "predict_logits",
-    "read_checkpoint", "register_rule",
-]
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+

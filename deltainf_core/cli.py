@@ -13,19 +13,16 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .attacks import ATTACKS
-from .compare import run_comparison
-from .config import UnlearnConfig
-from .detectors import DETECTORS
+# Only light modules at import time: main() checks the paths on the command line before
+# torch, torchvision and kronfluence are loaded (seconds), so a bad path fails at once.
 from .errors import ConfigError, DeltaInfError
-from .flags import Flag, add_scenario_flags, scenario_from_args
-from .paths import check_cache_dir, check_output_file
-from .pipeline import Pipeline
-from .pipeline.results import run_results
-from .registry import Registry
-from .store import Store, default_cache_dir
-from .unlearning import UNLEARNERS
+from .paths import check_cache_dir, check_paths_in_argv, check_run_outputs
+
+if TYPE_CHECKING:
+    from .flags import Flag
+    from .registry import Registry
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,6 +65,8 @@ class TerminalProgress:
 
 
 def _common(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> list[Flag]:
+    from .flags import add_scenario_flags
+
     p.add_argument("--seed", type=int, default=0,
                    help="seed for poisons, training, copies and unlearning unless a stage's own seed is given")
     p.add_argument("--cache-dir", help="artefact cache (default: ./cache or $DELTAINF_CACHE)")
@@ -77,6 +76,9 @@ def _common(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> list[Fla
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .attacks import ATTACKS
+    from .config import UnlearnConfig
+
     parser = OneLineParser(prog="deltainf",
                            description="Δ-Influence: trace a poisoning attack to its training images and unlearn them.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -121,10 +123,12 @@ def _write(path: str, text: str) -> None:
 
 def _run(args: argparse.Namespace, progress: TerminalProgress) -> int:
     # Every path is checked before any work: a bad one costs a second, not a training run.
-    out = check_output_file(args.out, "--out") if args.out else None
-    report = check_output_file(args.report, "--report") if args.report else None
-    if out is not None and out == report:
-        raise ConfigError("--out and --report name the same file")
+    from .flags import scenario_from_args
+    from .pipeline import Pipeline
+    from .pipeline.results import run_results
+    from .store import Store, default_cache_dir
+
+    out, report = check_run_outputs(args.out, args.report)
     cache = check_cache_dir(args.cache_dir or default_cache_dir())
     if report is not None:
         from .report import collect, write_report  # imported now: a broken install fails before the work
@@ -148,6 +152,14 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> int:
 
 
 def _compare(args: argparse.Namespace, progress: TerminalProgress) -> int:
+    from .attacks import ATTACKS
+    from .compare import run_comparison
+    from .detectors import DETECTORS
+    from .flags import scenario_from_args
+    from .pipeline import Pipeline
+    from .store import Store, default_cache_dir
+    from .unlearning import UNLEARNERS
+
     attacks = [a for a in _names(args.attacks, ATTACKS) if ATTACKS.trait(a, "has_success_rate")]
     if not attacks:
         raise ConfigError("choose at least one attack with a success rate "
@@ -165,6 +177,12 @@ def _compare(args: argparse.Namespace, progress: TerminalProgress) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        check_paths_in_argv(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = TerminalProgress(enabled=not args.quiet)

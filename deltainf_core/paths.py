@@ -13,6 +13,15 @@ import tempfile
 from .errors import ConfigError
 
 
+def default_cache_dir() -> str:
+    """``$DELTAINF_CACHE`` or ``cache/`` beside the package's project root."""
+    env = os.environ.get("DELTAINF_CACHE")
+    if env:
+        return env
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(root, "cache")
+
+
 def _existing_ancestor(path: str) -> tuple[str, list[str]]:
     """The nearest part of ``path`` that exists, and the parts below it that do not."""
     missing: list[str] = []
@@ -76,4 +85,45 @@ def check_cache_dir(path: str, flag: str = "--cache-dir") -> str:
     return full
 
 
-__all__ = ["check_cache_dir", "check_output_file"]
+def check_run_outputs(out: str | None, report: str | None) -> tuple[str | None, str | None]:
+    """``run``'s ``--out`` and ``--report``: each writable, and not the same file."""
+    out_full = check_output_file(out, "--out") if out else None
+    report_full = check_output_file(report, "--report") if report else None
+    if out_full is not None and out_full == report_full:
+        raise ConfigError("--out and --report name the same file")
+    return out_full, report_full
+
+
+def _flag_values(argv: list[str], flags: tuple[str, ...]) -> dict[str, str]:
+    """The last value given to each of ``flags`` (``--flag value`` or ``--flag=value``)."""
+    found: dict[str, str] = {}
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in flags:
+            if eq:
+                found[name] = value
+            elif i + 1 < len(argv):
+                found[name] = argv[i + 1]
+    return found
+
+
+def check_paths_in_argv(argv: list[str]) -> None:
+    """The paths on a command line, checked before the heavy imports (torch loads in seconds).
+
+    The parsed arguments are checked again with the same functions; this pass only makes a
+    bad path fail before anything else is loaded.
+    """
+    command = argv[0] if argv else ""
+    if command == "run":
+        given = _flag_values(argv[1:], ("--out", "--report", "--cache-dir"))
+        check_run_outputs(given.get("--out"), given.get("--report"))
+    elif command == "compare":
+        given = _flag_values(argv[1:], ("--out-dir", "--cache-dir"))
+        if "--out-dir" in given:
+            check_cache_dir(given["--out-dir"], "--out-dir")
+    else:
+        return
+    check_cache_dir(given.get("--cache-dir") or default_cache_dir())
+
+
+__all__ = ["check_cache_dir", "check_output_file", "check_paths_in_argv", "check_run_outputs", "default_cache_dir"]

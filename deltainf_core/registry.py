@@ -13,6 +13,7 @@ registry, so they cannot drift.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import types
 import typing
@@ -24,7 +25,22 @@ from .errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
-FAMILIES: dict[str, Registry] = {}
+_DEFINED_IN = {"dataset": ".data", "model": ".models", "attack": ".attacks", "detector": ".detectors",
+               "unlearner": ".unlearning", "transformation": ".collapse", "flagging rule": ".collapse"}
+"""Where each built-in family's registry is defined: imported when first asked for, so that
+light modules (the CLI's path checks) never pay for torch."""
+
+
+class _Families(dict):
+    def __missing__(self, family: str) -> Registry:
+        if family in _DEFINED_IN:
+            importlib.import_module(_DEFINED_IN[family], __package__)
+            if family in self:
+                return self[family]
+        raise KeyError(family)
+
+
+FAMILIES: dict[str, Registry] = _Families()
 """Every registry by family name, so a config field can name the family its value comes from
 (``metadata={"family": "model"}``) and the CLI and the app read the choices from it."""
 

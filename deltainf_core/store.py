@@ -30,6 +30,7 @@ from filelock import FileLock, Timeout
 from .config import stable_hash
 from .errors import CacheError
 from .integrity import Check, finite_array, finite_state_dict, seal, unseal
+from .paths import default_cache_dir
 
 __all__ = ["STAGE_VERSIONS", "Store", "default_cache_dir", "finite_array", "finite_state_dict", "hold",
            "key_lock"]
@@ -56,15 +57,6 @@ STAGE_LABELS: dict[str, str] = {
 log = logging.getLogger("deltainf")
 
 _MISSING = object()
-
-
-def default_cache_dir() -> str:
-    """``$DELTAINF_CACHE`` or ``cache/`` beside the package's project root."""
-    env = os.environ.get("DELTAINF_CACHE")
-    if env:
-        return env
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(root, "cache")
 
 
 def stage_of(key: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,21 @@ def test_unwritable_folder(capsys, tmp_path, monkeypatch):
             "--out", str(tmp_path / "r.json"))
     refused(capsys, tmp_path, r"--out .*new/r\.json: cannot create .*new \(Permission denied\)",
             "--out", str(tmp_path / "new" / "r.json"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--out", "{file}/x.json"], ["run", "--report={file}/r.html"], ["run", "--cache-dir", "{file}"],
+    ["compare", "--out-dir", "{file}/q"],
+])
+def test_a_bad_path_fails_before_torch_is_loaded(a_file, argv):
+    """The entry point refuses a bad path in a fresh interpreter without importing torch (seconds)."""
+    args = [a.format(file=a_file) for a in argv]
+    probe = ("import sys; from deltainf_core.cli import main; rc = main(sys.argv[1:]); "
+             "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded'); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    one_line(proc.returncode, proc.stderr, "is a file")
+    assert proc.stdout.strip() == "torch not loaded"
 
 
 def test_a_good_out_path_is_created_with_its_folders(tmp_path):
