@@ -87,17 +87,35 @@ def nest(full: str, n: int, out: str) -> None:
 
 
 def _run_one(data_dir: str, cache: str) -> dict:
-    """One default ``run`` in this process (called in a child process by ``run``)."""
+    """One default ``run`` in this process (called in a child process by ``run``), then one query
+    scored on the same factors: the default workload's scoring ratio and the per-epoch ratios."""
     from deltainf_core import DataConfig, Pipeline, Scenario, Store
 
     t, load = time.perf_counter(), os.getloadavg()[0]
-    result = Pipeline(Store(cache)).run(Scenario(data=DataConfig(data_dir=data_dir)))
-    return {"wall_s": time.perf_counter() - t, "timings_s": result["timings_s"],
+    pipe = Pipeline(Store(cache))
+    scn = Scenario(data=DataConfig(data_dir=data_dir))
+    result = pipe.run(scn)
+    wall = time.perf_counter() - t
+    rss_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    timings = result["timings_s"]
+    n = result["poisoned"]["n_train"]
+    epochs = scn.train.epochs or scn.train.epochs_for(n)
+    epoch_s = timings["train"] / epochs
+    queries = pipe.collapse(scn, pipe.affected_set(scn, pipe.default_affected(scn))).queries.queries  # cached
+    eng = pipe.engine(scn)
+    t1 = time.perf_counter()
+    eng.scores(queries.subset([0]))  # a query set never scored: one real pass
+    one_query_s = time.perf_counter() - t1
+    return {"wall_s": wall, "timings_s": timings,
             "load_average_before_after": [load, os.getloadavg()[0]],
-            "n_train": result["poisoned"]["n_train"], "n_flagged": result["detection"]["n_flagged"],
+            "n_train": n, "epochs": epochs, "n_queries": len(queries),
+            "n_flagged": result["detection"]["n_flagged"],
             "precision": result["detection"]["precision"], "recall": result["detection"]["recall"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "device": result["device"], "gpu": _gpu()}
+            "score_1_query_s": one_query_s,
+            "ratio_default_scores_vs_1_query": timings["scores"] / one_query_s,
+            "ratio_scores_vs_epoch": timings["scores"] / epoch_s,
+            "ratio_factors_vs_epoch": timings["factors"] / epoch_s,
+            "peak_rss_mb": rss_run, "device": result["device"], "gpu": _gpu()}
 
 
 def _gpu() -> dict | None:
