@@ -35,6 +35,18 @@ def timed_run(src: Path, cache: str, dataset: str, out: str) -> dict:
             "n_flagged": r["detection"]["n_flagged"], "flagged": sorted(r["detection"]["flagged"])}
 
 
+def bad_path_seconds(src: Path, tmp: str) -> float:
+    """Whole-process seconds until a ``--out`` under a regular file is refused (exit 2)."""
+    blocker = os.path.join(tmp, "a-file")
+    Path(blocker).write_text("x")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "deltainf_core", "run", "--out", os.path.join(blocker, "r.json")],
+                          cwd=src, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    if proc.returncode != 2:
+        raise SystemExit(f"a bad --out was not refused: {proc.stderr[-500:]}")
+    return time.perf_counter() - t
+
+
 def git_head(src: Path) -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True).stdout.strip()
 
@@ -57,11 +69,14 @@ def main() -> None:
             row["current_warm"] = timed_run(ROOT, os.path.join(tmp, f"current-{i}"), args.dataset,
                                             os.path.join(tmp, f"warm-{i}.json"))
             print(f"current  warm: {row['current_warm']['wall_s']:.1f} s", flush=True)
+            row["bad_out_path_s"] = bad_path_seconds(ROOT, tmp)
+            print(f"bad --out path refused in {row['bad_out_path_s']:.2f} s", flush=True)
             rows.append(row)
     best = {k: min(r[k]["wall_s"] for r in rows) for k in ("baseline", "current", "current_warm")}
     from bench.provenance import provenance
 
     res = {"dataset": args.dataset, "runs": rows, "best_wall_s": best,
+           "bad_out_path_s": min(r["bad_out_path_s"] for r in rows),
            "ratio_current_vs_baseline_cold": best["current"] / best["baseline"],
            "same_flagged_set": all(r["baseline"]["flagged"] == r["current"]["flagged"] for r in rows),
            "baseline_commit": git_head(base), "cpu_count": os.cpu_count(),
