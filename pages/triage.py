@@ -145,6 +145,7 @@ def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.nda
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Triage")
     act = ui.require_active()
     if act is None:

@@ -149,11 +149,14 @@ def save() -> None:
 def bind() -> None:
     """Make the session show the investigation named in the URL (restoring it when needed)."""
     s = session()
-    wanted = st.query_params.get(PARAM)
+    # A page link drops the query string, and the browser sends that click while a reopen may
+    # still run (it cuts the reopen short): without the id in the URL, the session's own id —
+    # the one being reopened first — says which record to show, and an unfinished reopen resumes.
+    wanted = st.query_params.get(PARAM) or s.restoring or s.inv_id
     if not wanted:
-        if s.inv_id is not None:
-            st.query_params[PARAM] = s.inv_id
         return
+    if st.query_params.get(PARAM) != wanted:
+        st.query_params[PARAM] = wanted
     st_store = store()
     try:
         rec = st_store.load(wanted)
