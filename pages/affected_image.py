@@ -166,6 +166,7 @@ def summary(act: ui.Active) -> None:
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Affected image")
     act = ui.require_active()
     if act is None:

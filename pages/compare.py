@@ -128,6 +128,7 @@ def comparison_base():
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Compare methods")
     st.caption("Detection methods × unlearning methods on the same attacks: poison success rate and clean "
                "accuracy before/after, flagged-set precision and recall.")

@@ -133,6 +133,7 @@ def copies_gallery(result, transforms: list[str]) -> None:
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Influence collapse")
     act = ui.require_active()
     if act is None:

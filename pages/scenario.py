@@ -276,6 +276,7 @@ def settings_changed(act: ui.Active) -> bool:
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Scenario")
     st.caption("Pick what to investigate. The defaults train a small CNN on the built-in MNIST digits with a "
                "BadNet backdoor — one click on **Train**.")

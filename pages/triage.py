@@ -89,7 +89,8 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
         origin = "" if i in flagged else (" · added" if i in s.added else " · earlier round")
         rejected = i in s.rejected
         if rejected:
-            tile = framed(faded(train.float_batch([i])[0]), REJECTED)
+            # faded() hands back display bytes; framed() reads [0, 1] values (bytes as such would clip to white)
+            tile = framed(faded(train.float_batch([i])[0]) / 255.0, REJECTED)
         else:
             tile = framed(train.float_batch([i])[0], hex_to_rgb(POISON) if i in poison else None)
         with cols[j % COLUMNS]:
@@ -145,6 +146,7 @@ def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.nda
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Triage")
     act = ui.require_active()
     if act is None:

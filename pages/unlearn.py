@@ -141,6 +141,7 @@ def results(act: ui.Active) -> None:
 
 
 def render() -> None:
+    ui.through_app()
     st.title("Unlearn")
     act = ui.require_active()
     if act is None:

@@ -56,6 +56,7 @@ from .state import (
     keep,
     reset_downstream,
     session,
+    through_app,
     widgets,
 )
 from .workspace import investigation_list
@@ -114,6 +115,7 @@ __all__ = [
     "show_error",
     "sidebar_summary",
     "test_predictions",
+    "through_app",
     "trained",
     "upload_saved",
     "widgets"

@@ -6,7 +6,9 @@ Every run of ``app.py`` calls ``bind()`` before the page and ``save()`` after it
   a second tab, a restarted server, a link) restores it — settings, model, affected
   images, collapse, decisions, unlearning runs — from the record plus the artefact cache
   (models and scores are found again by their keys, so reopening costs seconds). A record
-  another session changed since this one last saw it is reread the same way.
+  another session changed since this one last saw it is reread the same way. A page link
+  drops the query string (and may be clicked while a reopen still runs, which cuts it
+  short): then the session's own id names the record, and an unfinished reopen resumes.
 - ``save`` turns the session into an ``Investigation`` and writes it only when it
   differs from what was last written or read; the first model trained or loaded creates
   the record. The id goes back into the URL on every run (page links drop it).
@@ -149,11 +151,14 @@ def save() -> None:
 def bind() -> None:
     """Make the session show the investigation named in the URL (restoring it when needed)."""
     s = session()
-    wanted = st.query_params.get(PARAM)
+    # A page link drops the query string, and the browser sends that click while a reopen may
+    # still run (it cuts the reopen short): without the id in the URL, the session's own id —
+    # the one being reopened first — says which record to show, and an unfinished reopen resumes.
+    wanted = st.query_params.get(PARAM) or s.restoring or s.inv_id
     if not wanted:
-        if s.inv_id is not None:
-            st.query_params[PARAM] = s.inv_id
         return
+    if st.query_params.get(PARAM) != wanted:
+        st.query_params[PARAM] = wanted
     st_store = store()
     try:
         rec = st_store.load(wanted)

@@ -177,15 +177,24 @@ def init_state() -> None:
         ss[SESSION] = Session()
 
 
-def session() -> Session:
-    if SESSION not in st.session_state:
-        # A page ran without app.py: Streamlit's first run in a fresh server process still
-        # treats the pages/ folder as a v1 multipage app (a reload on a sub-page's URL right
-        # after a restart). Switch it off, as app.py's st.navigation does, and run again.
-        from streamlit.runtime.pages_manager import PagesManager
+def through_app() -> None:
+    """Make sure this page runs inside ``app.py`` (each page calls this first).
 
+    Streamlit decides on a fresh server's first run that a ``pages/`` folder means a v1
+    multipage app, and then runs the page named in the URL (a reload of ``/triage?…`` right
+    after a restart) on its own: no ``app.py``, so no page list, no layout and no binding to
+    the saved investigation. Switch that off, as ``app.py``'s ``st.navigation`` does for good,
+    and run again — now through ``app.py``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory or SESSION not in st.session_state:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def session() -> Session:
+    through_app()
     return st.session_state[SESSION]
 
 

@@ -9,6 +9,7 @@ from app_driver import APP, TINY, errors, goto, metric, new_app, ok, state
 from streamlit.testing.v1 import AppTest
 
 from deltainf_core.investigations import InvestigationStore
+from pages.ui.state import Session
 
 
 def reopen(inv_id: str) -> AppTest:
@@ -57,6 +58,15 @@ def test_an_investigation_reopens_where_it_was(clear_caches, cache_dir):
     assert metric(again, "Approved") == approved
     goto(again, "unlearn")
     assert metric(again, "Clean accuracy after") == metric(at, "Clean accuracy after")
+
+    # a reopen cut short by a click on a page link (the browser sends it while the reopen runs, and a
+    # page link drops the query string): the next run, on another page and without the id, finishes it
+    cut = AppTest.from_file(APP, default_timeout=300)
+    cut.session_state["session"] = Session(inv_id=inv_id, restoring=inv_id)  # what the cut-short reopen left
+    goto(cut, "unlearn")
+    assert state(cut).restoring is None and cut.query_params["investigation"] == inv_id
+    assert state(cut).rejected == set(rejected) and state(cut).unlearned.forget == before.unlearned.forget
+    assert metric(cut, "Clean accuracy after") == metric(at, "Clean accuracy after")
 
     # another investigation in another session: its own id, and neither changes the other
     other = ok(new_app(scn_seed=1))

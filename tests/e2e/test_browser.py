@@ -1,7 +1,10 @@
 """End to end in a real browser: ``streamlit run app.py`` driven by headless Chromium.
 
-Clicks through the analyst's path (train → pick → collapse → select points → triage →
-unlearn → compare) on a tiny built-in scenario and saves a screenshot of every page to
+Clicks through the analyst's path (train → pick → collapse → select points → triage with two
+images rejected by hand → unlearn → reports → compare) on a tiny built-in scenario; then the
+same investigation — triage decisions and unlearning numbers — must come back after a reload,
+at the same address in a second browser, and after a server restart whose first request is a
+sub-page's address, while a second investigation keeps its own. Saves a screenshot of every page to
 ``tests/e2e/screenshots/`` (git-ignored; set ``DELTAINF_SCREENSHOTS=assets/screenshots``
 to refresh the README's). Skips cleanly when Chromium or Playwright is missing.
 
@@ -24,8 +27,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from io import BytesIO
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 
@@ -148,13 +152,22 @@ def page(browser, server):
     return browser(server.url)
 
 
+SETTLED = """() => { const app = document.querySelector('[data-testid="stApp"]');
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!app || !main || app.getAttribute('data-test-script-state') !== 'notRunning') {
+        window.__settled = null; return false; }
+    const size = main.getElementsByTagName('*').length + ':' + main.innerText.length, now = Date.now();
+    if (!window.__settled || window.__settled.size !== size) { window.__settled = {size, since: now}; return false; }
+    return now - window.__settled.since > 1000; }"""
+"""The app has run (a fresh page starts 'initial'), no run is going on or requested, and the page
+has stopped changing for a second (elements are still drawn for a moment after a run ends)."""
+
+
 def idle(page, timeout_ms: int = LONG_MS) -> None:
-    """Wait until Streamlit has finished the current script run."""
+    """Wait until Streamlit has finished the current script run and drawn its result."""
     page.wait_for_timeout(400)
-    page.wait_for_function(
-        """() => { const w = document.querySelector('[data-testid="stStatusWidget"]');
-                   return !w || !/Running|Stop/.test(w.innerText); }""", timeout=timeout_ms)
-    page.wait_for_timeout(300)
+    page.evaluate("window.__settled = null")
+    page.wait_for_function(SETTLED, timeout=timeout_ms, polling=200)
 
 
 def no_exception(page) -> None:
@@ -182,9 +195,64 @@ def shot(page, name: str) -> Path:
     return path
 
 
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box ``label`` (scrolled into view first: its list opens below it)."""
+    box = page.get_by_role("combobox", name=label)
+    box.scroll_into_view_if_needed()
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    idle(page)
+    assert box.input_value() == option
+
+
 def goto(page, title: str) -> None:
     page.get_by_role("link", name=title).click()
     idle(page)
+
+
+def tiny_settings(page) -> None:
+    """The tiny knobs from the Scenario page's advanced expander (a fresh session starts at the defaults)."""
+    if FULL:
+        return
+    if not page.get_by_label(TINY[0][0], exact=True).is_visible():
+        page.get_by_text("Advanced: size, speed and attack parameters").click()
+        idle(page)
+    for label, value in TINY:
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        idle(page)
+    choose(page, "Influence strategy", "diagonal")
+
+
+def train(page) -> None:
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("Clean accuracy", exact=True).wait_for(timeout=LONG_MS)
+    idle(page)
+    no_exception(page)
+
+
+def inv_id(page) -> str:
+    """The investigation id in the page's address (every page puts it back after a page link)."""
+    page.wait_for_function("() => new URLSearchParams(location.search).get('investigation')")
+    return parse_qs(urlparse(page.url).query)["investigation"][0]
+
+
+def download_report(page, path: Path, browser, name: str | None = None) -> None:
+    """Download the report from the current page, open it offline in a browser of its own (screenshot ``name``)."""
+    with page.expect_download(timeout=LONG_MS) as download:
+        page.get_by_role("button", name="Report (HTML)").click()
+    download.value.save_as(path)
+    html = path.read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "http://" not in html.split("<body", 1)[1]
+    view = browser("about:blank")  # offline (the app's own connection stays up)
+    view.context.set_offline(True)
+    view.goto(path.as_uri())
+    assert view.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    if name:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        view.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+    view.context.close()
 
 
 def test_analyst_path_in_chromium(page, browser, server, tmp_path):
@@ -193,21 +261,11 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=120_000)
     assert page.evaluate("window.__rawNav") is False  # no automatic list of pages/ while loading
     assert page.get_by_role("button", name="Deploy").count() == 0
-    if not FULL:
-        page.get_by_text("Advanced: size, speed and attack parameters").click()
-        for label, value in TINY:
-            box = page.get_by_label(label, exact=True)
-            box.fill(value)
-            box.press("Enter")
-            idle(page)
-        page.get_by_role("combobox", name="Influence strategy").click()
-        page.get_by_role("option", name="diagonal", exact=True).click()
-        idle(page)
-    page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("Clean accuracy", exact=True).wait_for(timeout=LONG_MS)
-    no_exception(page)
+    tiny_settings(page)
+    train(page)
     assert page.get_by_text("Poison success rate", exact=True).count() >= 1
     shot(page, "1-scenario")
+    first = inv_id(page)
 
     # 2 · Affected image: the gallery with the first candidates picked
     goto(page, "2 · Affected image")
@@ -238,7 +296,8 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     no_exception(page)
     shot(page, "3b-selection")
 
-    # 4 · Triage: the tiny model's flagged set swallows a whole class, so keep the strongest page there
+    # 4 · Triage: the tiny model's flagged set swallows a whole class, so keep the strongest page there,
+    # then reject two of its images by hand
     goto(page, "4 · Triage")
     page.get_by_text("Approved", exact=True).wait_for()
     if not FULL:
@@ -246,8 +305,15 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
         idle(page)
         page.get_by_role("button", name="Approve page").click()
         idle(page)
+    for tick in page.locator('[data-testid="stCheckbox"]').filter(has_text="approve").all()[:2]:
+        tick.locator("label").click()
+        idle(page)
     no_exception(page)
+    decisions = triage_view(page)
+    assert len(decisions[2]) == 2 and int(decisions[1]) < int(decisions[0]), decisions
+    assert rejected_tile_shows_image(page)
     shot(page, "4-triage")
+    download_report(page, tmp_path / "triage.html", browser)
 
     # 5 · Unlearn with the default method (EU)
     goto(page, "5 · Unlearn")
@@ -256,22 +322,10 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     idle(page)
     no_exception(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    result = unlearn_view(page)
+    assert result is not None and result[2] == decisions[1], (result, decisions)  # removed = approved
     shot(page, "5-unlearn")
-
-    # the stakeholder report: one self-contained file with its figures embedded, readable offline
-    report = tmp_path / "report.html"
-    with page.expect_download(timeout=LONG_MS) as download:
-        page.get_by_role("button", name="Report (HTML)").click()
-    download.value.save_as(report)
-    html = report.read_text()
-    assert html.count("data:image/png;base64,") >= 4 and "http://" not in html.split("<body", 1)[1]
-    view = browser("about:blank")  # a browser of its own, offline (the app's connection stays up)
-    view.context.set_offline(True)
-    view.goto(report.as_uri())
-    assert view.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    view.screenshot(path=str(SHOTS / "7-report.png"), full_page=False)
-    view.close()
+    download_report(page, tmp_path / "report.html", browser, "7-report")
 
     # Compare
     goto(page, "Compare methods")
@@ -282,24 +336,59 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
                  "6-compare"):
         path = SHOTS / f"{name}.png"
         assert path.exists() and path.stat().st_size < 1_500_000, name
-
-    # the investigation lives in the URL: a reload, a second browser and a restarted server reopen it
-    inv_id = parse_qs(urlparse(page.url).query).get("investigation", [""])[0]
-    assert inv_id, page.url
+    assert inv_id(page) == first  # the same record all along, still in the address on another page
     seen = investigation_view(page)
+    assert seen == (decisions, result), seen
+
+    # a reload reopens it where it was
     page.reload()
     idle(page)
     assert investigation_view(page) == seen
-    other = browser(f"{server.url}/?investigation={inv_id}")
+
+    # the same address in a second browser (its own session): the same investigation, also when a page
+    # link is clicked at once, while the reopen may still run (a page link drops the query string)
+    other = browser(page.url)
+    other.get_by_role("link", name="4 · Triage").click()
+    idle(other)
     assert investigation_view(other) == seen
-    other.close()
+
+    # a second investigation in that browser: its own id and decisions, and neither mixes into the other
+    goto(other, "1 · Scenario")
+    other.get_by_text("Saved investigations").first.click()
+    other.get_by_role("button", name="New investigation").click()
+    idle(other)
+    tiny_settings(other)
+    train(other)  # the same settings: the model comes from the cache, the record is new
+    second = inv_id(other)
+    assert second != first
+    goto(other, "2 · Affected image")
+    goto(other, "3 · Influence collapse")
+    other.get_by_role("button", name="Compute influence collapse").click()
+    other.get_by_text("training images flagged by").wait_for(timeout=LONG_MS)
+    idle(other)
+    goto(other, "4 · Triage")
+    other.get_by_text("Approved", exact=True).wait_for()
+    fresh = triage_view(other)
+    assert fresh[0] == fresh[1] and fresh[2] == (), fresh  # nothing rejected here: every flagged image approved
+    assert unlearn_view(other) is None
+    assert investigation_view(page) == seen  # the first browser still shows its own
+    other.context.close()
+
+    # a restarted server: the first request is a sub-page's address (a fresh server's v1 reading of pages/)
     server.stop()
     server.start()
-    after_restart = browser(f"{server.url}/?investigation={inv_id}")
-    assert investigation_view(after_restart) == seen
-    goto(after_restart, "1 · Scenario")
-    after_restart.get_by_text("Saved investigations").first.click()
-    after_restart.get_by_text("(open)").first.wait_for()
+    after = browser(f"{server.url}/unlearn?investigation={first}")
+    idle(after)
+    after.get_by_role("link", name="4 · Triage").wait_for()  # app.py ran: the page list is there
+    after.get_by_text("Clean accuracy after").wait_for()
+    assert investigation_view(after) == seen
+    again = browser(f"{server.url}/triage?investigation={second}")
+    idle(again)
+    assert triage_view(again) == fresh and unlearn_view(again) is None
+    goto(after, "1 · Scenario")
+    after.get_by_text("Saved investigations").first.click()
+    after.get_by_text("(open)").first.wait_for()
+    no_exception(after)
 
 
 def metric(page, label: str) -> str:
@@ -307,17 +396,52 @@ def metric(page, label: str) -> str:
     return box.locator('[data-testid="stMetricValue"]').inner_text()
 
 
-def investigation_view(page) -> tuple[str, ...]:
-    """What a reopened investigation must show again: the triage counts and the unlearning result."""
+TILES_DRAWN = """() => { const all = s => Array.from(document.querySelectorAll(`[data-testid="${s}"]`));
+    const ticks = all('stCheckbox').filter(e => e.innerText.trim() === 'approve').length;
+    return ticks > 0 && all('stImageCaption').length >= ticks; }"""
+"""Every tile on the Triage page has its caption (the image list is drawn by a component loaded on demand)."""
+
+
+def triage_view(page) -> tuple[str, str, tuple[str, ...]]:
+    """The Triage page's counts and the tiles shown as rejected on its first page ('#i')."""
+    if urlparse(page.url).path.rstrip("/") != "/triage":
+        goto(page, "4 · Triage")
+    page.get_by_text("Approved", exact=True).wait_for(timeout=LONG_MS)
+    no_exception(page)
+    page.wait_for_function(TILES_DRAWN)
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    rejected = tuple(c.split(" ", 1)[0] for c in captions if c.endswith("· rejected"))
+    return metric(page, "Flagged"), metric(page, "Approved"), rejected
+
+
+def rejected_tile_shows_image(page) -> bool:
+    """The first rejected tile still shows its image, washed out (not a blank square)."""
+    from PIL import Image, ImageStat
+
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    k = next(j for j, c in enumerate(captions) if c.endswith("· rejected"))
+    src = page.locator('[data-testid="stImage"] img').nth(k).get_attribute("src")
+    with Image.open(BytesIO(page.request.get(urljoin(page.url, src)).body())) as im:
+        inner = im.convert("L").crop((6, 6, im.width - 6, im.height - 6))  # inside the grey frame
+        return ImageStat.Stat(inner).stddev[0] > 10 and ImageStat.Stat(inner).mean[0] < 250
+
+
+def unlearn_view(page) -> tuple[str, str, str] | None:
+    """The Unlearn page's result (accuracy, poison success rate, images removed), None when there is none."""
+    goto(page, "5 · Unlearn")
+    page.get_by_role("heading", name="Unlearn").wait_for(timeout=LONG_MS)
+    no_exception(page)
+    if page.get_by_text("Clean accuracy after").count() == 0:
+        return None
+    return metric(page, "Clean accuracy after"), metric(page, "Poison success rate after"), metric(
+        page, "Images removed")
+
+
+def investigation_view(page) -> tuple:
+    """What a reopened investigation must show again: the triage decisions and the unlearning result."""
     try:
         idle(page)
-        goto(page, "4 · Triage")
-        page.get_by_text("Approved", exact=True).wait_for(timeout=LONG_MS)
-        counts = (metric(page, "Flagged"), metric(page, "Approved"))
-        goto(page, "5 · Unlearn")
-        page.get_by_text("Clean accuracy after").wait_for(timeout=LONG_MS)
-        no_exception(page)
-        return (*counts, metric(page, "Clean accuracy after"), metric(page, "Poison success rate after"))
+        return triage_view(page), unlearn_view(page)
     except Exception:
         failed = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored, never the README's folder
         failed.mkdir(parents=True, exist_ok=True)
