@@ -166,9 +166,7 @@ def summary(act: ui.Active) -> None:
 
 
 def render() -> None:
-    ui.through_app()
-    st.title("Affected image")
-    act = ui.require_active()
+    act = ui.open_step("Affected image")
     if act is None:
         return
     notice, ui.session().notice = ui.session().notice, None

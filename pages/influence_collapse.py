@@ -133,9 +133,7 @@ def copies_gallery(result, transforms: list[str]) -> None:
 
 
 def render() -> None:
-    ui.through_app()
-    st.title("Influence collapse")
-    act = ui.require_active()
+    act = ui.open_step("Influence collapse")
     if act is None:
         return
     aff = ui.affected_images(act)

@@ -146,9 +146,7 @@ def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.nda
 
 
 def render() -> None:
-    ui.through_app()
-    st.title("Triage")
-    act = ui.require_active()
+    act = ui.open_step("Triage")
     if act is None:
         return
     rule_controls(act)

@@ -141,9 +141,7 @@ def results(act: ui.Active) -> None:
 
 
 def render() -> None:
-    ui.through_app()
-    st.title("Unlearn")
-    act = ui.require_active()
+    act = ui.open_step("Unlearn")
     if act is None:
         return
     flags = ui.current_flags(act)

@@ -37,7 +37,7 @@ from deltainf_core.errors import ConfigError
 
 from .display import params_from_widgets
 from .jobs import pipeline
-from .state import Active, Keyed, Widgets, session, widgets
+from .state import Active, Keyed, Widgets, session, through_app, widgets
 
 FOLDER = "__folder__"
 """Pseudo dataset name: an ImageFolder root typed by the user."""
@@ -111,6 +111,13 @@ def activate(scn: Scenario, mode: str, tm: TrainedModel, checkpoint_name: str | 
     s.rounds = Rounds(tm, scn.max_rounds)
     s.hold = False  # a fresh model: the session is whole again and is saved
     reset_downstream("model")
+
+
+def open_step(title: str) -> Active | None:
+    """The start of every step after the Scenario page: through ``app.py``, the title, the investigation."""
+    through_app()
+    st.title(title)
+    return require_active()
 
 
 def require_active() -> Active | None:
