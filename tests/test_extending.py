@@ -28,3 +28,28 @@ def test_toys_are_in_the_contract_tests(request):
                 collected.setdefault(argname, set()).add(value)
     for argname, values in collected.items():
         assert toy_of[argname] in values, argname
+
+
+def test_every_family_is_found_from_a_cold_start():
+    """Each registry is reachable through ``FAMILIES`` before anything imported it (the lazy map
+    in ``registry._DEFINED_IN`` names every family the package defines, with its entries)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, json\n"
+        "from deltainf_core.registry import FAMILIES, _DEFINED_IN\n"
+        "cold = {f: FAMILIES[f].names() for f in _DEFINED_IN}\n"
+        "import deltainf_core, deltainf_core.pipeline\n"
+        "warm = {f: r.names() for f, r in FAMILIES.items()}\n"
+        "print(json.dumps([cold, warm]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    cold, warm = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert cold == warm, "a family registered by the package is missing from registry._DEFINED_IN"
+    assert all(cold.values()), [f for f, names in cold.items() if not names]
