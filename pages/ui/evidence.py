@@ -21,15 +21,24 @@ MAX_ROWS = 200
 
 
 def evidence_heatmap(tc: TransformCollapse, threshold: float | None = None) -> go.Figure:
-    """Flagged images (rows) x transformations (columns), coloured by that transformation's ``d``."""
+    """Flagged images (rows) x transformations (columns), coloured by that transformation's ``d``.
+
+    A ``d`` that is not finite (the copies counted there all moved the image's support by the same
+    amount: one copy, or a flat Δ) is no effect size at all, so its cell is left blank rather than
+    painted at the end of the scale; the hover gives the mean Δ instead.
+    """
     order = np.argsort(-np.nan_to_num(tc.pooled, posinf=1e12))[:MAX_ROWS]
-    z = np.clip(np.nan_to_num(tc.effect_size[order], posinf=1e6, neginf=-1e6), -10.0, 10.0)
+    d = tc.effect_size[order]
+    z = np.where(np.isfinite(d), np.clip(d, -10.0, 10.0), np.nan)
+    shown = np.where(np.isfinite(d), np.round(d, 2).astype(str), "undefined (no spread over the copies)")
+    hover = np.dstack([shown, np.vectorize(lambda v: f"{v:.3g}")(tc.mean_delta[order])]) if d.size else None
     labels = [f"#{int(i)} (d {tc.pooled[j]:.1f})" for j, i in zip(order, tc.indices[order], strict=True)]
     columns = [t if tc.break_rate is None else f"{t} ({tc.break_rate[k]:.0%} broken)"
                for k, t in enumerate(tc.transforms)]
     fig = go.Figure(go.Heatmap(z=z, x=columns, y=labels, colorscale="RdBu", reversescale=True, zmid=threshold or 0.0,
-                               colorbar={"title": "d"},
-                               hovertemplate="%{y}<br>%{x}<br>d = %{z:.2f}<extra></extra>"))
+                               colorbar={"title": "d"}, customdata=hover, hoverongaps=True,
+                               hovertemplate="%{y}<br>%{x}<br>d = %{customdata[0]}<br>mean Δ = %{customdata[1]}"
+                                             "<extra></extra>"))
     fig.update_layout(height=min(900, 120 + 16 * len(labels)), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       yaxis={"autorange": "reversed"}, title="Collapse effect size per transformation")
     return fig
