@@ -183,6 +183,12 @@ def test_image_helpers_make_crisp_uint8_tiles():
     assert rgb.shape == (96, 96, 3)
 
 
+def test_stored_uint8_pixels_and_unit_floats_show_alike():
+    pixels = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    assert np.array_equal(to_display(pixels), to_display(pixels.float() / 255.0))
+    assert to_display(pixels).max() == int(pixels.max())
+
+
 def test_fifty_thousand_points_are_all_drawn_once_per_panel():
     n = 50_000
     scores, queries = synthetic(n_train=n, n_images=2, copies=14)
