@@ -157,6 +157,22 @@ def test_channel_stats_of_uint8_equal_the_float_path(mnist_splits):
     assert channel_stats(torch.zeros(4, 1, 2, 2, dtype=torch.uint8))[1] == (1e-3,)
 
 
+def test_channel_stats_of_uint8_are_exact_whatever_the_memory_layout():
+    """The model's normalisation must not depend on how the pixels sit in memory (a float32 sum
+    over a channels-last copy rounds differently, and SGD amplifies one ulp into another model)."""
+    import torch
+
+    from deltainf_core.data.base import channel_stats
+
+    u = torch.randint(0, 256, (600, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    channels_last = u.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # a decoded HWC stack
+    mean, std = channel_stats(u)
+    assert channel_stats(channels_last) == (mean, std)
+    x = u.double() / 255
+    assert mean == pytest.approx(x.mean(dim=(0, 2, 3)).tolist(), rel=1e-13)
+    assert std == pytest.approx(x.std(dim=(0, 2, 3)).tolist(), rel=1e-12)
+
+
 def test_image_folder_is_decoded_once_then_memory_mapped(tmp_path, monkeypatch):
     from deltainf_core.data import image_folder
 

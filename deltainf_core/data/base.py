@@ -248,7 +248,8 @@ def channel_stats(images: torch.Tensor | ImageSet) -> tuple[tuple[float, ...], t
     """Per-channel mean/std of a training set (std floored so constant channels stay finite).
 
     uint8 pixels are summed exactly in integers, a channel at a time (no float copy of
-    the set); the float path's float32 sums agree to about 1e-7.
+    the set, and no dependence on memory layout or thread count); the float path's
+    float32 sums agree to about 1e-7.
     """
     x = images.pixels if isinstance(images, ImageSet) else images
     if x.dtype != torch.uint8:
