@@ -128,8 +128,8 @@ def run_one(data_dir: str, cache: str, epochs: int, trace: bool) -> dict:
     t = time.perf_counter()
     result = results.run_results(pipe, scn)
     meter._close_segment()
-    digest = hashlib.sha256(json.dumps({k: result[k] for k in ("poisoned", "detection", "rounds", "unlearned")},
-                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
+    outcome = _without_timings({k: result[k] for k in ("poisoned", "detection", "rounds", "unlearned")})
+    digest = hashlib.sha256(json.dumps(outcome, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"data_dir": data_dir, "n_train": result["poisoned"]["n_train"], "epochs": epochs,
             "start_rss_mb": start_rss, "imported_rss_mb": imported_rss,
             "peak_rss_mb": max(r["incl_peak_mb"] for r in meter.rows.values()),
@@ -141,6 +141,15 @@ def _shown(path: str) -> bool:
     """Printed: the top-level stages and the calls that do work (memo hits stay in the JSON only)."""
     parts = path.split(">")
     return len(parts) == 1 or (len(parts) == 2 and parts[-1] not in MEMO_HITS) or parts[-1] in WORK_CALLS
+
+
+def _without_timings(value: object) -> object:
+    """A result with its seconds left out, so two runs of the same code give the same digest."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in ("seconds", "timings_s")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
 
 
 def slopes(rows: list[dict], target: int = 50_000) -> dict:
@@ -191,8 +200,12 @@ def main() -> None:
                 continue
             print(f"  {path:60s} own {s['own_peak_mb']:7.0f}  incl {s['incl_peak_mb']:7.0f}  calls {s['calls']}"
                   + (f"  tracemalloc {s['tracemalloc_peak_mb']:.0f}" if "tracemalloc_peak_mb" in s else ""))
+    from bench.provenance import provenance
+
     res = {"runs": rows, "growth": slopes(rows), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-           "load_average": os.getloadavg()[0], "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+           "load_average": os.getloadavg()[0], "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+           "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"], models=["smallcnn"],
+                                    attacks=["badnet"], detectors=["delta"], unlearners=["eu"])}
     for span, g in res["growth"].items():
         print(f"{span}: {g['peak_kb_per_image']} KB/image overall; own-peak KB/image per stage:")
         for path, s in g["stages"].items():
