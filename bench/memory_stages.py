@@ -9,7 +9,13 @@
         excludes the stages it calls (``detect`` excludes ``scores``); ``incl`` includes them.
         Between sizes: the KB per training image each stage's peak grows by, and the peak
         extrapolated to 50,000 images. Epochs default to 1: memory does not depend on them.
-        ``--trace`` adds tracemalloc's peak per stage (numpy and Python allocations, not torch).
+        ``--trace`` adds tracemalloc's peak per stage (numpy and Python allocations, not torch;
+        tracing itself adds ~150 MB of RSS, so compare its column only with itself).
+
+    OMP_NUM_THREADS=1 python -m bench.memory_stages --data-dirs DIR-5000,DIR-50000 --out OUT.json
+        The check that matters (issue 14): peak RSS at 50,000 images <= 2.5 GB and growth
+        <= 20 KB per training image. The first run on a folder also decodes its images
+        (the ``dataset`` stage), as a cold ``run`` does.
 
     python -m bench.memory_stages _one DIR CACHE EPOCHS TRACE
         One size in this process (what the above runs per folder); prints one JSON line.

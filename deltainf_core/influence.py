@@ -42,7 +42,7 @@ from .config import InfluenceConfig, config_dict, stable_hash
 from .data.base import ImageSet
 from .errors import CacheError, InfluenceError
 from .integrity import StepManifest, finite_array, verify_folder
-from .memory import HeapTrimmer, release_freed_memory
+from .memory import release_freed_memory, trimming
 from .store import STAGE_VERSIONS, hold, key_lock
 from .training import Meter, Progress, no_progress, pick_device
 
@@ -230,7 +230,7 @@ class InfluenceEngine:
         parts = StepManifest(d)
         meter = self.meter = Meter(self.progress, cov_n + LAMBDA_COST * lam_n,
                                    f"fitting {self.cfg.strategy} factors on {n} images:", self.progress_every)
-        data = self.train.dataset(order, on_batch=_trimming(meter.add))
+        data = self.train.dataset(order, on_batch=trimming(meter.add))
         an = self.analyzer()
         batch = min(self.cfg.train_batch_size, n)
         common = {"factors_name": self.factors_name, "factor_args": args, "overwrite_output_dir": False}
@@ -330,7 +330,7 @@ class InfluenceEngine:
                 analyzer.compute_pairwise_scores(
                     scores_name=name, factors_name=self.factors_name,
                     query_dataset=queries.dataset(),
-                    train_dataset=self.train.dataset(on_batch=_trimming(meter.add)),
+                    train_dataset=self.train.dataset(on_batch=trimming(meter.add)),
                     train_indices=list(range(start, stop)),
                     per_device_query_batch_size=qbs,
                     per_device_train_batch_size=min(self.cfg.train_batch_size, stop - start),
@@ -345,18 +345,6 @@ class InfluenceEngine:
         if not np.isfinite(out).all():
             raise InfluenceError("influence scores contain NaN/inf (the model may have diverged)")
         return out
-
-
-def _trimming(on_batch: Callable[[int], None]) -> Callable[[int], None]:
-    """``on_batch`` plus a heap trim when memory grew (``memory.HeapTrimmer``: kronfluence's passes
-    otherwise grow the heap by about a batch's temporaries per batch)."""
-    trim = HeapTrimmer()
-
-    def step(n: int) -> None:
-        on_batch(n)
-        trim(n)
-
-    return step
 
 
 @contextlib.contextmanager

@@ -44,3 +44,12 @@ def test_trimmer_does_nothing_without_malloc_trim(monkeypatch):
     del big
     trim()
     assert not trim.enabled and trim.trims == 0 and memory.release_freed_memory() is False
+
+
+def test_trimming_callback_still_reports_every_batch(monkeypatch):
+    monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: 1)
+    seen = []
+    step = memory.trimming(seen.append)
+    for n in (64, 64, 17):
+        step(n)
+    assert seen == [64, 64, 17]

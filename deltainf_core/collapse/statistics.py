@@ -127,8 +127,9 @@ def _grouped_stats(rows_of: Callable[[np.ndarray], np.ndarray], n_rows: int, n: 
                    transform: np.ndarray | None, kept: np.ndarray | None,
                    original: np.ndarray | None) -> CollapseStats:
     """``stats_of`` one affected image at a time: ``rows_of(rows)`` gives those collapse rows as a new
-    float64 array, so no ``[n_copies, n_train]`` float64 matrix (1 KB per training image per copy
-    column of 130) ever exists at once; the sums are the same to the bit."""
+    float64 array, so the whole ``[n_copies, n_train]`` float64 matrix (1 KB per training image for
+    the default 130 copies) and its centred copy never exist; the sums equal the whole-matrix
+    computation to the bit (``tests/collapse/test_statistics.py``)."""
     image_of = np.zeros(n_rows, dtype=np.int64) if image_of is None else np.asarray(image_of, dtype=np.int64)
     transform = np.full(n_rows, "", dtype=object) if transform is None else np.asarray(transform, dtype=object)
     kept = np.ones(n_rows, dtype=bool) if kept is None else np.asarray(kept, dtype=bool)
