@@ -42,6 +42,7 @@ from .config import InfluenceConfig, config_dict, stable_hash
 from .data.base import ImageSet
 from .errors import CacheError, InfluenceError
 from .integrity import StepManifest, finite_array, verify_folder
+from .memory import release_freed_memory, trimming
 from .store import STAGE_VERSIONS, hold, key_lock
 from .training import Meter, Progress, no_progress, pick_device
 
@@ -103,8 +104,8 @@ def data_fingerprint(data: ImageSet) -> str:
     """Hash of an image set's stored pixels (uint8 or float) and labels."""
     h = hashlib.sha256()
     h.update(str(data.pixels.dtype).encode())
-    h.update(data.pixels.contiguous().numpy().tobytes())
-    h.update(data.labels.numpy().tobytes())
+    h.update(data.pixels.contiguous().numpy().data)  # the buffer itself: ``tobytes`` would copy the whole set
+    h.update(data.labels.contiguous().numpy().data)
     return h.hexdigest()[:16]
 
 
@@ -229,7 +230,7 @@ class InfluenceEngine:
         parts = StepManifest(d)
         meter = self.meter = Meter(self.progress, cov_n + LAMBDA_COST * lam_n,
                                    f"fitting {self.cfg.strategy} factors on {n} images:", self.progress_every)
-        data = self.train.dataset(order, on_batch=meter.add)
+        data = self.train.dataset(order, on_batch=trimming(meter.add))
         an = self.analyzer()
         batch = min(self.cfg.train_batch_size, n)
         common = {"factors_name": self.factors_name, "factor_args": args, "overwrite_output_dir": False}
@@ -254,6 +255,7 @@ class InfluenceEngine:
                                        target_data_partitions=[p] if lam_parts > 1 else None, **common)
             parts.record(f"lambda{p}")
         parts.finish()
+        release_freed_memory()
 
     # -- scores ------------------------------------------------------------------------
     def queries_per_pass(self, n_queries: int) -> int:
@@ -294,7 +296,7 @@ class InfluenceEngine:
                         meter.skip(b - a)
         self.score_seconds = time.perf_counter() - t0
         self.progress(1.0, f"scored {len(queries)} queries ({self.score_seconds:.1f}s)")
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return np.concatenate(parts, axis=1, dtype=np.float32)  # one copy, not two
 
     def _cached_chunk(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
         value = self.score_cache[0](key) if self.score_cache else None
@@ -328,7 +330,7 @@ class InfluenceEngine:
                 analyzer.compute_pairwise_scores(
                     scores_name=name, factors_name=self.factors_name,
                     query_dataset=queries.dataset(),
-                    train_dataset=self.train.dataset(on_batch=meter.add),
+                    train_dataset=self.train.dataset(on_batch=trimming(meter.add)),
                     train_indices=list(range(start, stop)),
                     per_device_query_batch_size=qbs,
                     per_device_train_batch_size=min(self.cfg.train_batch_size, stop - start),
@@ -339,6 +341,7 @@ class InfluenceEngine:
             raise InfluenceError(f"computing influence scores failed: {err}") from err
         finally:
             shutil.rmtree(os.path.join(analysis, f"scores_{name}"), ignore_errors=True)
+            release_freed_memory()
         if not np.isfinite(out).all():
             raise InfluenceError("influence scores contain NaN/inf (the model may have diverged)")
         return out

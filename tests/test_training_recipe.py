@@ -68,6 +68,28 @@ def test_uint8_and_float_storage_train_the_same_model(mnist_splits):
     assert torch.equal(predict_logits(models[0], u8), predict_logits(models[0], f32.images))
 
 
+def test_training_on_rows_equals_training_on_the_copied_subset(mnist_splits):
+    """EU trains on the retain set's rows instead of a copy of it: not a single weight may differ."""
+    import numpy as np
+    import torch
+
+    from deltainf_core.models import build_model
+    from deltainf_core.training import train_model
+
+    data = mnist_splits.train.subset(np.arange(300)).to_uint8()
+    keep = data.rows_without([0, 5, 17, 18, 250])
+    assert len(keep) == 295 and torch.equal(data.without([0, 5, 17, 18, 250]).pixels, data.subset(keep).pixels)
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    models = []
+    for source, rows in ((data.subset(keep), None), (data, keep)):
+        torch.manual_seed(0)
+        m = build_model("smallcnn", data.image_shape, 10, mnist_splits.mean, mnist_splits.std)
+        train_model(m, source, cfg, augment_flip=True, device=torch.device("cpu"), rows=rows)
+        models.append(m)
+    a, b = (m.state_dict() for m in models)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_bf16_training_runs_on_cpu_and_unknown_precision_is_refused(mnist_splits):
     import numpy as np
     import torch

@@ -20,7 +20,7 @@ toggles are instant and give exactly the rule's numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,25 +120,35 @@ def stats_of(collapse: np.ndarray, image_of: np.ndarray | None = None, transform
              kept: np.ndarray | None = None, original: np.ndarray | None = None) -> CollapseStats:
     """Group the rows of a collapse matrix ``[n_copies, n_train]`` by (transformation, image, kept)."""
     c = np.asarray(collapse, dtype=np.float64)
-    n_rows, n = c.shape
+    return _grouped_stats(lambda rows: c[rows], c.shape[0], c.shape[1], image_of, transform, kept, original)
+
+
+def _grouped_stats(rows_of: Callable[[np.ndarray], np.ndarray], n_rows: int, n: int, image_of: np.ndarray | None,
+                   transform: np.ndarray | None, kept: np.ndarray | None,
+                   original: np.ndarray | None) -> CollapseStats:
+    """``stats_of`` one affected image at a time: ``rows_of(rows)`` gives those collapse rows as a new
+    float64 array, so the whole ``[n_copies, n_train]`` float64 matrix (1 KB per training image for
+    the default 130 copies) and its centred copy never exist; the sums equal the whole-matrix
+    computation to the bit (``tests/collapse/test_statistics.py``)."""
     image_of = np.zeros(n_rows, dtype=np.int64) if image_of is None else np.asarray(image_of, dtype=np.int64)
     transform = np.full(n_rows, "", dtype=object) if transform is None else np.asarray(transform, dtype=object)
     kept = np.ones(n_rows, dtype=bool) if kept is None else np.asarray(kept, dtype=bool)
     names = list(dict.fromkeys(transform.tolist())) or [""]
     n_images = int(image_of.max()) + 1 if n_rows else 1
     shift = np.zeros((n_images, n))
-    for k in range(n_images):
-        rows = image_of == k
-        if rows.any():
-            shift[k] = c[rows].mean(axis=0)
-    c = c - shift[image_of]
     counts = np.zeros((len(names), n_images, 2), dtype=np.int64)
     s1 = np.zeros((len(names), n_images, 2, n))
     s2 = np.zeros((len(names), n_images, 2, n))
-    for t_pos, t in enumerate(names):
-        for k in range(n_images):
+    for k in range(n_images):
+        mine = np.flatnonzero(image_of == k)
+        if not mine.size:
+            continue
+        c = rows_of(mine)
+        shift[k] = c.mean(axis=0)
+        c -= shift[k]
+        for t_pos, t in enumerate(names):
             for b in (0, 1):
-                block = c[(transform == t) & (image_of == k) & (kept == bool(b))]
+                block = c[(transform[mine] == t) & (kept[mine] == bool(b))]
                 counts[t_pos, k, b] = block.shape[0]
                 if block.shape[0]:
                     s1[t_pos, k, b] = block.sum(axis=0)
@@ -152,10 +162,15 @@ def collapse_stats(scores: np.ndarray, queries: CollapseQueries, keep: np.ndarra
     the copies that count when only kept copies are asked for (e.g. ``broken_copies``)."""
     s = np.asarray(scores)
     rows = queries.copy_rows()
+    to_original = queries.original_row_of()
     original = s[np.flatnonzero(queries.is_original)].astype(np.float64).mean(axis=0)
-    collapse = s[queries.original_row_of()].astype(np.float64) - s[rows]
     kept = None if keep is None else np.asarray(keep, dtype=bool)[rows]
-    return stats_of(collapse, queries.image_of[rows], queries.transform[rows], kept, original)
+
+    def collapse(sel: np.ndarray) -> np.ndarray:
+        return s[to_original[sel]].astype(np.float64) - s[rows[sel]]
+
+    return _grouped_stats(collapse, len(rows), s.shape[1], queries.image_of[rows], queries.transform[rows], kept,
+                          original)
 
 
 # -- the effect size -------------------------------------------------------------------------------

@@ -130,9 +130,13 @@ class ImageSet:
 
     def without(self, indices: np.ndarray | list[int]) -> ImageSet:
         """The set minus ``indices`` (the retain set for a forget set)."""
+        return self.subset(self.rows_without(indices))
+
+    def rows_without(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        """The row indices of ``without(indices)``, in order (to train on them without a copy)."""
         keep = np.ones(len(self), dtype=bool)
         keep[np.asarray(indices, dtype=np.int64)] = False
-        return self.subset(np.flatnonzero(keep))
+        return np.flatnonzero(keep)
 
     def clone(self) -> ImageSet:
         return ImageSet(self._pixels.clone(), self.labels.clone(), self.classes)
@@ -164,11 +168,12 @@ class ImageSet:
         return ImageSet(pixels, new_labels, self.classes)
 
     def rows_equal(self, other: ImageSet, chunk: int = 8192) -> torch.Tensor:
-        """Per image, whether its pixels equal ``other``'s (chunked: no whole-set float copy)."""
-        if self.is_uint8 and other.is_uint8:
-            return (self._pixels == other._pixels).flatten(1).all(dim=1)
+        """Per image, whether its pixels equal ``other``'s (chunked: no whole-set copy, float or bool)."""
         if len(self) == 0:
             return torch.zeros(0, dtype=torch.bool)
+        if self.is_uint8 and other.is_uint8:
+            return torch.cat([(self._pixels[a : a + chunk] == other._pixels[a : a + chunk]).flatten(1).all(dim=1)
+                              for a in range(0, len(self), chunk)])
         return torch.cat([(self.float_batch(slice(a, a + chunk)) == other.float_batch(slice(a, a + chunk)))
                           .flatten(1).all(dim=1) for a in range(0, len(self), chunk)])
 

@@ -122,3 +122,37 @@ def test_panels_hold_one_mean_delta_per_transformation_over_the_chosen_copies():
             assert panels.n_copies[t] == delta.shape[0]
     np.testing.assert_allclose(stats.original, s[q.is_original].mean(axis=0), rtol=1e-6)
     assert cs.collapse_panels(stats, []).transforms == []
+
+
+def whole_matrix_stats(scores: np.ndarray, q, keep: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The sufficient statistics from the whole float64 collapse matrix at once (how they were first
+    computed, before ``collapse_stats`` went one affected image at a time to save memory)."""
+    rows = q.copy_rows()
+    c = scores[q.original_row_of()].astype(np.float64) - scores[rows]
+    image_of, transform = q.image_of[rows], q.transform[rows]
+    kept = np.ones(len(rows), dtype=bool) if keep is None else keep[rows]
+    names = list(dict.fromkeys(transform.tolist()))
+    shift = np.stack([c[image_of == k].mean(axis=0) for k in range(int(image_of.max()) + 1)])
+    c = c - shift[image_of]
+    s1 = np.zeros((len(names), len(shift), 2, c.shape[1]))
+    s2 = np.zeros_like(s1)
+    for t_pos, t in enumerate(names):
+        for k in range(len(shift)):
+            for b in (0, 1):
+                block = c[(transform == t) & (image_of == k) & (kept == bool(b))]
+                if block.shape[0]:
+                    s1[t_pos, k, b] = block.sum(axis=0)
+                    s2[t_pos, k, b] = np.einsum("ij,ij->j", block, block)
+    return shift, s1, s2
+
+
+@pytest.mark.parametrize("with_keep", [False, True])
+def test_stats_one_image_at_a_time_equal_the_whole_matrix_to_the_bit(with_keep):
+    q = fake_queries((6, 4, 5), transforms=("flip", "invert", "blur"))
+    s = np.random.default_rng(3).standard_normal((len(q.is_original), 1001)).astype(np.float32) * 1e-3
+    keep = np.random.default_rng(4).random(len(q.is_original)) < 0.5 if with_keep else None
+    stats = cs.collapse_stats(s, q, keep)
+    shift, s1, s2 = whole_matrix_stats(s, q, keep)
+    assert np.array_equal(stats.shift, shift)
+    assert np.array_equal(stats.s1, s1) and np.array_equal(stats.s2, s2)
+    assert stats.counts.sum() == len(q.copy_rows())
