@@ -171,11 +171,11 @@ class ImageSet:
         """Per image, whether its pixels equal ``other``'s (chunked: no whole-set copy, float or bool)."""
         if len(self) == 0:
             return torch.zeros(0, dtype=torch.bool)
-        if self.is_uint8 and other.is_uint8:
-            return torch.cat([(self._pixels[a : a + chunk] == other._pixels[a : a + chunk]).flatten(1).all(dim=1)
-                              for a in range(0, len(self), chunk)])
-        return torch.cat([(self.float_batch(slice(a, a + chunk)) == other.float_batch(slice(a, a + chunk)))
-                          .flatten(1).all(dim=1) for a in range(0, len(self), chunk)])
+        stored = self.is_uint8 and other.is_uint8  # compare the stored bytes; otherwise as floats
+
+        def rows(s: ImageSet, a: int) -> torch.Tensor:
+            return s._pixels[a : a + chunk] if stored else s.float_batch(slice(a, a + chunk))
+        return torch.cat([(rows(self, a) == rows(other, a)).flatten(1).all(dim=1) for a in range(0, len(self), chunk)])
 
     def dataset(self, order: np.ndarray | None = None,
                 on_batch: Callable[[int], None] | None = None) -> ImageDataset:
