@@ -97,8 +97,13 @@ def app_py_runs_every_time(monkeypatch):
     AppTest forgets before each run that ``st.navigation`` switched off the v1 reading of
     the ``pages/`` folder, and would then run a sub-page without ``app.py`` (no binding to
     the saved investigation, no sidebar). The server keeps the switch for its lifetime.
+    A core-only environment (no Streamlit, e.g. a GPU box running the CUDA smoke tests)
+    has no app to run, so the fixture does nothing there.
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
 
     original = PagesManager.__init__
 
