@@ -41,12 +41,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.provenance import provenance  # noqa: E402
 from deltainf_core.config import (  # noqa: E402
-    AttackConfig,
-    CollapseConfig,
-    DataConfig,
-    DetectConfig,
-    TrainConfig,
-    UnlearnConfig,
     stable_hash,
 )
 from deltainf_core.metrics import clean_accuracy, poison_success_rate, precision_recall  # noqa: E402
@@ -60,15 +54,19 @@ TOLERANCE = {"mnist5k": 0.02, "cifar10-subset": 0.03}
 KEEP_ACCURACY = 0.05
 """Methods not held to removal must stay within this of the poisoned model's accuracy."""
 DEFAULT_OUT = ROOT / "bench" / "results" / "unlearning_suite.json"
-STAGES = ("poison", "train", "scores", "detect", "unlearn", "oracle")
+STAGES = ("poison", "train", "factors", "scores", "unlearn")
+"""The store's stage versions the rows depend on (the oracle is an ``unlearn`` entry)."""
 
 
-def scenario(dataset: str, attack: str, seed: int) -> Scenario:
-    """The CLI's default scenario (same configs, so the same cache keys) with one detection round."""
-    data = DataConfig(data_dir=str(CIFAR_SUBSET)) if dataset == "cifar10-subset" else DataConfig(dataset=dataset)
-    return Scenario(data=data, attack=AttackConfig(name=attack, seed=seed), train=TrainConfig(seed=seed),
-                    collapse=CollapseConfig(seed=seed), detect=DetectConfig(),
-                    unlearn=UnlearnConfig(method="eu", seed=seed), max_rounds=1)
+def scenario(dataset: str, attack: str, seed: int, cifar_subset: Path = CIFAR_SUBSET) -> Scenario:
+    """``run --dataset D --attack A --seed S --rounds 1`` as the CLI itself parses it (so the same
+    cache keys, and no copy of the CLI's defaults here to drift from it)."""
+    from deltainf_core.cli import build_parser
+    from deltainf_core.flags import scenario_from_args
+
+    where = ["--data-dir", str(cifar_subset)] if dataset == "cifar10-subset" else ["--dataset", dataset]
+    args = build_parser().parse_args(["run", *where, "--attack", attack, "--seed", str(seed), "--rounds", "1"])
+    return scenario_from_args(args, args.flags)
 
 
 def flagged_scenario(pipe: Pipeline, scn: Scenario) -> dict:
@@ -112,8 +110,8 @@ def row_key(dataset: str, attack: str, seed: int, method: str, flagged: np.ndarr
 
 
 def run_scenario(pipe: Pipeline, dataset: str, attack: str, seed: int, methods: list[str],
-                 done: dict, rows_file: Path) -> dict:
-    scn = scenario(dataset, attack, seed)
+                 done: dict, rows_file: Path, cifar_subset: Path = CIFAR_SUBSET) -> dict:
+    scn = scenario(dataset, attack, seed, cifar_subset)
     t0 = time.perf_counter()
     sc = flagged_scenario(pipe, scn)
     tm, poisoned, splits, flagged = sc["tm"], sc["poisoned"], sc["splits"], sc["flagged"]
@@ -204,6 +202,44 @@ def table(runs: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def result_json(every: list[dict], methods: list[str], device: str, argv: str) -> dict:
+    """The results file: scenarios measured so far, the table, the settings and provenance."""
+    return {
+        "benchmark": "unlearning_suite",
+        "command": "DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py " + argv,
+        "complete": len({(r["dataset"], r["attack"], r["seed"]) for r in every}) == 12,
+        "tolerance": TOLERANCE, "keep_accuracy": KEEP_ACCURACY, "device": device,
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "params": {m: UNLEARNERS.entry(m).param_defaults() for m in methods},
+        "provenance": provenance(
+            stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
+            detectors=["delta"], unlearners=methods,
+            datasets=sorted({r["dataset"] for r in every} - {"cifar10-subset"})),
+        "scenarios": [f"{r['dataset']} {r['attack']} seed {r['seed']}" for r in every],
+        "runs": every, "table": table(every, methods),
+    }
+
+
+def combine(parts: list[Path], out_path: Path) -> None:
+    """One results file from shards run side by side (e.g. one process per dataset and attack
+    on a GPU): their scenarios must not overlap and must come from one kind of device."""
+    loaded = [json.loads(p.read_text()) for p in parts]
+    devices = {(d["device"], d.get("gpu")) for d in loaded}
+    if len(devices) != 1:
+        raise SystemExit(f"shards come from different devices: {sorted(map(str, devices))}")
+    every = sorted((r for d in loaded for r in d["runs"]), key=lambda r: (r["dataset"], r["attack"], r["seed"]))
+    seen = [(r["dataset"], r["attack"], r["seed"]) for r in every]
+    if len(seen) != len(set(seen)):
+        raise SystemExit("shards measure the same scenario twice")
+    methods = [m for m in UNLEARNERS.names() if any(m in d["params"] for d in loaded)]
+    result = result_json(every, methods, loaded[0]["device"], "--combine " + " ".join(p.name for p in parts))
+    result["gpu"] = loaded[0].get("gpu")
+    result["shard_commands"] = [d["command"] for d in loaded]
+    out_path.write_text(json.dumps(result, indent=1, default=float))
+    print(result["table"])
+    print(f"wrote {out_path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["mnist5k", "cifar10-subset"])
@@ -211,9 +247,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=UNLEARNERS.names(), choices=UNLEARNERS.names())
     ap.add_argument("--out", type=Path, help=f"result file (default {DEFAULT_OUT.relative_to(ROOT)} for a full run)")
+    ap.add_argument("--cifar-subset", type=Path, default=CIFAR_SUBSET,
+                    help="the real CIFAR subset's ImageFolder (default ../shared/data/cifar10-subset)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other scenarios already in --out (replace only those run now)")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="SHARD",
+                    help="only combine results files written by narrowed runs into --out (or the default file)")
     args = ap.parse_args()
+    if args.combine:
+        combine(args.combine, args.out or DEFAULT_OUT)
+        return
     torch.set_num_threads(1)
     pipe = Pipeline(Store())
     rows_file = Path(pipe.store.directory) / "unlearning_suite_rows.jsonl"
@@ -232,24 +275,12 @@ def main() -> None:
     for dataset in args.datasets:
         for attack in args.attacks:
             for seed in args.seeds:
-                runs.append(run_scenario(pipe, dataset, attack, seed, args.methods, done, rows_file))
+                runs.append(run_scenario(pipe, dataset, attack, seed, args.methods, done, rows_file,
+                                         args.cifar_subset))
                 now = {(r["dataset"], r["attack"], r["seed"]) for r in runs}
                 every = [r for r in kept if (r["dataset"], r["attack"], r["seed"]) not in now] + runs
                 every.sort(key=lambda r: (r["dataset"], r["attack"], r["seed"]))
-                result = {
-                    "benchmark": "unlearning_suite",
-                    "command": "DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py "
-                               + " ".join(sys.argv[1:]),
-                    "complete": len({(r["dataset"], r["attack"], r["seed"]) for r in every}) == 12,
-                    "tolerance": TOLERANCE, "keep_accuracy": KEEP_ACCURACY,
-                    "params": {m: UNLEARNERS.entry(m).param_defaults() for m in args.methods},
-                    "provenance": provenance(
-                        stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
-                        detectors=["delta"], unlearners=args.methods,
-                        datasets=sorted({r["dataset"] for r in every} - {"cifar10-subset"})),
-                    "scenarios": [f"{r['dataset']} {r['attack']} seed {r['seed']}" for r in every],
-                    "runs": every, "table": table(every, args.methods),
-                }
+                result = result_json(every, args.methods, str(pipe.device), " ".join(sys.argv[1:]))
                 if out_path:
                     out_path.parent.mkdir(parents=True, exist_ok=True)
                     out_path.write_text(json.dumps(result, indent=1, default=float))
