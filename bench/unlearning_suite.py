@@ -202,14 +202,14 @@ def table(runs: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def result_json(every: list[dict], methods: list[str], device: str, argv: str) -> dict:
+def result_json(every: list[dict], methods: list[str], device: str, argv: str, gpu: str | None = None) -> dict:
     """The results file: scenarios measured so far, the table, the settings and provenance."""
     return {
         "benchmark": "unlearning_suite",
         "command": "DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py " + argv,
         "complete": len({(r["dataset"], r["attack"], r["seed"]) for r in every}) == 12,
         "tolerance": TOLERANCE, "keep_accuracy": KEEP_ACCURACY, "device": device,
-        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "gpu": gpu,
         "params": {m: UNLEARNERS.entry(m).param_defaults() for m in methods},
         "provenance": provenance(
             stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
@@ -232,9 +232,21 @@ def combine(parts: list[Path], out_path: Path) -> None:
     if len(seen) != len(set(seen)):
         raise SystemExit("shards measure the same scenario twice")
     methods = [m for m in UNLEARNERS.names() if any(m in d["params"] for d in loaded)]
-    result = result_json(every, methods, loaded[0]["device"], "--combine " + " ".join(p.name for p in parts))
-    result["gpu"] = loaded[0].get("gpu")
+    result = result_json(every, methods, loaded[0]["device"], "--combine " + " ".join(p.name for p in parts),
+                         loaded[0].get("gpu"))
     result["shard_commands"] = [d["command"] for d in loaded]
+    # what ran, not the checkout combining them: the union of the shards' versions, which must agree
+    versions: dict[str, dict[str, int]] = {}
+    for d in loaded:
+        for family, entries in d["provenance"]["versions"].items():
+            for name, version in entries.items():
+                if versions.setdefault(family, {}).setdefault(name, version) != version:
+                    raise SystemExit(f"shards ran different versions of {family} {name}")
+    commits = {(d["provenance"]["git_commit"], d["provenance"]["git_dirty"]) for d in loaded}
+    if len(commits) != 1:
+        raise SystemExit(f"shards ran on different commits: {sorted(map(str, commits))}")
+    (commit, dirty), = commits
+    result["provenance"] = {"git_commit": commit, "git_dirty": dirty, "versions": versions}
     out_path.write_text(json.dumps(result, indent=1, default=float))
     print(result["table"])
     print(f"wrote {out_path}")
@@ -280,7 +292,8 @@ def main() -> None:
                 now = {(r["dataset"], r["attack"], r["seed"]) for r in runs}
                 every = [r for r in kept if (r["dataset"], r["attack"], r["seed"]) not in now] + runs
                 every.sort(key=lambda r: (r["dataset"], r["attack"], r["seed"]))
-                result = result_json(every, args.methods, str(pipe.device), " ".join(sys.argv[1:]))
+                result = result_json(every, args.methods, str(pipe.device), " ".join(sys.argv[1:]),
+                                     torch.cuda.get_device_name() if pipe.device.type == "cuda" else None)
                 if out_path:
                     out_path.parent.mkdir(parents=True, exist_ok=True)
                     out_path.write_text(json.dumps(result, indent=1, default=float))

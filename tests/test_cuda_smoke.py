@@ -1,4 +1,5 @@
-"""On a GPU: bf16 training and kronfluence scoring run on CUDA and agree with float32 in kind.
+"""On a GPU: bf16 training and kronfluence scoring run on CUDA and agree with float32 in kind,
+and the same config gives the same model and scores twice (the cache relies on it).
 
 Skipped where no CUDA device exists (the CI machines); run it wherever one does.
 """
@@ -53,3 +54,22 @@ def test_influence_scores_on_cuda(mnist_splits, small, tmp_path):
     # bf16 changes magnitudes a little, not which training images matter most
     top = [set(np.argsort(-row)[:20]) for row in (scores[0], low[0])]
     assert len(top[0] & top[1]) >= 10
+
+
+def test_same_config_same_model_and_scores_on_cuda(mnist_splits, small, tmp_path):
+    from deltainf_core.config import InfluenceConfig, TrainConfig
+    from deltainf_core.influence import InfluenceEngine
+    from deltainf_core.training import pick_device, train_model
+
+    train, test = small
+    device = pick_device()
+    models = []
+    for _ in range(2):
+        model = _model(mnist_splits)
+        train_model(model, train, TrainConfig(epochs=2, batch_size=64, seed=3), augment_flip=False, device=device)
+        models.append(model)
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    scores = [InfluenceEngine(models[0], train, InfluenceConfig(), str(tmp_path / f"run{i}")).scores(
+        test.subset(np.arange(4))) for i in range(2)]
+    np.testing.assert_array_equal(scores[0], scores[1])
