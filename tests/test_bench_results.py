@@ -42,11 +42,7 @@ LEGACY: dict[str, tuple[str, str]] = {
 }
 
 
-MARKED_STALE: dict[str, tuple[str, str]] = {
-    "unlearning_suite.json": ("58d8f9742dccb4f3", "measured before the session-3 merge bumped the poison, train and "
-                              "unlearn stage versions (uint8 storage, seeded Fisher sampling, unlearner params); "
-                              "re-run pending"),
-}
+MARKED_STALE: dict[str, tuple[str, str]] = {}
 """Results that record provenance but are stale, kept (by content hash) until re-measured;
 each is named in BENCHMARKS.md's stale section."""
 

@@ -151,7 +151,7 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
               "retain_guard": "a stronger step cost retained accuracy",
               "max_steps": "the step limit was reached"}[stopped_by]
     if strengths:
-        info["note"] = (f"Potion chose strength {strength:.3g} ({changed} weights dampened) after {tried} "
+        info["note"] = (f"Potion chose strength {strength:.3g} ({synapses.weights(changed)} dampened) after {tried} "
                         f"steps: {reason}")
     else:
         info["note"] = "Potion found no strength that kept retained accuracy: the model is unchanged"

@@ -99,9 +99,9 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
                 "the dampened model is returned, but it has lost clean knowledge")
     elif alpha != p.alpha:
         note = (f"the paper's alpha {p.alpha:g} cost {100 * tries[0]['retain_drop']:.1f} points on retained "
-                f"images; alpha raised to {alpha:g}, {changed} weights dampened")
+                f"images; alpha raised to {alpha:g}, {synapses.weights(changed)} dampened")
     else:
-        note = f"SSD dampened {changed} weights ({100 * changed / max(1, n_params):.2g}% of the model)"
+        note = f"SSD dampened {synapses.weights(changed)} ({100 * changed / max(1, n_params):.2g}% of the model)"
     forward_images = guard.forward_images()
     passes = (len(forget_set) + len(reference) + FORWARD_COST * forward_images) / len(ctx.train)
     info = {"alpha": alpha, "paper_alpha": p.alpha, "lam": p.lam, "reference": p.reference,

@@ -132,3 +132,8 @@ def dampen(model: nn.Module, retain: Importances, forget: Importances, alpha: fl
         p.mul_(factor.to(p.dtype))
         changed += int((selected & (factor < 1)).sum())
     return changed
+
+
+def weights(count: int) -> str:
+    """How many weights a dampening touched, for the notes the Unlearn page shows."""
+    return f"{count} weight" if count == 1 else f"{count} weights"
