@@ -21,7 +21,8 @@ Writes ``bench/results/unlearning_suite.json`` (rows, the table, provenance). Ro
 also kept in ``$DELTAINF_CACHE/unlearning_suite_rows.jsonl`` keyed by scenario, method,
 method version and parameters, so an interrupted run resumes and a changed method re-runs
 alone. ``--datasets/--attacks/--seeds/--methods`` narrow it; narrowed runs write to
-``--out`` only when given one.
+``--out`` only when given one. On a GPU, shards run side by side (one process per
+dataset and attack) and ``--combine SHARD...`` writes them as one result.
 """
 
 from __future__ import annotations
