@@ -107,8 +107,15 @@ def bench_toggle(n_train: int, repeats: int) -> dict:
     }
 
 
-TINY = {"scn_max_train": 400, "scn_max_test": 200, "scn_epochs": 5, "scn_poison_frac": 0.05,
-        "scn_copies": 8, "scn_copies_extra": 4, "scn_max_affected": 2, "scn_strategy": "diagonal"}
+def app_driver():
+    """The app tests' driver: their tiny scenario and the navigation fix AppTest needs (one
+    definition each; copies here had drifted and the page benchmark no longer ran)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "app"))
+    import app_driver
+
+    return app_driver
 
 
 def bench_collapse_page(cache_dir: str, repeats: int, scenario: str = "tiny") -> dict:
@@ -116,7 +123,8 @@ def bench_collapse_page(cache_dir: str, repeats: int, scenario: str = "tiny") ->
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    tiny = TINY if scenario == "tiny" else {}
+    driver = app_driver()
+    tiny = dict(driver.TINY) if scenario == "tiny" else {}
 
     def session() -> AppTest:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
@@ -197,18 +205,24 @@ def main() -> int:
     print(f"  breakdown: {toggle['breakdown_median_s']}; per-result statistics once: "
           f"{toggle['stats_once_per_result_s']:.3f}s")
     if not a.skip_page:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, app_driver().app_py_runs_every_time():
             page = bench_collapse_page(a.cache_dir or tmp, max(3, a.repeats // 2), a.scenario)
         result["collapse_page" if a.scenario == "tiny" else "collapse_page_default"] = page
         print(f"collapse page ({page['n_train']} training images, cached scores): load "
               f"{page['page_load_warm_s']['median']:.3f}s, toggle rerun {page['page_toggle_rerun_s']['median']:.3f}s, "
               f"fresh session compute from disk {page['compute_with_cached_scores_s']:.3f}s "
               f"(first path incl. training {page['first_path_s']:.0f}s)")
+    from bench.provenance import provenance, stale_parts
+
+    result["provenance"] = provenance(stages=["poison", "train", "factors", "scores"], models=["smallcnn"],
+                                      attacks=["badnet"], detectors=["delta"], datasets=["mnist5k"])
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    if os.path.exists(a.out):  # keep the other scenario's page numbers from an earlier run
+    if os.path.exists(a.out):  # keep the other scenario's page numbers from an earlier run on this code
         try:
             with open(a.out) as fh:
-                result = {**json.load(fh), **result}
+                earlier = json.load(fh)
+            if "provenance" in earlier and not stale_parts(earlier["provenance"]):
+                result = {**earlier, **result}
         except (OSError, json.JSONDecodeError):
             pass
     with open(a.out, "w") as fh:

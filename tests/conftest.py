@@ -91,24 +91,21 @@ def cifar_root() -> str:
 
 
 @pytest.fixture(autouse=True)
-def app_py_runs_every_time(monkeypatch):
-    """Run app.py on every AppTest run, as the server does after its first run.
+def app_py_runs_every_time():
+    """AppTest runs app.py on every run, as the server does (``app_driver.app_py_runs_every_time``).
 
-    AppTest forgets before each run that ``st.navigation`` switched off the v1 reading of
-    the ``pages/`` folder, and would then run a sub-page without ``app.py`` (no binding to
-    the saved investigation, no sidebar). The server keeps the switch for its lifetime.
     A core-only environment (no Streamlit, e.g. a GPU box running the CUDA smoke tests)
     has no app to run, so the fixture does nothing there.
     """
     try:
-        from streamlit.runtime.pages_manager import PagesManager
+        import streamlit  # noqa: F401
     except ImportError:
+        yield
         return
+    import sys
 
-    original = PagesManager.__init__
+    sys.path.insert(0, str(ROOT / "tests" / "app"))
+    from app_driver import app_py_runs_every_time as keep_navigation
 
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    with keep_navigation():
+        yield

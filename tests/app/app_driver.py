@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -25,6 +27,30 @@ TINY = {
     "scn_copies": 8, "scn_copies_extra": 4, "scn_max_affected": 2, "scn_strategy": "diagonal",
 }
 """The app's advanced knobs for a scenario that trains and scores in seconds."""
+
+
+@contextlib.contextmanager
+def app_py_runs_every_time() -> Iterator[None]:
+    """Run app.py on every AppTest run, as the server does after its first run.
+
+    AppTest forgets before each run that ``st.navigation`` switched off the v1 reading of
+    the ``pages/`` folder, and would then run a sub-page without ``app.py`` (no binding to
+    the saved investigation, no sidebar). The server keeps the switch for its lifetime.
+    Every test gets this (``tests/conftest.py``), and so does ``bench/app_latency.py``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init
+    try:
+        yield
+    finally:
+        PagesManager.__init__ = original
 
 
 def tiny_scenario() -> Scenario:
