@@ -25,7 +25,6 @@ from bench.provenance import provenance, stale_parts  # noqa: E402
 SESSION_1 = "measured with the earlier average-pooling model, before results recorded code versions"
 SESSION_2 = "measured on the current model (session 2), before results recorded code versions"
 LEGACY: dict[str, tuple[str, str]] = {
-    "app_latency.json": ("95aececc42ef13f2", SESSION_1),
     "compare-mnist5k-figure4.json": ("f8046d81bf938b38", SESSION_1 + "; superseded by unlearning_suite.json"),
     "compare-cifar10-subset-attacks-seed1.json": ("d4efb8bb9c74b0b0", SESSION_2),
     "compare-cifar10-subset-attacks-seed2.json": ("ebff26987c00ee3e", SESSION_2),
