@@ -84,3 +84,33 @@ def stale_parts(recorded: dict) -> list[str]:
             elif now != version:
                 out.append(f"{family} {name!r} was v{version}, is now v{now}")
     return out
+
+
+def stamp(paths: Iterable[str], **names: list[str]) -> None:
+    """Add ``"provenance"`` to results the product itself wrote (e.g. ``compare``'s JSON, which
+    the core writes without knowing about git): run it right after, on the same checkout."""
+    import json
+
+    prov = provenance(**names)
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        data["provenance"] = prov
+        Path(path).write_text(json.dumps(data, indent=1, default=str))
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="stamp results files with the current code's provenance")
+    ap.add_argument("command", choices=["stamp"])
+    ap.add_argument("files", nargs="+")
+    for family in ("stages", "models", "attacks", "detectors", "unlearners", "datasets"):
+        ap.add_argument(f"--{family}", default="", help="comma-separated names")
+    args = ap.parse_args()
+    names = {f: [n for n in getattr(args, f).split(",") if n] for f in
+             ("stages", "models", "attacks", "detectors", "unlearners", "datasets")}
+    stamp(args.files, **names)
+
+
+if __name__ == "__main__":
+    main()

@@ -109,3 +109,14 @@ def test_the_guard_flags_a_changed_version():
     gone["versions"]["model"]["no_such_model"] = 1
     assert any("no longer exists" in p for p in stale_parts(gone))
     assert stale_parts({}) == ["no code versions recorded"]
+
+
+def test_stamp_adds_the_current_provenance(tmp_path):
+    from bench.provenance import stamp
+
+    path = tmp_path / "compare-x.json"
+    path.write_text(json.dumps({"rows": [1, 2]}))
+    stamp([str(path)], stages=["train"], models=["smallcnn"], detectors=["delta"])
+    data = json.loads(path.read_text())
+    assert data["rows"] == [1, 2]
+    assert data["provenance"]["versions"]["detector"] == {"delta": 1} and stale_parts(data["provenance"]) == []
