@@ -110,12 +110,12 @@ def bench_toggle(n_train: int, repeats: int) -> dict:
 def app_driver():
     """The app tests' driver: their tiny scenario and the navigation fix AppTest needs (one
     definition each; copies here had drifted and the page benchmark no longer ran)."""
-    import sys
+    import importlib.util
 
-    sys.path.insert(0, str(ROOT / "tests" / "app"))
-    import app_driver
-
-    return app_driver
+    spec = importlib.util.spec_from_file_location("app_driver", ROOT / "tests" / "app" / "app_driver.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def bench_collapse_page(cache_dir: str, repeats: int, scenario: str = "tiny") -> dict:
