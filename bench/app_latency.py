@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -107,6 +108,7 @@ def bench_toggle(n_train: int, repeats: int) -> dict:
     }
 
 
+@functools.cache
 def app_driver():
     """The app tests' driver: their tiny scenario and the navigation fix AppTest needs (one
     definition each; copies here had drifted and the page benchmark no longer ran)."""

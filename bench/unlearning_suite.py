@@ -203,8 +203,10 @@ def table(runs: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def result_json(every: list[dict], methods: list[str], device: str, argv: str, gpu: str | None = None) -> dict:
-    """The results file: scenarios measured so far, the table, the settings and provenance."""
+def result_json(every: list[dict], methods: list[str], device: str, argv: str, gpu: str | None = None,
+                prov: dict | None = None) -> dict:
+    """The results file: scenarios measured so far, the table, the settings and provenance (this
+    checkout's, unless ``prov`` says what ran)."""
     return {
         "benchmark": "unlearning_suite",
         "command": "DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 .venv/bin/python bench/unlearning_suite.py " + argv,
@@ -212,7 +214,7 @@ def result_json(every: list[dict], methods: list[str], device: str, argv: str, g
         "tolerance": TOLERANCE, "keep_accuracy": KEEP_ACCURACY, "device": device,
         "gpu": gpu,
         "params": {m: UNLEARNERS.entry(m).param_defaults() for m in methods},
-        "provenance": provenance(
+        "provenance": prov or provenance(
             stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
             detectors=["delta"], unlearners=methods,
             datasets=sorted({r["dataset"] for r in every} - {"cifar10-subset"})),
@@ -233,9 +235,6 @@ def combine(parts: list[Path], out_path: Path) -> None:
     if len(seen) != len(set(seen)):
         raise SystemExit("shards measure the same scenario twice")
     methods = [m for m in UNLEARNERS.names() if any(m in d["params"] for d in loaded)]
-    result = result_json(every, methods, loaded[0]["device"], "--combine " + " ".join(p.name for p in parts),
-                         loaded[0].get("gpu"))
-    result["shard_commands"] = [d["command"] for d in loaded]
     # what ran, not the checkout combining them: the union of the shards' versions, which must agree
     versions: dict[str, dict[str, int]] = {}
     for d in loaded:
@@ -247,7 +246,9 @@ def combine(parts: list[Path], out_path: Path) -> None:
     if len(commits) != 1:
         raise SystemExit(f"shards ran on different commits: {sorted(map(str, commits))}")
     (commit, dirty), = commits
-    result["provenance"] = {"git_commit": commit, "git_dirty": dirty, "versions": versions}
+    result = result_json(every, methods, loaded[0]["device"], "--combine " + " ".join(p.name for p in parts),
+                         loaded[0].get("gpu"), {"git_commit": commit, "git_dirty": dirty, "versions": versions})
+    result["shard_commands"] = [d["command"] for d in loaded]
     out_path.write_text(json.dumps(result, indent=1, default=float))
     print(result["table"])
     print(f"wrote {out_path}")

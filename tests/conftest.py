@@ -3,7 +3,9 @@ registry-parametrised tests that include a toy entry of each family (``toys``)."
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,15 +99,22 @@ def app_py_runs_every_time():
     A core-only environment (no Streamlit, e.g. a GPU box running the CUDA smoke tests)
     has no app to run, so the fixture does nothing there.
     """
+    keep_navigation = _keep_navigation()
+    if keep_navigation is None:
+        yield
+        return
+    with keep_navigation():
+        yield
+
+
+@functools.cache
+def _keep_navigation():
+    """The app driver's navigation fix, found once per session; None without Streamlit."""
     try:
         import streamlit  # noqa: F401
     except ImportError:
-        yield
-        return
-    import sys
-
+        return None
     sys.path.insert(0, str(ROOT / "tests" / "app"))
-    from app_driver import app_py_runs_every_time as keep_navigation
+    from app_driver import app_py_runs_every_time
 
-    with keep_navigation():
-        yield
+    return app_py_runs_every_time
