@@ -161,3 +161,24 @@ def without(transform: str) -> Rule:
 
 
 CANDIDATES.update({"no_invert": without("invert")})
+
+
+def all_copies_candidates(scores, queries, predicted, target):
+    """The recall envelope: every image with d >= 2 over all copies, no split (nearly the whole target class)."""
+    params = RULES.parse_params("delta", {"broken_only": False, "split": False})
+    res = RULES.get("delta")(CollapseEvidence(scores, queries, predicted, target), params)
+    return res.flagged, res.statistic, res.info
+
+
+CANDIDATES.update({"envelope": all_copies_candidates})
+
+
+def label_consistency(scores, queries, predicted, target, label_check=None):
+    """delta_label: today's set; where label breaks agree with collapse, the images that lose their label."""
+    ev = CollapseEvidence(scores, queries, predicted, target, label_check)
+    res = RULES.get("delta_label")(ev, RULES.parse_params("delta_label", {}))
+    return res.flagged, res.statistic, res.info
+
+
+label_consistency.needs_model = True  # type: ignore[attr-defined]  (rule_study passes the model's label check)
+CANDIDATES.update({"label": label_consistency})

@@ -197,7 +197,9 @@ def unlearn(args: argparse.Namespace) -> None:
             out = pipe.oracle(scn)
             forget = sv.poisons
         else:
-            forget, _, _ = CANDIDATES[rule](*sv.view(n), sv.target)
+            fn = CANDIDATES[rule]
+            extra = {"label_check": pipe.label_check(scn)} if getattr(fn, "needs_model", False) else {}
+            forget, _, _ = fn(*sv.view(n), sv.target, **extra)
             if len(forget) == 0:
                 done[key] = {"n_forget": 0}
                 continue
@@ -227,13 +229,23 @@ def separability(scores: np.ndarray, q: CollapseQueries, pred: np.ndarray, sv: S
 
 
 def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)) -> list[dict]:
-    """Every rule on every saved matrix (one and five affected images): flagged, precision, recall."""
+    """Every rule on every saved matrix (one and five affected images): flagged, precision, recall.
+
+    A rule marked ``needs_model`` (it checks labels with the model) gets the scenario's
+    ``label_check``: the model is trained, or read from the cache, by the pipeline."""
     rows = []
+    pipe = Pipeline(Store()) if any(getattr(r, "needs_model", False) for r in rules.values()) else None
     for sv in saved:
         if not sv.ok:
             rows.append({"scenario": sv.name, "error": sv.meta.get("error")})
             continue
         truth = set(sv.poisons.tolist())
+        extra = {}
+        if pipe is not None:
+            scn = scenario(*parse_name(sv.name))
+            if set(np.asarray(pipe.poisoned(scn).poison_indices).tolist()) != truth:
+                raise SystemExit(f"{sv.name}: today's attack picks other poisons than the saved matrix")
+            extra = {"label_check": pipe.label_check(scn)}
         for n in n_images:
             if n > sv.n_affected:
                 continue
@@ -242,11 +254,15 @@ def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)
                    "clean_accuracy": sv.meta.get("clean_accuracy"),
                    "auc_d_within_target_class": separability(scores, q, pred, sv)}
             for name, rule in rules.items():
-                flagged, _, _ = rule(scores, q, pred, sv.target)
+                flagged, _, info = rule(scores, q, pred, sv.target, **(extra if getattr(rule, "needs_model", False)
+                                                                       else {}))
                 tp = len(truth & set(np.asarray(flagged).tolist()))
                 row[name] = {"flagged": len(flagged), "precision": tp / len(flagged) if len(flagged) else 0.0,
                              "recall": tp / len(truth) if truth else None,
                              "indices": np.asarray(flagged, dtype=int).tolist()}
+                if "label_check_used" in (info or {}):
+                    row[name]["label_check"] = {k: info[k] for k in ("label_check_used", "breaking_transforms",
+                                                                     "agreement", "agreement_p") if k in info}
             rows.append(row)
     return rows
 

@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import DETECTORS, DetectConfig, precision_recall
+from deltainf_core.collapse.label_consistency import describe_label_check
 from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
 from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
 from deltainf_core.report import evidence_text
@@ -83,6 +84,7 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
     name = flags.statistic_name or "score"
     if name == "votes":
         name = f"votes of {int(flags.info.get('n_copies', 0))}" if flags.info.get("n_copies") else "votes"
+    lost = label_breaks(act, flags, on_page)
     for j, i in enumerate(on_page):
         key = f"tri_ok_{i}"
         ss[key] = i not in s.rejected
@@ -96,12 +98,24 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
         with cols[j % COLUMNS]:
             st.image(tile, width="stretch",
                      caption=f"#{i} · {evidence_text(name, float(flags.statistic[i]))}{origin}"
+                             + (f" · label lost {lost[i]:.0%}" if i in lost else "")
                              + (" · rejected" if rejected else ""))
             st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
                         help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")
     res = ui.current_collapse(act)
     if res is not None:  # why each image was flagged: its collapse per transformation (what the rule used)
         render_flagged_evidence(res, flags.flagged, ui.enabled_transforms(res))
+
+
+def label_breaks(act: ui.Active, flags: ui.Flags, indices: list[int]) -> dict[int, float]:
+    """Each shown image's label-break rate under the transformations that broke the attack (rules that
+    check labels only): the share of its copies the model no longer calls its own label."""
+    res = ui.current_collapse(act)
+    breaking = flags.info.get("breaking_transforms")
+    if res is None or res.label_check is None or not breaking or not indices:
+        return {}
+    rates = res.label_check.break_rates(indices, breaking).mean(axis=1)
+    return dict(zip(indices, rates.tolist(), strict=True))
 
 
 def import_list(act: ui.Active, flags: ui.Flags) -> None:
@@ -178,6 +192,9 @@ def render() -> None:
         st.info("Nothing is flagged under this rule. Lower the threshold, enable more transformations, or add "
                 "images from the scatter plot's selection.")
         return
+    said = describe_label_check(flags.info)
+    if said:
+        st.caption(said)
     grid(act, cands, flags, truth)
     exports(act, approved, flags, truth)
     st.page_link("pages/unlearn.py", label=f"Next: unlearn the {len(approved)} approved images",

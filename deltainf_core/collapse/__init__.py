@@ -10,6 +10,7 @@
 A rule in its own module registers itself with ``register_rule`` and is imported below.
 """
 
+from . import label_consistency as _label_consistency  # noqa: F401  (registers delta_label)
 from . import profile as _profile  # noqa: F401  (registers delta_profile)
 from .evidence import CollapseEvidence, TransformCollapse, transform_collapse
 from .queries import CollapseQueries, as_target, build_queries

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,16 @@ class CollapseEvidence:
     predicted: the model's label for every query (which copies broke the attack); None
         when unknown, which rules that count broken copies refuse.
     target_class: the class the affected images are wrongly predicted as.
+    label_check: asks the model how it labels transformed training images
+        (``label_consistency.LabelCheck``); None for saved scores without the model,
+        which rules that check labels refuse.
     """
 
     scores: np.ndarray
     queries: CollapseQueries
     predicted: np.ndarray | None
     target_class: int
+    label_check: Any = None
 
     @property
     def n_train(self) -> int:
@@ -63,7 +68,8 @@ class CollapseEvidence:
         q = self.queries
         rows = np.flatnonzero(q.is_original | np.isin(q.transform, list(transforms)))
         predicted = None if self.predicted is None else np.asarray(self.predicted)[rows]
-        return CollapseEvidence(np.asarray(self.scores)[rows], q.subset(rows), predicted, self.target_class)
+        return CollapseEvidence(np.asarray(self.scores)[rows], q.subset(rows), predicted, self.target_class,
+                                self.label_check)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..collapse import RULES, CollapseEvidence, build_queries
+from ..collapse.label_consistency import LabelCheck
 from ..errors import ConfigError
 from ..training import predict
 from .base import Detection, DetectionContext
@@ -23,7 +24,8 @@ def collapse_evidence(ctx: DetectionContext) -> CollapseEvidence:
     ctx.progress(0.0, f"scoring {len(queries.queries)} queries against {len(ctx.train)} training images")
     scores = ctx.influence.scores(queries.queries)
     predicted = predict(ctx.model, queries.queries.images).numpy()
-    return CollapseEvidence(scores, queries, predicted, ctx.target_class)
+    return CollapseEvidence(scores, queries, predicted, ctx.target_class,
+                            LabelCheck(ctx.model, ctx.train, seed=ctx.collapse.seed))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from ..attacks import ATTACKS, NO_ATTACK
 from ..attacks.base import PoisonedScenario
 from ..checkpoints import load_checkpoint
 from ..collapse import as_target, build_queries
+from ..collapse.label_consistency import LabelCheck
 from ..config import AttackConfig, DataConfig, Scenario, stable_hash
 from ..data import DATASETS, load_dataset
 from ..data.base import DatasetSplits, ImageSet
@@ -79,7 +80,8 @@ class Pipeline:
         self.device = pick_device()
         self._memo = {"data": LRU[DatasetSplits](min(2, memo_size)), "data_key": LRU[str](8),
                       "poison": LRU[PoisonedScenario](memo_size), "model": LRU[TrainedModel](memo_size),
-                      "engine": LRU[InfluenceEngine](min(2, memo_size)), "file": LRU[str](8)}
+                      "engine": LRU[InfluenceEngine](min(2, memo_size)), "file": LRU[str](8),
+                      "label_check": LRU[LabelCheck](min(2, memo_size))}
 
     def with_progress(self, progress: StageProgress) -> Pipeline:
         view = copy.copy(self)
@@ -297,7 +299,16 @@ class Pipeline:
         scores = eng.scores(queries.queries)
         t2 = time.perf_counter()
         predicted = self.predict(scn, queries.queries, keyed)
-        return CollapseResult(scores, queries, predicted, target, labelled, t1 - t0, t2 - t1, eng.score_key)
+        return CollapseResult(scores, queries, predicted, target, self.label_check(scn, keyed), affected=labelled,
+                              factor_seconds=t1 - t0, score_seconds=t2 - t1, key=eng.score_key)
+
+    def label_check(self, scn: Scenario, model: KeyedModel | None = None) -> LabelCheck:
+        """How the model labels transformed training images (``delta_label``), memoised per model."""
+        keyed = model or self.trained(scn)
+        poisoned = self.poisoned(scn)
+        return self._memo["label_check"].get_or_make(stable_hash(keyed.key, poisoned.key, scn.collapse.seed),
+                                                     lambda: LabelCheck(keyed.model, poisoned.train,
+                                                                        seed=scn.collapse.seed))
 
     # -- detection --------------------------------------------------------------------
     def detect(self, scn: Scenario, affected: ImageSet, target_class: int | None = None,
