@@ -36,6 +36,14 @@ def _stage_versions() -> dict[str, int]:
     return dict(STAGE_VERSIONS)
 
 
+def current_defaults() -> dict[str, str]:
+    """The settings a "default workload" benchmark measures implicitly: change one and every result
+    that recorded the old value is stale (the default rule's flagged set feeds unlearning, timings...)."""
+    from deltainf_core.config import DetectConfig, UnlearnConfig
+
+    return {"detector": DetectConfig().detector, "unlearner": UnlearnConfig().method}
+
+
 def git_commit() -> tuple[str | None, bool]:
     """(HEAD commit, whether tracked files differ from it); (None, False) outside a checkout."""
     try:
@@ -50,8 +58,11 @@ def git_commit() -> tuple[str | None, bool]:
 
 def provenance(*, stages: Iterable[str] = (), models: Iterable[str] = (), attacks: Iterable[str] = (),
                detectors: Iterable[str] = (), unlearners: Iterable[str] = (),
-               datasets: Iterable[str] = ()) -> dict:
-    """The versions of everything named, as now; a dataset read from a folder is not registered (skip it)."""
+               datasets: Iterable[str] = (), defaults: Iterable[str] = ()) -> dict:
+    """The versions of everything named, as now; a dataset read from a folder is not registered (skip it).
+
+    ``defaults``: the default settings (``current_defaults``' keys) the result measured without
+    naming them, e.g. ``["detector"]`` for a benchmark of ``run``'s default investigation."""
     regs = _registries()
     stage_versions = _stage_versions()
     versions: dict[str, dict[str, int]] = {"stage": {s: stage_versions[s] for s in stages}}
@@ -59,7 +70,11 @@ def provenance(*, stages: Iterable[str] = (), models: Iterable[str] = (), attack
                           ("unlearner", unlearners), ("dataset", datasets)):
         versions[family] = {n: regs[family].version(n) for n in names}
     commit, dirty = git_commit()
-    return {"git_commit": commit, "git_dirty": dirty, "versions": versions}
+    out = {"git_commit": commit, "git_dirty": dirty, "versions": versions}
+    if defaults:
+        now = current_defaults()
+        out["defaults"] = {k: now[k] for k in defaults}
+    return out
 
 
 def stale_parts(recorded: dict) -> list[str]:
@@ -83,6 +98,10 @@ def stale_parts(recorded: dict) -> list[str]:
                 out.append(f"{family} {name!r} no longer exists")
             elif now != version:
                 out.append(f"{family} {name!r} was v{version}, is now v{now}")
+    defaults = current_defaults()
+    for setting, value in (recorded.get("defaults") or {}).items():
+        if defaults.get(setting) != value:
+            out.append(f"measured with the default {setting} {value!r}, which is now {defaults.get(setting)!r}")
     return out
 
 
@@ -104,11 +123,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="stamp results files with the current code's provenance")
     ap.add_argument("command", choices=["stamp"])
     ap.add_argument("files", nargs="+")
-    for family in ("stages", "models", "attacks", "detectors", "unlearners", "datasets"):
+    for family in ("stages", "models", "attacks", "detectors", "unlearners", "datasets", "defaults"):
         ap.add_argument(f"--{family}", default="", help="comma-separated names")
     args = ap.parse_args()
     names = {f: [n for n in getattr(args, f).split(",") if n] for f in
-             ("stages", "models", "attacks", "detectors", "unlearners", "datasets")}
+             ("stages", "models", "attacks", "detectors", "unlearners", "datasets", "defaults")}
     stamp(args.files, **names)
 
 

@@ -119,3 +119,14 @@ def test_stamp_adds_the_current_provenance(tmp_path):
     data = json.loads(path.read_text())
     assert data["rows"] == [1, 2]
     assert data["provenance"]["versions"]["detector"] == {"delta": 1} and stale_parts(data["provenance"]) == []
+
+
+def test_a_result_of_the_default_investigation_goes_stale_with_the_default(monkeypatch):
+    """Changing the default rule (or unlearner) makes every result that measured the old one stale."""
+    import bench.provenance as prov_mod
+
+    now = provenance(stages=["train"], detectors=["delta"], defaults=["detector", "unlearner"])
+    assert now["defaults"] == prov_mod.current_defaults() and stale_parts(now) == []
+    moved = {**prov_mod.current_defaults(), "detector": "some_other_rule"}
+    monkeypatch.setattr(prov_mod, "current_defaults", lambda: moved)
+    assert any("default detector" in p and "some_other_rule" in p for p in stale_parts(now))
