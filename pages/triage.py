@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import DETECTORS, DetectConfig, precision_recall
-from deltainf_core.collapse.label_consistency import describe_label_check
+from deltainf_core.collapse.label_consistency import attack_breaking_transforms, describe_label_check
 from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
 from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
 from deltainf_core.report import evidence_text
@@ -108,11 +108,18 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
 
 
 def label_breaks(act: ui.Active, flags: ui.Flags, indices: list[int]) -> dict[int, float]:
-    """Each shown image's label-break rate under the transformations that broke the attack (rules that
-    check labels only): the share of its copies the model no longer calls its own label."""
+    """Each shown image's label-break rate under the transformations that broke the attack: the share
+    of its copies the model no longer calls its own label. Shown under every collapse rule (forward
+    passes for one page of tiles), since a dirty-label poison loses its label and a clean image of the
+    target class keeps it; ``delta_label`` flags by it (BENCHMARKS.md, "Flagging rule")."""
     res = ui.current_collapse(act)
+    if res is None or res.label_check is None or res.predicted is None or not indices \
+            or not DETECTORS.trait(flags.rule, "collapse_rule"):
+        return {}
     breaking = flags.info.get("breaking_transforms")
-    if res is None or res.label_check is None or not breaking or not indices:
+    if breaking is None:
+        breaking = attack_breaking_transforms(res, ui.enabled_transforms(res))
+    if not breaking:
         return {}
     rates = res.label_check.break_rates(indices, breaking).mean(axis=1)
     return dict(zip(indices, rates.tolist(), strict=True))

@@ -9,6 +9,10 @@ from deltainf_core import RULES
 from deltainf_core.collapse.label_consistency import describe_label_check
 
 
+def tile_captions(at) -> list[str]:
+    return [c for el in at.get("image") for c in el.captions]
+
+
 def test_triage_with_the_label_check(clear_caches, pipeline):
     scn = tiny_scenario()
     at = ok(new_app())
@@ -19,6 +23,8 @@ def test_triage_with_the_label_check(clear_caches, pipeline):
     at.button(key="col_compute").click().run()
     ok(at)
     goto(at, "triage")
+    # under the default rule every tile already shows whether the image kept its own label
+    assert any("label lost" in c for c in tile_captions(at)), tile_captions(at)[:3]
     at.session_state["tri_rule"] = "delta_label"
     at.run()
     ok(at)
