@@ -324,7 +324,7 @@ def table(args: argparse.Namespace) -> None:
     if args.out:
         eu = json.loads(eu_path(matrix_dir).read_text()) if eu_path(matrix_dir).exists() else {}
         out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rules": names,
-               "command": "python bench/rule_study.py " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
+               "command": "python bench/rule_study.py " + " ".join(sys.argv[1:]),
                "bar": "recall >= 0.98 on every badnet/smooth run and mean precision >= 0.5",
                "summary": summary(rows, names),
                "summary_by_attack": {a: summary([r for r in rows if f"-{a}-" in r["scenario"]], names)
@@ -332,7 +332,7 @@ def table(args: argparse.Namespace) -> None:
                "rows": rows, "eu": eu,
                "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"],
                                         models=["smallcnn"], attacks=["badnet", "smooth"],
-                                        detectors=["delta", "delta_profile"], unlearners=["eu"],
+                                        detectors=["delta", "delta_profile", "delta_label"], unlearners=["eu"],
                                         datasets=["mnist5k"])}
         Path(args.out).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.out}")
