@@ -157,7 +157,8 @@ def label_consistency_rule(evidence: CollapseEvidence, params: LabelRuleParams,
     log_d = np.log(np.clip(d[flagged], 1e-12, 1e12))
     effect, p = agreement(log_d[upper], log_d[~upper])
     used = bool(upper.any() and (~upper).any() and p < params.alpha and effect >= params.min_agreement)
-    info.update(label_break_cut=float(cut), agreement=effect, agreement_p=p, label_check_used=used,
+    info.update(label_break_cut=float(cut), agreement=effect if np.isfinite(effect) else None, agreement_p=p,
+                label_check_used=used,
                 label_check="used: flagged images that lose their label" if used
                 else "not informative here: label breaks do not agree with collapse")
     return RuleResult(flagged[upper] if used else flagged, d, info)

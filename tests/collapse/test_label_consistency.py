@@ -195,3 +195,18 @@ def test_the_rule_says_what_the_label_check_did():
     assert "not informative" in describe_label_check(RULES.get("delta_label")(
         evidence, RULES.parse_params("delta_label", {})).info)
     assert describe_label_check({"threshold": 2.0}) is None
+
+
+def test_every_flagged_image_losing_its_label_alike_is_no_split():
+    """Equal rates everywhere: nothing to split, the collapse set stands and the info stays valid JSON."""
+    import json
+
+    def flat(rng, n, poisons, clean):
+        return np.full(n, 0.5)
+
+    evidence, _, _, _ = with_rates(0, flat)
+    res = RULES.get("delta_label")(evidence, RULES.parse_params("delta_label", {}))
+    old = RULES.get("delta")(evidence, RULES.parse_params("delta", {}))
+    np.testing.assert_array_equal(res.flagged, old.flagged)
+    assert res.info["label_check_used"] is False
+    json.loads(json.dumps(res.info, allow_nan=False))
