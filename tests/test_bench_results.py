@@ -29,7 +29,6 @@ LEGACY: dict[str, tuple[str, str]] = {
     "compare-cifar10-subset-attacks-seed1.json": ("d4efb8bb9c74b0b0", SESSION_2),
     "compare-cifar10-subset-attacks-seed2.json": ("ebff26987c00ee3e", SESSION_2),
     "compare-cifar10-subset-attacks.json": ("ad02f12997691f45", SESSION_2),
-    "compare-cifar10-subset-baselines.json": ("42531e833dc64544", SESSION_2),
     "compare-cifar10-subset-witches-brew-seed1.json": ("e00e844465d3a8ba", SESSION_2),
     "compare-cifar10-subset-witches-brew.json": ("e201a3688d3944c2", SESSION_2),
     "compare-mnist5k-attacks-seed1.json": ("e1fb333f6793e614", SESSION_2),
