@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from scipy.stats import mannwhitneyu
 from torch import nn
 
 from ..data.base import ImageSet
@@ -34,6 +35,7 @@ from ..errors import ConfigError
 from ..training import predict
 from .evidence import CollapseEvidence
 from .rules import RULES, EffectSizeParams, RuleResult, otsu_threshold, pooled_effect_size_rule
+from .transforms import apply_transform
 
 CHUNK = 256
 """Training images transformed per forward batch group (bounds memory on large sets)."""
@@ -63,8 +65,6 @@ class LabelCheck:
 
     def break_rates(self, indices: Sequence[int] | np.ndarray, transforms: Sequence[str]) -> np.ndarray:
         """``[n, T]`` share of each image's copies under each transformation not called its label."""
-        from .transforms import apply_transform
-
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self.train)):
             raise ConfigError(f"training indices must lie in [0, {len(self.train)}), got {idx.min()}..{idx.max()}")
@@ -97,8 +97,6 @@ def attack_breaking_transforms(evidence: CollapseEvidence, transforms: Sequence[
 def agreement(high: np.ndarray, low: np.ndarray) -> tuple[float, float]:
     """How often a member of ``high`` beats one of ``low`` (the Mann-Whitney common-language effect
     size) and the one-sided p-value that it does so more than by chance."""
-    from scipy.stats import mannwhitneyu
-
     if len(high) == 0 or len(low) == 0:
         return float("nan"), 1.0
     test = mannwhitneyu(high, low, alternative="greater")
