@@ -147,7 +147,8 @@ def label_consistency_rule(evidence: CollapseEvidence, params: LabelRuleParams,
     breaking = attack_breaking_transforms(evidence, transforms, params.break_share)
     info["breaking_transforms"] = breaking
     if not breaking or flagged.size < MIN_FLAGGED:
-        info["label_check"] = "no transformation broke the attack" if not breaking else "too few flagged to split"
+        info["label_check"] = ("not used: no transformation broke the attack" if not breaking
+                               else "not used: too few flagged images to split")
         return RuleResult(flagged, d, info)
     rates = evidence.label_check.break_rates(flagged, breaking).mean(axis=1)
     cut = otsu_threshold(rates)
@@ -158,7 +159,7 @@ def label_consistency_rule(evidence: CollapseEvidence, params: LabelRuleParams,
     info.update(label_break_cut=float(cut), agreement=effect if np.isfinite(effect) else None, agreement_p=p,
                 label_check_used=used,
                 label_check="used: flagged images that lose their label" if used
-                else "not informative here: label breaks do not agree with collapse")
+                else "not informative here: the images that lose their label do not collapse more than the rest")
     return RuleResult(flagged[upper] if used else flagged, d, info)
 
 
@@ -171,8 +172,8 @@ def describe_label_check(info: dict) -> str | None:
         why = info.get("label_check", "not used")
         extra = (f" (agreement {info['agreement']:.2f}, p = {info['agreement_p']:.1g})"
                  if info.get("agreement") is not None and np.isfinite(info["agreement"]) else "")
-        return (f"Label check {why}{extra}: the flagged set is delta's {info['n_collapse_flagged']} images. "
-                f"Transformations that broke the attack: {what}.")
+        return (f"Label check {why}{extra}. The flagged set is delta's {info['n_collapse_flagged']} images; "
+                f"transformations that broke the attack: {what}.")
     return (f"Label check used: of the {info['n_collapse_flagged']} images delta flags, these lose their own "
             f"label on most copies under {what} (share ≥ {info['label_break_cut']:.0%}); they collapse more "
             f"than the rest (agreement {info['agreement']:.2f}, p = {info['agreement_p']:.1g}).")
