@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import mannwhitneyu
 from torch import nn
 
 from ..data.base import ImageSet
@@ -97,6 +96,8 @@ def attack_breaking_transforms(evidence: CollapseEvidence, transforms: Sequence[
 def agreement(high: np.ndarray, low: np.ndarray) -> tuple[float, float]:
     """How often a member of ``high`` beats one of ``low`` (the Mann-Whitney common-language effect
     size) and the one-sided p-value that it does so more than by chance."""
+    from scipy.stats import mannwhitneyu  # only this rule needs scipy; the core imports without it
+
     if len(high) == 0 or len(low) == 0:
         return float("nan"), 1.0
     test = mannwhitneyu(high, low, alternative="greater")
