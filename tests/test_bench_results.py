@@ -31,7 +31,6 @@ LEGACY: dict[str, tuple[str, str]] = {
     "compare-cifar10-subset-attacks.json": ("ad02f12997691f45", SESSION_2),
     "compare-cifar10-subset-witches-brew-seed1.json": ("e00e844465d3a8ba", SESSION_2),
     "compare-cifar10-subset-witches-brew.json": ("e201a3688d3944c2", SESSION_2),
-    "compare-mnist5k-attacks-seed2.json": ("01b09a04ead94f41", SESSION_2),
     "core_pipeline_mnist5k_cifar10-subset.json": ("9e00070bfb6e45ea", SESSION_2),
     "witches_brew_trials.jsonl": ("288ee8a5bf293992", SESSION_2),
 }
