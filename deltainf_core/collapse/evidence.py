@@ -61,6 +61,14 @@ class CollapseEvidence:
             raise ConfigError(f"{why} needs the model's prediction for every query")
         return self.broken
 
+    def break_rates(self, transforms: Sequence[str], why: str = "a break rate") -> np.ndarray:
+        """``[T]`` share of each transformation's copies the model no longer calls the target
+        (what Triage shows per column, and what decides which transformations broke the attack)."""
+        self.require_predictions(why)
+        q = self.queries
+        left = ~q.is_original & (np.asarray(self.predicted) != self.target_class)
+        return np.array([left[q.transform == t].mean() for t in transforms], dtype=np.float64)
+
     def restricted(self, transforms: Sequence[str] | None) -> CollapseEvidence:
         """The originals plus the copies of ``transforms`` only (all when None)."""
         if transforms is None:
@@ -128,11 +136,7 @@ def transform_collapse(evidence: CollapseEvidence, indices: Sequence[int] | np.n
     names = panels.transforms
     d = np.stack([effect_size(stats, [t], kept)[idx] for t in names], axis=1) if names else np.zeros((idx.size, 0))
     delta = np.stack([panels.delta[t][idx] for t in names], axis=1) if names else np.zeros((idx.size, 0))
-    rate = None
-    if evidence.predicted is not None:
-        q = evidence.queries
-        left = ~q.is_original & (np.asarray(evidence.predicted) != evidence.target_class)
-        rate = np.array([left[q.transform == t].mean() for t in names], dtype=np.float64)
+    rate = None if evidence.predicted is None else evidence.break_rates(names)
     pooled = effect_size(stats, transforms, kept)[idx]
     return TransformCollapse(idx, names, np.array([panels.n_copies[t] for t in names], dtype=np.int64), rate,
                              d.astype(np.float64), delta.astype(np.float64), pooled, kept)

@@ -86,11 +86,10 @@ class LabelCheck:
 def attack_breaking_transforms(evidence: CollapseEvidence, transforms: Sequence[str] | None = None,
                                min_share: float = 0.5) -> list[str]:
     """The transformations that broke the attack: most of their copies are no longer called the target."""
-    evidence.require_predictions("finding the transformations that broke the attack")
-    q = evidence.queries
-    left = ~q.is_original & (np.asarray(evidence.predicted) != evidence.target_class)
-    names = q.transforms_present() if transforms is None else [t for t in q.transforms_present() if t in transforms]
-    return [t for t in names if left[q.transform == t].mean() >= min_share]
+    present = evidence.queries.transforms_present()
+    names = present if transforms is None else [t for t in present if t in transforms]
+    rates = evidence.break_rates(names, "finding the transformations that broke the attack")
+    return [t for t, rate in zip(names, rates, strict=True) if rate >= min_share]
 
 
 def agreement(high: np.ndarray, low: np.ndarray) -> tuple[float, float]:
