@@ -155,7 +155,7 @@ def label_consistency_rule(evidence: CollapseEvidence, params: LabelRuleParams,
     upper = rates >= cut
     log_d = np.log(np.clip(d[flagged], 1e-12, 1e12))
     effect, p = agreement(log_d[upper], log_d[~upper])
-    used = bool(upper.any() and (~upper).any() and p < params.alpha and effect >= params.min_agreement)
+    used = bool(p < params.alpha and effect >= params.min_agreement)  # an empty group: p = 1 (``agreement``)
     info.update(label_break_cut=float(cut), agreement=effect if np.isfinite(effect) else None, agreement_p=p,
                 label_check_used=used,
                 label_check="used: flagged images that lose their label" if used
@@ -171,7 +171,7 @@ def describe_label_check(info: dict) -> str | None:
     if not info["label_check_used"]:
         why = info.get("label_check", "not used")
         extra = (f" (agreement {info['agreement']:.2f}, p = {info['agreement_p']:.1g})"
-                 if info.get("agreement") is not None and np.isfinite(info["agreement"]) else "")
+                 if info.get("agreement") is not None else "")  # None: undefined (nothing to split)
         return (f"Label check {why}{extra}. The flagged set is delta's {info['n_collapse_flagged']} images; "
                 f"transformations that broke the attack: {what}.")
     return (f"Label check used: of the {info['n_collapse_flagged']} images delta flags, these lose their own "
