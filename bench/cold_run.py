@@ -73,9 +73,7 @@ def main() -> None:
             print(f"bad --out path refused in {row['bad_out_path_s']:.2f} s", flush=True)
             rows.append(row)
     best = {k: min(r[k]["wall_s"] for r in rows) for k in ("baseline", "current", "current_warm")}
-    from bench.provenance import current_defaults, provenance
-
-    defaults = current_defaults()
+    from bench.provenance import provenance
 
     res = {"dataset": args.dataset, "runs": rows, "best_wall_s": best,
            "bad_out_path_s": min(r["bad_out_path_s"] for r in rows),
@@ -84,8 +82,7 @@ def main() -> None:
            "baseline_commit": git_head(base), "cpu_count": os.cpu_count(),
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"], models=["smallcnn"],
-                                    attacks=["badnet"], detectors=[defaults["detector"]],
-                                    unlearners=[defaults["unlearner"]], datasets=[args.dataset],
+                                    attacks=["badnet"], datasets=[args.dataset],
                                     defaults=["detector", "unlearner"])}
     print(f"cold run, current / baseline: {res['ratio_current_vs_baseline_cold']:.2f} "
           f"({best['current']:.1f} s vs {best['baseline']:.1f} s); warm rerun {best['current_warm']:.1f} s "

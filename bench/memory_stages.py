@@ -206,15 +206,12 @@ def main() -> None:
                 continue
             print(f"  {path:60s} own {s['own_peak_mb']:7.0f}  incl {s['incl_peak_mb']:7.0f}  calls {s['calls']}"
                   + (f"  tracemalloc {s['tracemalloc_peak_mb']:.0f}" if "tracemalloc_peak_mb" in s else ""))
-    from bench.provenance import current_defaults, provenance
-
-    defaults = current_defaults()
+    from bench.provenance import provenance
 
     res = {"runs": rows, "growth": slopes(rows), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "load_average": os.getloadavg()[0], "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
            "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"], models=["smallcnn"],
-                                    attacks=["badnet"], detectors=[defaults["detector"]],
-                                    unlearners=[defaults["unlearner"]], defaults=["detector", "unlearner"])}
+                                    attacks=["badnet"], defaults=["detector", "unlearner"])}
     for span, g in res["growth"].items():
         print(f"{span}: {g['peak_kb_per_image']} KB/image overall; own-peak KB/image per stage:")
         for path, s in g["stages"].items():

@@ -62,9 +62,14 @@ def provenance(*, stages: Iterable[str] = (), models: Iterable[str] = (), attack
     """The versions of everything named, as now; a dataset read from a folder is not registered (skip it).
 
     ``defaults``: the default settings (``current_defaults``' keys) the result measured without
-    naming them, e.g. ``["detector"]`` for a benchmark of ``run``'s default investigation."""
+    naming them, e.g. ``["detector"]`` for a benchmark of ``run``'s default investigation; the
+    default's code version is recorded with the others."""
     regs = _registries()
     stage_versions = _stage_versions()
+    now = current_defaults()
+    defaults = list(defaults)
+    detectors = list(dict.fromkeys([*detectors, *([now["detector"]] if "detector" in defaults else [])]))
+    unlearners = list(dict.fromkeys([*unlearners, *([now["unlearner"]] if "unlearner" in defaults else [])]))
     versions: dict[str, dict[str, int]] = {"stage": {s: stage_versions[s] for s in stages}}
     for family, names in (("model", models), ("attack", attacks), ("detector", detectors),
                           ("unlearner", unlearners), ("dataset", datasets)):
@@ -72,7 +77,6 @@ def provenance(*, stages: Iterable[str] = (), models: Iterable[str] = (), attack
     commit, dirty = git_commit()
     out = {"git_commit": commit, "git_dirty": dirty, "versions": versions}
     if defaults:
-        now = current_defaults()
         out["defaults"] = {k: now[k] for k in defaults}
     return out
 

@@ -221,15 +221,12 @@ def main() -> None:
     else:
         res = caps(args.datasets.split(","), [int(s) for s in args.seeds.split(",")],
                    [int(v) for v in args.lambda_caps.split(",")], args.query_rank)
-    from bench.provenance import current_defaults, provenance
-
-    defaults = current_defaults()
+    from bench.provenance import provenance
 
     res.update({"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": os.getloadavg()[0],
                 "cpu_count": os.cpu_count(), "numpy": np.__version__,
                 "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"],
-                                         models=["smallcnn"], attacks=["badnet"], detectors=[defaults["detector"]],
-                                         unlearners=[defaults["unlearner"]], defaults=["detector", "unlearner"])})
+                                         models=["smallcnn"], attacks=["badnet"], defaults=["detector", "unlearner"])})
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"scaling-{args.mode}.json"), "w") as fh:
         json.dump(res, fh, indent=2)

@@ -40,9 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.provenance import current_defaults, provenance  # noqa: E402
-
-DEFAULTS = current_defaults()
+from bench.provenance import provenance  # noqa: E402
 from deltainf_core.config import (  # noqa: E402
     stable_hash,
 )
@@ -218,7 +216,7 @@ def result_json(every: list[dict], methods: list[str], device: str, argv: str, g
         "params": {m: UNLEARNERS.entry(m).param_defaults() for m in methods},
         "provenance": prov or provenance(
             stages=STAGES, models=["smallcnn"], attacks=sorted({r["attack"] for r in every}),
-            detectors=[DEFAULTS["detector"]], unlearners=methods,
+            unlearners=methods,
             datasets=sorted({r["dataset"] for r in every} - {"cifar10-subset"}), defaults=["detector"]),
         "scenarios": [f"{r['dataset']} {r['attack']} seed {r['seed']}" for r in every],
         "runs": every, "table": table(every, methods),

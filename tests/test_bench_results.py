@@ -123,6 +123,9 @@ def test_a_result_of_the_default_investigation_goes_stale_with_the_default(monke
 
     now = provenance(stages=["train"], detectors=["delta"], defaults=["detector", "unlearner"])
     assert now["defaults"] == prov_mod.current_defaults() and stale_parts(now) == []
+    implied = provenance(defaults=["detector", "unlearner"])["versions"]  # the defaults' versions, unnamed
+    assert set(implied["detector"]) == {now["defaults"]["detector"]}
+    assert set(implied["unlearner"]) == {now["defaults"]["unlearner"]}
     moved = {**prov_mod.current_defaults(), "detector": "some_other_rule"}
     monkeypatch.setattr(prov_mod, "current_defaults", lambda: moved)
     assert any("default detector" in p and "some_other_rule" in p for p in stale_parts(now))
