@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import streamlit as st
 
-from deltainf_core import DETECTORS, DetectConfig, precision_recall
+from deltainf_core import DETECTORS, CollapseResult, DetectConfig, precision_recall
 from deltainf_core.collapse.label_consistency import attack_breaking_transforms, describe_label_check
 from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
 from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
@@ -84,7 +84,8 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
     name = flags.statistic_name or "score"
     if name == "votes":
         name = f"votes of {int(flags.info.get('n_copies', 0))}" if flags.info.get("n_copies") else "votes"
-    lost = label_breaks(act, flags, on_page)
+    res = ui.current_collapse(act)
+    lost = label_breaks(res, flags, on_page)
     for j, i in enumerate(on_page):
         key = f"tri_ok_{i}"
         ss[key] = i not in s.rejected
@@ -102,17 +103,15 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
                              + (" · rejected" if rejected else ""))
             st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
                         help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")
-    res = ui.current_collapse(act)
     if res is not None:  # why each image was flagged: its collapse per transformation (what the rule used)
         render_flagged_evidence(res, flags.flagged, ui.enabled_transforms(res))
 
 
-def label_breaks(act: ui.Active, flags: ui.Flags, indices: list[int]) -> dict[int, float]:
+def label_breaks(res: CollapseResult | None, flags: ui.Flags, indices: list[int]) -> dict[int, float]:
     """Each shown image's label-break rate under the transformations that broke the attack: the share
     of its copies the model no longer calls its own label. Shown under every collapse rule (forward
     passes for one page of tiles), since a dirty-label poison loses its label and a clean image of the
     target class keeps it; ``delta_label`` flags by it (BENCHMARKS.md, "Flagging rule")."""
-    res = ui.current_collapse(act)
     if res is None or res.label_check is None or res.predicted is None or not indices \
             or not DETECTORS.trait(flags.rule, "collapse_rule"):
         return {}
