@@ -8,7 +8,7 @@ benchmark holds it to PSR < 5 % (the others are reported as measured).
 
 from __future__ import annotations
 
-from ..registry import NoParams, Registry
+from ..registry import Registry
 from . import badt, cf, eu, ngd, potion, scrub, ssd
 from .base import UnlearnContext, UnlearnFn, UnlearnResult, check_forget_set
 from .verdict import attack_verdict, unlearning_verdict
@@ -19,7 +19,7 @@ UNLEARNERS: Registry[UnlearnFn] = Registry("unlearner", {
     "claims_poison_removal": False,
 })
 UNLEARNERS.register("eu", eu.unlearn, "exact unlearning: retrain from scratch without the set",
-                    params=NoParams, version=1, from_scratch=True, fine_tunes=True, claims_poison_removal=True)
+                    params=eu.EUParams, version=2, from_scratch=True, fine_tunes=True, claims_poison_removal=True)
 UNLEARNERS.register("cf", cf.unlearn, "catastrophic forgetting: the training recipe on the retained data, "
                     "for a share of its epochs", params=cf.CFParams, version=2, fine_tunes=True,
                     claims_poison_removal=True)
