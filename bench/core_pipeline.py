@@ -77,6 +77,7 @@ def main() -> None:
                                                     "cifar10-subset"))
     ap.add_argument("--datasets", nargs="+", default=["mnist5k", "cifar"])
     ap.add_argument("--unlearn", default="eu")
+    ap.add_argument("--out", help="result file (default bench/results/core_pipeline_<datasets>.json)")
     ap.add_argument("--dump", help="folder for each run's collapse matrix (.npz), for offline rule studies")
     args = ap.parse_args()
     runs = []
@@ -115,10 +116,15 @@ def main() -> None:
                     print(f"    first round, {name:34s}: {v['n_flagged']:4d} flagged, P {v['precision']:.2f} "
                           f"R {v['recall']:.2f}")
     name = "core_pipeline_" + "_".join("mnist5k" if d == "mnist5k" else "cifar10-subset" for d in args.datasets)
-    path = os.path.join(os.path.dirname(__file__), "results", f"{name}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = args.out or os.path.join(os.path.dirname(__file__), "results", f"{name}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    from bench.provenance import provenance
+
+    prov = provenance(stages=["poison", "train", "factors", "scores", "unlearn"], models=["smallcnn"],
+                      attacks=["badnet"], detectors=["delta_published"], unlearners=[args.unlearn],
+                      defaults=["detector"])
     with open(path, "w") as fh:
-        json.dump({"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": runs}, fh, indent=2)
+        json.dump({"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": runs, "provenance": prov}, fh, indent=2)
     print(f"wrote {path}")
 
 
