@@ -39,12 +39,13 @@ stricter than the 2-point test-accuracy budget it protects. ``max_steps`` = 100
 bounds the search (strength ≈ 13,800 × ``s_start``). ``info["stopped_by"]`` names
 the stop (``rho``, ``retain_guard`` or ``max_steps``).
 
-Known limit (measured, BENCHMARKS.md): on the CIFAR subset (an under-fitted 62 %
-model, 20 flagged images) clean knowledge and the trigger share the weights the
-selection reaches first; the 0.75-point guard stopped the search at flagged accuracy
-0.85 (PSR 33 %). A 4-point guard reached PSR 7 % at −0.2 accuracy points there, but
-the guard was set on mnist5k, where a looser one dampens clean knowledge, and is kept:
-one scale-free stop for both is open work, not a per-dataset setting.
+Known limit (measured, BENCHMARKS.md "Potion: is the stop the limit?"): the stop is not
+what holds Potion back. Walking the search without stopping, the best step any rule
+could pick removes the trigger within the accuracy budget in only 4 of the 12 grid
+scenarios: a flagged set that is mostly clean target-class images points the selection
+at that class's weights, and on the CIFAR subset the trigger shares weights with clean
+features even when the flagged set is exact. A looser guard or stopping once the
+affected images are cleared trades accuracy for PSR without reaching the budget.
 """
 
 from __future__ import annotations
