@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,28 +83,26 @@ def trajectory(pipe: Pipeline, cell: str, cifar_subset: Path) -> dict:
             "recall": sc["recall"], "n_affected": len(affected)}
 
 
-def stop_by_guard(r: dict, budget: float, rho: float = 0.1) -> dict | None:
-    """Potion's stops: the last step within ``budget`` of guard accuracy, or the first at ``rho``."""
+def stop_search(r: dict, budget: float, done: Callable[[dict], bool]) -> dict | None:
+    """Where a search stops: the last step within ``budget`` of guard accuracy, or the first ``done`` step."""
     last = None
     for t in r["traj"]:
         if r["base"]["guard"] - t["guard"] > budget:
             return last
         last = t
-        if t["flagged"] <= rho * r["base"]["flagged"]:
+        if done(t):
             return t
     return last
 
 
-def stop_by_affected(r: dict, budget: float, left: int = 0) -> dict | None:
-    """Stop once at most ``left`` affected images are still predicted as the target (guard as above)."""
-    last = None
-    for t in r["traj"]:
-        if r["base"]["guard"] - t["guard"] > budget:
-            return last
-        last = t
-        if t["affected_target"] <= left:
-            return t
-    return last
+def at_rho(r: dict, rho: float = 0.1) -> Callable[[dict], bool]:
+    """Potion's own stop: flagged-set accuracy down to ``rho`` of its start."""
+    return lambda t: t["flagged"] <= rho * r["base"]["flagged"]
+
+
+def affected_left(left: int) -> Callable[[dict], bool]:
+    """Stop once at most ``left`` affected images are still predicted as the target."""
+    return lambda t: t["affected_target"] <= left
 
 
 def best_step(r: dict, floor: float = 0.05) -> dict | None:
@@ -113,11 +112,11 @@ def best_step(r: dict, floor: float = 0.05) -> dict | None:
 
 
 RULES = {
-    "guard 0.75 pt (today)": lambda r: stop_by_guard(r, 0.0075),
-    "guard 2 pt": lambda r: stop_by_guard(r, 0.02),
-    "affected cleared, guard 2 pt": lambda r: stop_by_affected(r, 0.02),
-    "≤ 1 affected left, guard 2 pt": lambda r: stop_by_affected(r, 0.02, 1),
-    "affected cleared, guard 5 pt": lambda r: stop_by_affected(r, 0.05),
+    "guard 0.75 pt (today)": lambda r: stop_search(r, 0.0075, at_rho(r)),
+    "guard 2 pt": lambda r: stop_search(r, 0.02, at_rho(r)),
+    "affected cleared, guard 2 pt": lambda r: stop_search(r, 0.02, affected_left(0)),
+    "≤ 1 affected left, guard 2 pt": lambda r: stop_search(r, 0.02, affected_left(1)),
+    "affected cleared, guard 5 pt": lambda r: stop_search(r, 0.05, affected_left(0)),
     "best step with PSR < 5 %": best_step,
 }
 
