@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.unlearning_suite import CIFAR_SUBSET, flagged_scenario, scenario  # noqa: E402
 from deltainf_core import Pipeline, Store  # noqa: E402
-from deltainf_core.training import accuracy, predict  # noqa: E402
+from deltainf_core.metrics import clean_accuracy, poison_success_rate  # noqa: E402
+from deltainf_core.training import accuracy  # noqa: E402
 from deltainf_core.unlearning import synapses  # noqa: E402
 from deltainf_core.unlearning.base import fresh_copy  # noqa: E402
 from deltainf_core.unlearning.potion import PotionParams, selection_percentile  # noqa: E402
@@ -64,12 +65,11 @@ def trajectory(pipe: Pipeline, cell: str, cifar_subset: Path) -> dict:
 
     def measure(m: torch.nn.Module) -> dict:
         return {"guard": accuracy(m, guard), "flagged": accuracy(m, forget_set),
-                "affected_target": int((predict(m, affected.images) == target).sum()),
-                "psr": float((predict(m, poisoned.psr_set.images) == target).float().mean()),
-                "acc": accuracy(m, splits.test)}
+                "affected_target": pipe.still_affected(m, affected, target),
+                "psr": poison_success_rate(m, poisoned), "acc": clean_accuracy(m, splits.test)}
 
     base = measure(model)
-    s = len(forget) / len(train) / 25.0
+    s = p.first_strength(len(forget), len(train))
     steps = []
     for _ in range(MAX_STEPS):
         candidate = fresh_copy(model)

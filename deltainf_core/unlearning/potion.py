@@ -76,6 +76,10 @@ class PotionParams:
     power: int = param(1, "importance = mean |gradient| ** power")
     batch_size: int | None = param(None, "images per importance batch (default: the recipe's)")
 
+    def first_strength(self, n_forget: int, n_train: int) -> float:
+        """``s_start``, or by default the flagged share of the training set / 25 (the authors' code)."""
+        return self.s_start if self.s_start is not None else n_forget / n_train / 25.0
+
     def validate(self) -> None:
         if not ((self.s_start is None or self.s_start > 0) and self.s_step > 1 and 0 <= self.rho < 1
                 and self.max_steps >= 1 and self.guard_size >= 1):
@@ -93,7 +97,7 @@ def unlearn(ctx: UnlearnContext) -> UnlearnResult:
     forget = check_forget_set(ctx)
     forget_set = ctx.train.subset(forget)
     retain = ctx.train.without(forget)
-    s = p.s_start if p.s_start is not None else len(forget) / len(ctx.train) / 25.0
+    s = p.first_strength(len(forget), len(ctx.train))
     s_step, rho, lam, max_steps = p.s_step, p.rho, p.lam, p.max_steps
     guard_size, max_retain_drop = p.guard_size, p.max_retain_drop
     objective, power = p.objective, p.power
