@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import DETECTORS, CollapseResult, DetectConfig, precision_recall
+from deltainf_core.collapse.heldout import describe_heldout
 from deltainf_core.collapse.label_consistency import attack_breaking_transforms, describe_label_check
 from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
 from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
@@ -198,7 +199,7 @@ def render() -> None:
         st.info("Nothing is flagged under this rule. Lower the threshold, enable more transformations, or add "
                 "images from the scatter plot's selection.")
         return
-    said = describe_label_check(flags.info)
+    said = describe_label_check(flags.info) or describe_heldout(flags.info)
     if said:
         st.caption(said)
     grid(act, cands, flags, truth)

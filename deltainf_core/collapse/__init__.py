@@ -10,6 +10,7 @@
 A rule in its own module registers itself with ``register_rule`` and is imported below.
 """
 
+from . import heldout as _heldout  # noqa: F401  (registers delta_heldout)
 from . import label_consistency as _label_consistency  # noqa: F401  (registers delta_label)
 from . import profile as _profile  # noqa: F401  (registers delta_profile)
 from .evidence import CollapseEvidence, TransformCollapse, transform_collapse

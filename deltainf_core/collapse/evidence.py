@@ -32,6 +32,9 @@ class CollapseEvidence:
     label_check: asks the model how it labels transformed training images
         (``label_consistency.LabelCheck``); None for saved scores without the model,
         which rules that check labels refuse.
+    heldout: retrains the model without given training images and asks it about them
+        (``heldout.HeldOutRetrain``); None where no retraining is possible, which
+        ``delta_heldout`` refuses.
     """
 
     scores: np.ndarray
@@ -39,6 +42,7 @@ class CollapseEvidence:
     predicted: np.ndarray | None
     target_class: int
     label_check: Any = None
+    heldout: Any = None
 
     @property
     def n_train(self) -> int:
@@ -77,7 +81,7 @@ class CollapseEvidence:
         rows = np.flatnonzero(q.is_original | np.isin(q.transform, list(transforms)))
         predicted = None if self.predicted is None else np.asarray(self.predicted)[rows]
         return CollapseEvidence(np.asarray(self.scores)[rows], q.subset(rows), predicted, self.target_class,
-                                self.label_check)
+                                self.label_check, self.heldout)
 
 
 @dataclass

@@ -44,6 +44,8 @@ class DetectionContext:
         needs a count (the attack's poison budget; never the true indices).
     params: the detector's parameters dataclass, parsed from ``cfg.params`` by the
         pipeline (None: the detector parses ``cfg.params`` itself).
+    heldout: retrains without given training images (``collapse.heldout.HeldOutRetrain``);
+        None where the caller cannot retrain, which ``delta_heldout`` refuses.
     """
 
     model: nn.Module
@@ -56,6 +58,7 @@ class DetectionContext:
     expected_poisons: int | None = None
     progress: Progress = no_progress
     params: Any = None
+    heldout: Any = None
 
     def parameters(self, cls: type[P]) -> P:
         """The detector's parameters as ``cls``: as parsed by the pipeline, else from ``cfg.params``."""

@@ -25,7 +25,7 @@ def collapse_evidence(ctx: DetectionContext) -> CollapseEvidence:
     scores = ctx.influence.scores(queries.queries)
     predicted = predict(ctx.model, queries.queries.images).numpy()
     return CollapseEvidence(scores, queries, predicted, ctx.target_class,
-                            LabelCheck(ctx.model, ctx.train, seed=ctx.collapse.seed))
+                            LabelCheck(ctx.model, ctx.train, seed=ctx.collapse.seed), ctx.heldout)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..collapse.heldout import describe_heldout
 from ..collapse.label_consistency import describe_label_check
 from ..config import Scenario
 from ..detectors import DETECTORS
@@ -140,6 +141,9 @@ def investigate(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray | None =
         said = describe_label_check(detection.info)
         if said:
             record["label_check"] = said
+        said = describe_heldout(detection.info)
+        if said:
+            record["heldout_check"] = said
         t_u = time.perf_counter()
         try:
             outcome = pipe.unlearn(scn, flagged)

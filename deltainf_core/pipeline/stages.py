@@ -27,6 +27,7 @@ from ..attacks import ATTACKS, NO_ATTACK
 from ..attacks.base import PoisonedScenario
 from ..checkpoints import load_checkpoint
 from ..collapse import as_target, build_queries
+from ..collapse.heldout import HeldOutRetrain
 from ..collapse.label_consistency import LabelCheck
 from ..config import AttackConfig, DataConfig, Scenario, stable_hash
 from ..data import DATASETS, load_dataset
@@ -299,7 +300,8 @@ class Pipeline:
         scores = eng.scores(queries.queries)
         t2 = time.perf_counter()
         predicted = self.predict(scn, queries.queries, keyed)
-        return CollapseResult(scores, queries, predicted, target, self.label_check(scn, keyed), affected=labelled,
+        return CollapseResult(scores, queries, predicted, target, self.label_check(scn, keyed),
+                              self.heldout(scn, keyed), affected=labelled,
                               factor_seconds=t1 - t0, score_seconds=t2 - t1, key=eng.score_key)
 
     def label_check(self, scn: Scenario, model: KeyedModel | None = None) -> LabelCheck:
@@ -309,6 +311,13 @@ class Pipeline:
         return self._memo["label_check"].get_or_make(stable_hash(keyed.key, poisoned.key, scn.collapse.seed),
                                                      lambda: LabelCheck(keyed.model, poisoned.train,
                                                                         seed=scn.collapse.seed))
+
+    def heldout(self, scn: Scenario, model: KeyedModel | None = None) -> HeldOutRetrain:
+        """Retrains without given training images for ``delta_heldout``: EU's retrain (the same cache
+        entries, so the investigation's EU of a set a round already excluded is free)."""
+        keyed = model or self.trained(scn)
+        return HeldOutRetrain(lambda exclude: self.unlearn(scn, exclude, method="eu", base=keyed).model,
+                              self.poisoned(scn).train, self.dataset(scn.data).test)
 
     # -- detection --------------------------------------------------------------------
     def detect(self, scn: Scenario, affected: ImageSet, target_class: int | None = None,
@@ -322,14 +331,18 @@ class Pipeline:
         expected = round(acfg.poison_frac * len(poisoned.train)) if acfg.attack != NO_ATTACK else None
         engine = self.engine(scn, keyed) if DETECTORS.trait(name, "needs_influence") else None
         ctx = DetectionContext(keyed.model, poisoned.train, as_target(affected, target), target, scn.detect,
-                               scn.collapse, engine, expected, self._stage("detect"), params)
+                               scn.collapse, engine, expected, self._stage("detect"), params,
+                               heldout=self.heldout(scn, keyed))
         return DETECTORS.get(name)(ctx)
 
     # -- unlearning -------------------------------------------------------------------
     def unlearn(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
                 base: KeyedModel | None = None) -> UnlearnOutcome:
         """Unlearn ``forget`` from the model under investigation (or ``base``), cached by its key."""
-        cfg = scn.unlearn if method is None else replace(scn.unlearn, method=method)
+        # Another method than the scenario's (the oracle's and delta_heldout's EU) takes its own
+        # defaults: the scenario's parameters belong to its method.
+        cfg = (scn.unlearn if method is None or method == scn.unlearn.method
+               else replace(scn.unlearn, method=method, params={}))
         params = UNLEARNERS.parse_params(cfg.method, cfg.params)  # refuse bad parameters before any work
         splits = self.dataset(scn.data)
         poisoned = self.poisoned(scn)

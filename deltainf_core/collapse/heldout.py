@@ -1,0 +1,171 @@
+"""Held-out relabelling: would a model that never saw a flagged image give it its training label?
+
+Influence collapse keeps recall only with a wide net: every image whose support
+collapses (``d ≥ 2`` over all copies, no split) holds the poisons on nearly every run
+measured, but also nearly the whole target class (issue 17). A dirty-label poison is an
+image of *another* class labelled as the target, so a model trained *without* it calls it
+by what it shows; a clean image of the target class is called the target. The poisoned
+model cannot make this check, having memorised its training images (trigger included).
+
+So the rule retrains without the net, keeps the images the retrained model calls
+something other than their label, and retrains again without only those: each round
+gives the clean images the model agreed with back to training, so the next model knows
+the target class better while every poison stays held out. The rounds stop at a fixed
+point or after ``rounds`` retrains; each retrain is EU's (cached by its forget set), so
+the investigation's EU on the final set is the next round's model.
+
+The check needs a model good enough to recognise clean images of the target class it
+was not trained on. Its error rate on them is measured on the clean test images of that
+class; from it the rule estimates how many clean images the last round's disagreement
+holds, and falls back to ``delta``'s flagged set when they would be more than
+``1 − min_precision`` of it (measured: the small CNN on 1,900 CIFAR images, BENCHMARKS.md).
+It is blind to clean-label attacks, whose poisons carry their true label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import ImageSet
+from ..errors import ConfigError, UnlearningError
+from ..training import predict
+from .evidence import CollapseEvidence
+from .rules import RULES, EffectSizeParams, RuleResult, candidates, pooled_effect_size_rule
+from .statistics import effect_size
+
+MIN_FLAGGED = 4
+"""Fewer candidates than this: nothing to narrow, they are flagged as they are."""
+
+
+@dataclass
+class HeldOutRetrain:
+    """Retrains without given training images and asks the retrained model about them.
+
+    retrain: ``exclude -> model`` trained from scratch without those training indices
+        (the pipeline's EU, so each retrain is cached by its forget set).
+    train: the training set the indices point into (its labels are the training labels).
+    test: clean test images; their error rate on a class estimates how often a held-out
+        model mislabels clean images of it (None: no estimate, no fallback).
+    """
+
+    retrain: Callable[[np.ndarray], nn.Module]
+    train: ImageSet
+    test: ImageSet | None = None
+
+    def disagreement(self, exclude: np.ndarray, target_class: int) -> tuple[np.ndarray, float | None]:
+        """Which of ``exclude`` the model trained without them calls other than their label, and that
+        model's error rate on clean test images of ``target_class`` (None without test images of it)."""
+        model = self.retrain(exclude)
+        called = predict(model, self.train.float_batch(torch.as_tensor(exclude))).numpy()
+        disagree = called != self.train.labels[exclude].numpy()
+        error = None
+        if self.test is not None:
+            own = np.flatnonzero(self.test.labels.numpy() == target_class)
+            if own.size:
+                error = float((predict(model, self.test.images[own]).numpy() != target_class).mean())
+        return disagree, error
+
+
+@dataclass(frozen=True)
+class HeldOutParams:
+    effect_size: float = field(default=2.0, metadata={
+        "help": "the net: every image whose pooled collapse d over all copies reaches this (no split)",
+        "min": 0.5, "max": 6.0, "step": 0.1})
+    rounds: int = field(default=3, metadata={
+        "help": "retrains that narrow the net (each gives back the images the last model agreed with); "
+                "the investigation's EU is one more", "min": 1, "max": 8})
+    min_precision: float = field(default=0.5, metadata={
+        "help": "fall back to delta's flagged set when the estimated share of poisons in the held-out "
+                "disagreement is below this (the retrained model mislabels too many clean images)",
+        "min": 0.0, "max": 1.0, "step": 0.05})
+
+    def validate(self) -> None:
+        if not (self.effect_size > 0 and self.rounds >= 1 and 0 <= self.min_precision <= 1):
+            raise ConfigError("delta_heldout needs effect_size > 0, rounds >= 1 and 0 <= min_precision <= 1")
+
+
+def estimated_precision(n_excluded: int, n_disagree: int, error: float | None) -> float | None:
+    """A lower bound on the share of poisons in the disagreement, from the model's error on clean images.
+
+    At most all ``n_excluded`` images are clean, and the model mislabels clean images of
+    the class at ``error``, so at most ``error·n_excluded`` of the disagreement is clean.
+    """
+    if error is None or n_disagree == 0:
+        return None
+    return float(max(0.0, 1.0 - error * n_excluded / n_disagree))
+
+
+def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
+                 transforms: Sequence[str] | None = None) -> RuleResult:
+    """The collapse net, narrowed by models retrained without it (module docstring)."""
+    if evidence.heldout is None:
+        raise ConfigError("delta_heldout retrains the model, so it needs the training set and the recipe "
+                          "(run it through the pipeline or a detector, not on saved scores)")
+    d = effect_size(evidence.stats, transforms, kept_only=False)
+    net = candidates(d, params.effect_size)
+    info: dict = {**asdict(params), "threshold": params.effect_size, "n_net": int(net.size), "rounds_run": 0,
+                  "heldout_used": False, "narrowing": [int(net.size)]}
+    if net.size < MIN_FLAGGED:
+        info["heldout_check"] = "not used: too few candidates to narrow"
+        return RuleResult(net, d, info)
+    excluded, n_before, n_disagree, error = net, int(net.size), 0, None
+    for _ in range(params.rounds):
+        try:
+            disagree, error = evidence.heldout.disagreement(excluded, evidence.target_class)
+        except UnlearningError as err:  # e.g. the net holds the whole target class: no model to ask
+            why = str(err).split(" —")[0]  # the unlearner's advice to reject images is not for this rule
+            info["heldout_check"] = f"not used: no model could be retrained without the candidates ({why})"
+            return _fallback(evidence, params, transforms, d, info)
+        info["rounds_run"] += 1
+        n_before, n_disagree = int(excluded.size), int(disagree.sum())
+        if n_disagree == 0:
+            break
+        excluded = excluded[disagree]
+        info["narrowing"].append(int(excluded.size))
+        if n_disagree == n_before:  # a fixed point: the last model is already EU of this set
+            break
+    if n_disagree == 0:
+        info["heldout_check"] = "not used: the retrained model gives every candidate its label"
+        return _fallback(evidence, params, transforms, d, info)
+    precision = estimated_precision(n_before, n_disagree, error)
+    info.update(target_error=error, estimated_precision=precision)
+    if precision is not None and precision < params.min_precision:
+        info["heldout_check"] = ("not used: the retrained model mislabels clean test images of the target class "
+                                 f"{error:.0%} of the time, so its disagreement may be mostly clean images")
+        return _fallback(evidence, params, transforms, d, info)
+    info.update(heldout_used=True,
+                heldout_check="used: the images a model trained without them does not call by their label")
+    return RuleResult(np.sort(excluded), d, info)
+
+
+def _fallback(evidence: CollapseEvidence, params: HeldOutParams, transforms: Sequence[str] | None,
+              d_all: np.ndarray, info: dict) -> RuleResult:
+    base = pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size), transforms)
+    info["n_collapse_flagged"] = int(base.flagged.size)
+    return RuleResult(base.flagged, d_all, info)
+
+
+def describe_heldout(info: dict) -> str | None:
+    """One sentence on what the held-out check did (Triage, the report); None for other rules."""
+    if "heldout_used" not in info:
+        return None
+    steps = " → ".join(str(n) for n in info.get("narrowing", []))
+    if not info["heldout_used"]:
+        return (f"Held-out check {info.get('heldout_check', 'not used')}; the flagged set is delta's "
+                f"{info.get('n_collapse_flagged', info.get('n_net', 0))} images (net {info.get('n_net', 0)}, "
+                f"{info.get('rounds_run', 0)} retrains).")
+    est = info.get("estimated_precision")
+    said = f", estimated precision {est:.2f}" if est is not None else ""
+    return (f"Held-out check used: {info['rounds_run']} models retrained without the candidates narrowed "
+            f"{steps}; the flagged images are those the last one calls other than their label{said}.")
+
+
+RULES.register("delta_heldout", heldout_rule,
+               "Δ-Influence's wide net, narrowed to the images a model retrained without them does not call "
+               "by their label (dirty-label attacks; retrains up to 3 times; falls back to delta where the "
+               "retrained model is too weak)", params=HeldOutParams, statistic="d")
