@@ -168,4 +168,4 @@ def describe_heldout(info: dict) -> str | None:
 RULES.register("delta_heldout", heldout_rule,
                "Δ-Influence's wide net, narrowed to the images a model retrained without them does not call "
                "by their label (dirty-label attacks; retrains up to 3 times; falls back to delta where the "
-               "retrained model is too weak)", params=HeldOutParams, statistic="d")
+               "retrained model is too weak)", params=HeldOutParams, statistic="d", needs_retrain=True)

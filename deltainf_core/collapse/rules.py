@@ -51,6 +51,7 @@ Rule = Callable[[CollapseEvidence, Any, "Sequence[str] | None"], RuleResult]
 
 RULES: Registry[Rule] = Registry("flagging rule", {
     "statistic": "score",  # what the per-image statistic is called in figures and Triage
+    "needs_retrain": False,  # retrains the model (minutes): run as a detector with progress, not re-applied live
 })
 
 

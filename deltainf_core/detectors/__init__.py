@@ -15,10 +15,13 @@ from .collapse_rule import RuleDetector
 DETECTORS: Registry[DetectFn] = Registry("detector", {
     "needs_influence": False,  # scores queries with EK-FAC (factors + one scoring pass)
     "collapse_rule": False,  # a collapse rule: the app re-applies it to the scores it already has
+    "needs_retrain": False,  # retrains the model without candidates (DetectionContext.heldout)
 })
 for _rule in RULES.names():
+    _retrains = RULES.trait(_rule, "needs_retrain")  # too slow to re-apply live: the app runs it with progress
     DETECTORS.register(_rule, RuleDetector(_rule), RULES.help(_rule), params=RULES.params(_rule),
-                       version=RULES.version(_rule), needs_influence=True, collapse_rule=True)
+                       version=RULES.version(_rule), needs_influence=True, collapse_rule=not _retrains,
+                       needs_retrain=_retrains)
 DETECTORS.register("influence_topk", influence_topk.detect, "plain EK-FAC: top-k mean z-scored influence",
                    params=BudgetParams, needs_influence=True)
 DETECTORS.register("activation_clustering", activation_clustering.detect,

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from deltainf_core import DETECTORS, CollapseConfig, DataConfig, DetectConfig, TrainConfig, load_dataset
+from deltainf_core.collapse.heldout import HeldOutRetrain
 from deltainf_core.detectors.base import DetectionContext
 from deltainf_core.errors import ConfigError
 from deltainf_core.models import build_model
@@ -50,6 +51,10 @@ def test_detector_contract(detector_name, tiny_splits, tiny_model, with_toys):
     ctx = DetectionContext(tiny_model, s.train, affected, 1, DetectConfig(detector=detector_name),
                            CollapseConfig(n_copies=6, n_copies_extra=3), FakeScorer(len(s.train)),
                            expected_poisons=len(PLANTED))
+    if DETECTORS.trait(detector_name, "needs_retrain"):
+        with pytest.raises(ConfigError, match="retrains"):
+            DETECTORS.get(detector_name)(ctx)
+        ctx.heldout = HeldOutRetrain(lambda exclude: tiny_model, s.train, s.test)  # not retrained: the shape only
     det = DETECTORS.get(detector_name)(ctx)
     assert det.method == detector_name
     assert det.scores.shape == (len(s.train),)

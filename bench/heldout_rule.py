@@ -1,0 +1,127 @@
+"""delta_heldout against delta on the rule study's saved score matrices (issue 17), EU after each.
+
+The matrices are ``bench/rule_study.py collect``'s (40 runs: mnist5k and the CIFAR subset,
+BadNet and smooth, seeds 0-4, one and five affected images). ``cell`` applies both rules
+to one scenario's saved scores, with ``delta_heldout``'s retrains and EU run by the
+pipeline on this machine (a GPU when present), and the oracle retrain beside them;
+``combine`` gathers the cells into one results file with provenance.
+
+    # one process per scenario (on a GPU machine, all twenty side by side: bench/heldout_rule_gpu.sh)
+    DELTAINF_CACHE=/tmp/cache/c .venv/bin/python bench/heldout_rule.py cell mnist5k:badnet:0 \\
+        --matrices $DELTAINF_CACHE/rule_study --cifar ../shared/data/cifar10-subset --out /tmp/heldout
+    .venv/bin/python bench/heldout_rule.py combine /tmp/heldout/*.json --out bench/results/rule_heldout.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deltainf_core import (  # noqa: E402
+    AttackConfig,
+    CollapseConfig,
+    DataConfig,
+    Pipeline,
+    Scenario,
+    Store,
+    TrainConfig,
+    UnlearnConfig,
+)
+from deltainf_core.collapse import RULES, CollapseEvidence  # noqa: E402
+from deltainf_core.collapse.queries import CollapseQueries  # noqa: E402
+from deltainf_core.metrics import precision_recall  # noqa: E402
+
+
+def cell(args: argparse.Namespace) -> None:
+    ds, attack, seed = args.cell.split(":")
+    z = np.load(Path(args.matrices) / f"{ds}-{attack}-seed{seed}.npz", allow_pickle=False)
+    data = DataConfig() if ds == "mnist5k" else DataConfig(data_dir=args.cifar)
+    s = int(seed)
+    scn = Scenario(data=data, attack=AttackConfig(attack=attack, seed=s), train=TrainConfig(seed=s),
+                   collapse=CollapseConfig(seed=s), unlearn=UnlearnConfig(seed=s))
+    pipe = Pipeline(Store())
+    poisoned = pipe.poisoned(scn)
+    truth = np.asarray(poisoned.poison_indices)
+    if set(truth.tolist()) != set(z["poison_indices"].tolist()):
+        raise SystemExit(f"{args.cell}: today's attack picks other poisons than the saved matrix")
+    tm = pipe.trained(scn)
+    oracle = pipe.oracle(scn)
+    res = {"cell": args.cell, "device": str(pipe.device), "poisoned": [tm.clean_accuracy, tm.poison_success_rate],
+           "oracle": [oracle.clean_accuracy, oracle.poison_success_rate]}
+    held, target = pipe.heldout(scn), int(z["target_class"])
+    for n in (5, 1):
+        t0 = time.time()
+        rows = np.flatnonzero(z["image_of"] < n)
+        q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
+        ev = CollapseEvidence(z["scores"][rows], q, z["predicted"][rows], target, None, held)
+        new = RULES.get("delta_heldout")(ev, RULES.parse_params("delta_heldout", {}))
+        old = RULES.get("delta")(ev, RULES.parse_params("delta", {}))
+        eu = pipe.unlearn(scn, new.flagged)
+        p_new, r_new = precision_recall(new.flagged, truth)
+        p_old, r_old = precision_recall(old.flagged, truth)
+        res[str(n)] = {"flagged": int(new.flagged.size), "precision": p_new, "recall": r_new,
+                       "indices": new.flagged.tolist(), "info": new.info,
+                       "eu": [eu.clean_accuracy, eu.poison_success_rate],
+                       "today": [int(old.flagged.size), p_old, r_old], "seconds": time.time() - t0}
+        (Path(args.out) / f"heldout-{ds}-{attack}-{seed}.json").write_text(json.dumps(res, default=float))
+    print(args.cell, "done", flush=True)
+
+
+def combine(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from provenance import provenance
+
+    rows = []
+    for path in sorted(args.files):
+        d = json.loads(Path(path).read_text())
+        for n in ("5", "1"):
+            r = d[n]
+            rows.append({"scenario": d["cell"], "n_images": int(n), "device": d["device"], "oracle": d["oracle"],
+                         "poisoned": d["poisoned"], **{k: r[k] for k in ("flagged", "precision", "recall", "info",
+                                                                         "eu", "today", "seconds")}})
+    summary = {}
+    for part in ("mnist5k", "cifar", ""):
+        sel = [r for r in rows if r["scenario"].startswith(part)]
+        summary[part or "all"] = {
+            "runs": len(sel),
+            "heldout": {"mean_precision": float(np.mean([r["precision"] for r in sel])),
+                        "recall_below_098": sum(r["recall"] < 0.98 for r in sel),
+                        "used": sum(bool(r["info"]["heldout_used"]) for r in sel)},
+            "delta": {"mean_precision": float(np.mean([r["today"][1] for r in sel])),
+                      "recall_below_098": sum(r["today"][2] < 0.98 for r in sel)},
+            "eu_vs_oracle_points": [round(100 * (r["eu"][0] - r["oracle"][0]), 1) for r in sel]}
+    out = {"benchmark": "heldout_rule", "command": " ".join(sys.argv), "summary": summary, "rows": rows,
+           "note": args.note,
+           "provenance": provenance(stages=["poison", "train", "unlearn"], models=["smallcnn"],
+                                    attacks=["badnet", "smooth"], detectors=["delta", "delta_heldout"],
+                                    unlearners=["eu"], datasets=["mnist5k"])}
+    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    print(json.dumps(summary, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cell")
+    c.add_argument("cell", help="dataset:attack:seed (dataset mnist5k or cifar)")
+    c.add_argument("--matrices", required=True, help="rule_study.py collect's folder of .npz")
+    c.add_argument("--cifar", required=True, help="the CIFAR subset's ImageFolder")
+    c.add_argument("--out", required=True)
+    m = sub.add_parser("combine")
+    m.add_argument("files", nargs="+")
+    m.add_argument("--out", required=True)
+    m.add_argument("--note", default="")
+    args = ap.parse_args()
+    {"cell": cell, "combine": combine}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
