@@ -125,10 +125,11 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
         n_before, n_disagree = int(excluded.size), int(disagree.sum())
         if n_disagree == 0:
             break
+        if n_disagree == n_before:  # a fixed point: the last model is already EU of this set
+            info["fixed_point"] = True
+            break
         excluded = excluded[disagree]
         info["narrowing"].append(int(excluded.size))
-        if n_disagree == n_before:  # a fixed point: the last model is already EU of this set
-            break
     if n_disagree == 0:
         info["heldout_check"] = "not used: the retrained model gives every candidate its label"
         return _fallback(evidence, params, transforms, d, info)
@@ -161,8 +162,10 @@ def describe_heldout(info: dict) -> str | None:
                 f"{info.get('rounds_run', 0)} retrains).")
     est = info.get("estimated_precision")
     said = f", estimated precision {est:.2f}" if est is not None else ""
+    last = ("the last one, trained without exactly these, calls none of them by its label" if info.get("fixed_point")
+            else "the flagged images are those the last one calls other than their label")
     return (f"Held-out check used: {info['rounds_run']} models retrained without the candidates narrowed "
-            f"{steps}; the flagged images are those the last one calls other than their label{said}.")
+            f"{steps}; {last}{said}.")
 
 
 RULES.register("delta_heldout", heldout_rule,

@@ -14,7 +14,6 @@ engine derives its factor and score keys.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ import torch
 
 from ..attacks import ATTACKS, NO_ATTACK
 from ..attacks.base import PoisonedScenario
-from ..checkpoints import load_checkpoint
+from ..checkpoints import file_hash, load_checkpoint
 from ..collapse import as_target, build_queries
 from ..collapse.heldout import HeldOutRetrain
 from ..collapse.label_consistency import LabelCheck
@@ -61,14 +60,6 @@ def quiet(stage: str, frac: float, msg: str) -> None:
 def _data_key(*parts: object) -> str:
     """Data is never stored (datasets cache themselves), so its key is a plain hash, not a store key."""
     return f"data:{stable_hash(*parts)}"
-
-
-def file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class Pipeline:
@@ -300,23 +291,20 @@ class Pipeline:
         scores = eng.scores(queries.queries)
         t2 = time.perf_counter()
         predicted = self.predict(scn, queries.queries, keyed)
-        return CollapseResult(scores, queries, predicted, target, self.label_check(scn, keyed),
-                              self.heldout(scn, keyed), affected=labelled,
-                              factor_seconds=t1 - t0, score_seconds=t2 - t1, key=eng.score_key)
+        return CollapseResult(scores, queries, predicted, target,
+                              self.label_check(scn, keyed), self.heldout(scn, keyed),
+                              affected=labelled, factor_seconds=t1 - t0, score_seconds=t2 - t1, key=eng.score_key)
 
     def label_check(self, scn: Scenario, model: KeyedModel | None = None) -> LabelCheck:
         """How the model labels transformed training images (``delta_label``), memoised per model."""
-        keyed = model or self.trained(scn)
-        poisoned = self.poisoned(scn)
-        return self._memo["label_check"].get_or_make(stable_hash(keyed.key, poisoned.key, scn.collapse.seed),
-                                                     lambda: LabelCheck(keyed.model, poisoned.train,
-                                                                        seed=scn.collapse.seed))
+        keyed, poisoned, seed = model or self.trained(scn), self.poisoned(scn), scn.collapse.seed
+        return self._memo["label_check"].get_or_make(stable_hash(keyed.key, poisoned.key, seed),
+                                                     lambda: LabelCheck(keyed.model, poisoned.train, seed=seed))
 
     def heldout(self, scn: Scenario, model: KeyedModel | None = None) -> HeldOutRetrain:
-        """Retrains without given training images for ``delta_heldout``: EU's retrain (the same cache
-        entries, so the investigation's EU of a set a round already excluded is free)."""
+        """``delta_heldout``'s retrains: EU's, so the investigation's EU of a set a round excluded is cached."""
         keyed = model or self.trained(scn)
-        return HeldOutRetrain(lambda exclude: self.unlearn(scn, exclude, method="eu", base=keyed).model,
+        return HeldOutRetrain(lambda exclude: self.unlearn(scn, exclude, method=ORACLE_UNLEARNER, base=keyed).model,
                               self.poisoned(scn).train, self.dataset(scn.data).test)
 
     # -- detection --------------------------------------------------------------------
@@ -339,8 +327,7 @@ class Pipeline:
     def unlearn(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
                 base: KeyedModel | None = None) -> UnlearnOutcome:
         """Unlearn ``forget`` from the model under investigation (or ``base``), cached by its key."""
-        # Another method than the scenario's (the oracle's and delta_heldout's EU) takes its own
-        # defaults: the scenario's parameters belong to its method.
+        # Another method than the scenario's (the oracle's, delta_heldout's EU) takes its own defaults
         cfg = (scn.unlearn if method is None or method == scn.unlearn.method
                else replace(scn.unlearn, method=method, params={}))
         params = UNLEARNERS.parse_params(cfg.method, cfg.params)  # refuse bad parameters before any work

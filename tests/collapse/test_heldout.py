@@ -102,6 +102,8 @@ def test_the_rounds_stop_at_a_fixed_point():
     new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {"rounds": 5}))
     assert precision_recall(new.flagged, poisons) == (1.0, 1.0)
     assert new.info["rounds_run"] == 2  # the second model disagrees with everything it was not trained on
+    assert new.info["fixed_point"] is True and new.info["narrowing"] == [new.info["n_net"], len(poisons)]
+    assert "calls none of them by its label" in describe_heldout(new.info)
     np.testing.assert_array_equal(retrains.asked[1], poisons)
 
 
