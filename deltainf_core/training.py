@@ -123,6 +123,26 @@ def deterministic_cuda() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def training_environment(device: torch.device | str) -> dict:
+    """What decides trained weights besides the config: the device and, on the CPU, torch's
+    intra-op thread count (one thread and two gave different CIFAR models from one config,
+    BENCHMARKS.md), so an artefact records where it was trained."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(device)}
+    return {"device": device.type, "threads": torch.get_num_threads()}
+
+
+def cached_model_note(trained_on: dict | None, device: torch.device | str) -> str:
+    """The progress line for a model read from the cache: where it was trained, if not as here."""
+    here = training_environment(device)
+    if trained_on is None or trained_on == here:
+        return "model from cache"
+    said = ", ".join(f"{k} {v}" for k, v in trained_on.items())
+    now = ", ".join(f"{k} {v}" for k, v in here.items())
+    return f"model from cache, trained with {said} (here: {now}; a retrain here can differ slightly)"
+
+
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))

@@ -36,6 +36,7 @@ class TrainedModel:
     poison_success_rate: float | None
     seconds: float
     cached: bool
+    trained_on: dict | None = None  # ``training.training_environment`` where it was trained (None: not recorded)
 
 
 @dataclass

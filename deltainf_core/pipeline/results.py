@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..config import Scenario
+from ..training import training_environment
 from ..unlearning import UNLEARNERS
 from ..unlearning.verdict import unlearning_verdict
 from .artefacts import TrainedModel, UnlearnOutcome, jsonable
@@ -34,6 +35,8 @@ def run_results(pipe: Pipeline, scn: Scenario) -> dict:
             "n_poisons": len(poisoned.poison_indices),
             "attack_info": jsonable(poisoned.info),
             "gaussian": pipe.gaussian_check(scn, tm.model),
+            "trained_on": tm.trained_on,
+            "environment_here": training_environment(pipe.device),
         },
         "device": str(pipe.device),
     }

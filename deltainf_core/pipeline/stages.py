@@ -39,7 +39,7 @@ from ..metrics import clean_accuracy, poison_success_rate
 from ..misclassified import affected_by_index, misclassified
 from ..models import Classifier, architecture_key, build_like, build_model, require_influence_trackable
 from ..store import Store, finite_state_dict
-from ..training import pick_device, predict, train_model
+from ..training import cached_model_note, pick_device, predict, train_model, training_environment
 from ..unlearning import UNLEARNERS, UnlearnContext
 from .artefacts import CollapseResult, KeyedModel, TrainedModel, UnlearnOutcome, pack, unpack
 from .memo import LRU
@@ -177,15 +177,16 @@ class Pipeline:
             def fit() -> dict:
                 stats = train_model(model, poisoned.train, scn.train, augment_flip=splits.augment_flip,
                                     progress=self._stage("train"), device=self.device)
-                return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "seconds": stats.seconds}
+                return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "seconds": stats.seconds,
+                        "trained_on": training_environment(self.device)}
 
             entry, cached = self.store.cached(key, fit, check=finite_state_dict(model.state_dict()))
             if cached:
                 model.load_state_dict(entry["state_dict"])
-                self.progress("train", 1.0, "model from cache")
+                self.progress("train", 1.0, cached_model_note(entry.get("trained_on"), self.device))
         model.to(self.device).eval()
         return TrainedModel(model, key, clean_accuracy(model, splits.test), poison_success_rate(model, poisoned),
-                            float(entry["seconds"]), cached)
+                            float(entry["seconds"]), cached, entry.get("trained_on"))
 
     def predict(self, scn: Scenario, images: ImageSet | torch.Tensor | Sequence[np.ndarray],
                 model: KeyedModel | None = None) -> np.ndarray:
