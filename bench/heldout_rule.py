@@ -18,23 +18,18 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from deltainf_core import (  # noqa: E402
-    AttackConfig,
-    CollapseConfig,
-    DataConfig,
-    Pipeline,
-    Scenario,
-    Store,
-    TrainConfig,
-    UnlearnConfig,
-)
+from rule_study import scenario  # noqa: E402  (the study's scenarios: one seed for every stage)
+
+from deltainf_core import DataConfig, Pipeline, Store  # noqa: E402
 from deltainf_core.collapse import RULES, CollapseEvidence  # noqa: E402
 from deltainf_core.collapse.queries import CollapseQueries  # noqa: E402
 from deltainf_core.metrics import precision_recall  # noqa: E402
@@ -43,10 +38,9 @@ from deltainf_core.metrics import precision_recall  # noqa: E402
 def cell(args: argparse.Namespace) -> None:
     ds, attack, seed = args.cell.split(":")
     z = np.load(Path(args.matrices) / f"{ds}-{attack}-seed{seed}.npz", allow_pickle=False)
-    data = DataConfig() if ds == "mnist5k" else DataConfig(data_dir=args.cifar)
-    s = int(seed)
-    scn = Scenario(data=data, attack=AttackConfig(attack=attack, seed=s), train=TrainConfig(seed=s),
-                   collapse=CollapseConfig(seed=s), unlearn=UnlearnConfig(seed=s))
+    scn = scenario(ds, attack, int(seed))
+    if ds == "cifar":  # wherever the CIFAR subset lies on this machine
+        scn = replace(scn, data=DataConfig(data_dir=args.cifar))
     pipe = Pipeline(Store())
     poisoned = pipe.poisoned(scn)
     truth = np.asarray(poisoned.poison_indices)
@@ -76,7 +70,6 @@ def cell(args: argparse.Namespace) -> None:
 
 
 def combine(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
     from provenance import provenance
 
     rows = []
