@@ -27,6 +27,7 @@ from deltainf_core.models import (
     parse_model_output,
     torchvision_model_names,
 )
+from deltainf_core.training import cached_model_note
 from pages import ui
 
 ss = st.session_state
@@ -240,7 +241,8 @@ def results(act: ui.Active) -> None:
     cols[2].metric("Training images", f"{len(poisoned.train):,}", help=split)
     cols[3].metric("Poisoned images", "unknown" if truth is None else f"{len(truth):,}")
     cols[4].metric("Training time", "loaded" if act.mode != "train" else f"{tm.seconds:.1f}s",
-                   help="trained earlier with these settings; loaded from the cache" if tm.cached else None)
+                   help=f"trained earlier with these settings; {cached_model_note(tm.trained_on, pipe.device)}"
+                   if tm.cached else None)
     st.caption(split[0].upper() + split[1:])
     if truth is not None and act.scenario.attack.attack != NO_ATTACK:
         classes = splits.classes
