@@ -39,7 +39,7 @@ from .rules import RULES, EffectSizeParams, RuleResult, candidates, pooled_effec
 from .statistics import effect_size
 
 MIN_FLAGGED = 4
-"""Fewer candidates than this: nothing to narrow, they are flagged as they are."""
+"""Fewer candidates than this: nothing to narrow, delta's set stands."""
 
 
 @dataclass
@@ -112,7 +112,7 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
                   "heldout_used": False, "narrowing": [int(net.size)]}
     if net.size < MIN_FLAGGED:
         info["heldout_check"] = "not used: too few candidates to narrow"
-        return RuleResult(net, d, info)
+        return _fallback(evidence, params, transforms, d, info)
     excluded, n_before, n_disagree, error = net, int(net.size), 0, None
     for _ in range(params.rounds):
         try:

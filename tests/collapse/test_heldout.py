@@ -147,3 +147,15 @@ def test_estimated_precision_is_a_lower_bound():
     assert estimated_precision(50, 45, 0.02) == pytest.approx(1 - 0.02 * 50 / 45)
     assert estimated_precision(170, 150, 0.9) == 0.0
     assert estimated_precision(10, 0, 0.1) is None and estimated_precision(10, 5, None) is None
+
+
+def test_too_few_candidates_leave_deltas_set_without_retraining():
+    scores, queries, predicted, _, _ = synthetic(0, n_poisons=2, n_clean_target=1, n_other=60)
+    asked = []
+    evidence = CollapseEvidence(scores, queries, predicted, TARGET,
+                                heldout=HeldOutRetrain(lambda exclude: asked.append(exclude), None))
+    old = RULES.get("delta")(evidence, RULES.parse_params("delta", {}))
+    new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {}))
+    assert new.info["n_net"] < 4 and new.info["heldout_used"] is False and asked == []
+    assert "too few candidates" in new.info["heldout_check"]
+    np.testing.assert_array_equal(new.flagged, old.flagged)
