@@ -61,13 +61,13 @@ class HeldOutRetrain:
         """Which of ``exclude`` the model trained without them calls other than their label, and that
         model's error rate on clean test images of ``target_class`` (None without test images of it)."""
         model = self.retrain(exclude)
-        called = predict(model, self.train.float_batch(torch.as_tensor(exclude))).numpy()
+        called = predict(model, self.train.pixels[torch.as_tensor(exclude)]).numpy()  # stored dtype, batched
         disagree = called != self.train.labels[exclude].numpy()
         error = None
         if self.test is not None:
             own = np.flatnonzero(self.test.labels.numpy() == target_class)
             if own.size:
-                error = float((predict(model, self.test.images[own]).numpy() != target_class).mean())
+                error = float((predict(model, self.test.pixels[torch.as_tensor(own)]).numpy() != target_class).mean())
         return disagree, error
 
 
