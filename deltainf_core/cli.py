@@ -217,6 +217,8 @@ def _summary(r: dict, stream) -> None:
              f"{p['n_poisons']} poisons in {p['n_train']}",
              f"detection ({d['method']}): {d['n_flagged']} flagged, precision {pct(d['precision'])}, "
              f"recall {pct(d['recall'])}"]
+    lines += [f"round {rec['round']}: {rec[k]}" for rec in r.get("rounds") or []
+              for k in ("label_check", "heldout_check") if rec.get(k)]  # what a rule's second check did
     if r.get("unlearn_error"):
         lines.append(f"not unlearned: {r['unlearn_error']}")
     if u:

@@ -128,3 +128,18 @@ def test_whole_class_flagged_is_reported_not_crashed(pipeline, tiny_scenario):
     assert r["unlearned"] is None
     assert "every training image of class '1'" in r["unlearn_error"]
     assert r["detection"]["n_flagged"] == len(everything)
+
+
+def test_the_summary_says_what_a_rules_second_check_did():
+    import io
+
+    from deltainf_core.cli import _summary
+
+    said = "Held-out check used: 3 models retrained without the candidates narrowed 424 → 86 → 44; ..."
+    r = {"poisoned": {"clean_accuracy": 0.99, "poison_success_rate": 0.99, "n_poisons": 40, "n_train": 4000},
+         "detection": {"method": "delta_heldout", "n_flagged": 44, "precision": 0.91, "recall": 1.0},
+         "unlearned": None, "rounds": [{"round": 1, "heldout_check": said}, {"round": 2}]}
+    out = io.StringIO()
+    _summary(r, out)
+    assert f"round 1: {said}" in out.getvalue().splitlines()
+    assert "round 2" not in out.getvalue()
