@@ -208,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _summary(r: dict, stream) -> None:
+    from .collapse import CHECK_SENTENCES  # imported late, like everything that pulls in torch
+
     p, d, u = r["poisoned"], r["detection"], r["unlearned"]
 
     def pct(x: float | None) -> str:
@@ -218,7 +220,7 @@ def _summary(r: dict, stream) -> None:
              f"detection ({d['method']}): {d['n_flagged']} flagged, precision {pct(d['precision'])}, "
              f"recall {pct(d['recall'])}"]
     lines += [f"round {rec['round']}: {rec[k]}" for rec in r.get("rounds") or []
-              for k in ("label_check", "heldout_check") if rec.get(k)]  # what a rule's second check did
+              for k in CHECK_SENTENCES if rec.get(k)]  # what a rule's second check did
     if r.get("unlearn_error"):
         lines.append(f"not unlearned: {r['unlearn_error']}")
     if u:

@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import DETECTORS, CollapseResult, DetectConfig, precision_recall
-from deltainf_core.collapse.heldout import describe_heldout
-from deltainf_core.collapse.label_consistency import attack_breaking_transforms, describe_label_check
+from deltainf_core.collapse import describe_checks
+from deltainf_core.collapse.label_consistency import attack_breaking_transforms
 from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
 from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
 from deltainf_core.report import evidence_text
@@ -199,8 +199,7 @@ def render() -> None:
         st.info("Nothing is flagged under this rule. Lower the threshold, enable more transformations, or add "
                 "images from the scatter plot's selection.")
         return
-    said = describe_label_check(flags.info) or describe_heldout(flags.info)
-    if said:
+    for said in describe_checks(flags.info).values():
         st.caption(said)
     grid(act, cands, flags, truth)
     exports(act, approved, flags, truth)

@@ -10,8 +10,8 @@
 A rule in its own module registers itself with ``register_rule`` and is imported below.
 """
 
-from . import heldout as _heldout  # noqa: F401  (registers delta_heldout)
-from . import label_consistency as _label_consistency  # noqa: F401  (registers delta_label)
+from . import heldout as _heldout
+from . import label_consistency as _label_consistency
 from . import profile as _profile  # noqa: F401  (registers delta_profile)
 from .evidence import CollapseEvidence, TransformCollapse, transform_collapse
 from .queries import CollapseQueries, as_target, build_queries
@@ -31,7 +31,17 @@ from .statistics import (
 )
 from .transforms import TRANSFORMS, apply_transform
 
+CHECK_SENTENCES = {"label_check": _label_consistency.describe_label_check, "heldout_check": _heldout.describe_heldout}
+"""A rule's second check, by the key its sentence has in a round's record (the JSON, the CLI summary)."""
+
+
+def describe_checks(info: dict) -> dict[str, str]:
+    """What a rule's second check did, as one sentence per check it ran (empty for rules without one)."""
+    said = {key: describe(info) for key, describe in CHECK_SENTENCES.items()}
+    return {key: sentence for key, sentence in said.items() if sentence}
+
 __all__ = [
+    "CHECK_SENTENCES",
     "RULES",
     "TRANSFORMS",
     "CollapseEvidence",
@@ -48,6 +58,7 @@ __all__ = [
     "collapse_panels",
     "collapse_stats",
     "delta_scores",
+    "describe_checks",
     "effect_size",
     "influence_collapse",
     "per_image_effect_size",

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..collapse.heldout import describe_heldout
-from ..collapse.label_consistency import describe_label_check
+from ..collapse import describe_checks
 from ..config import Scenario
 from ..detectors import DETECTORS
 from ..errors import UnlearningError
@@ -138,12 +137,7 @@ def investigate(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray | None =
         precision, recall = precision_recall(flagged, truth)
         record = {"round": rounds.n, "n_flagged": int(flagged.size), "new_flags": int(new_flags.size),
                   "precision": precision, "recall": recall}
-        said = describe_label_check(detection.info)
-        if said:
-            record["label_check"] = said
-        said = describe_heldout(detection.info)
-        if said:
-            record["heldout_check"] = said
+        record.update(describe_checks(detection.info))
         t_u = time.perf_counter()
         try:
             outcome = pipe.unlearn(scn, flagged)
