@@ -22,10 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.provenance import provenance, stale_parts  # noqa: E402
 
-SESSION_1 = "measured with the earlier average-pooling model, before results recorded code versions"
 SESSION_2 = "measured on the current model (session 2), before results recorded code versions"
 LEGACY: dict[str, tuple[str, str]] = {
-    "compare-mnist5k-figure4.json": ("f8046d81bf938b38", SESSION_1 + "; superseded by unlearning_suite.json"),
     "witches_brew_trials.jsonl": ("288ee8a5bf293992", SESSION_2),
 }
 
