@@ -3,7 +3,9 @@
 Traits: ``from_scratch`` — retrains a fresh model (costs a full training run);
 ``fine_tunes`` — runs an optimiser for epochs (``UnlearnConfig.epochs`` overrides its
 count); ``claims_poison_removal`` — the method's paper reports removing poisons, so the
-benchmark holds it to PSR < 5 % (the others are reported as measured).
+benchmark holds it to PSR < 5 % (the others are reported as measured);
+``fails_because`` — the measured reason the method can leave a backdoor in place (its
+module's ``WHEN_IT_FAILS``), which the verdict states when the attack survived.
 """
 
 from __future__ import annotations
@@ -17,22 +19,30 @@ UNLEARNERS: Registry[UnlearnFn] = Registry("unlearner", {
     "from_scratch": False,
     "fine_tunes": False,
     "claims_poison_removal": False,
+    "fails_because": "",
 })
 UNLEARNERS.register("eu", eu.unlearn, "exact unlearning: retrain from scratch without the set",
-                    params=eu.EUParams, version=2, from_scratch=True, fine_tunes=True, claims_poison_removal=True)
+                    params=eu.EUParams, version=2, from_scratch=True, fine_tunes=True, claims_poison_removal=True,
+                    fails_because=eu.WHEN_IT_FAILS)
 UNLEARNERS.register("cf", cf.unlearn, "catastrophic forgetting: the training recipe on the retained data, "
                     "for a share of its epochs", params=cf.CFParams, version=2, fine_tunes=True,
-                    claims_poison_removal=True)
+                    claims_poison_removal=True,
+                    fails_because=cf.WHEN_IT_FAILS)
 UNLEARNERS.register("ssd", ssd.unlearn, "selective synaptic dampening: shrink weights the flagged set needs",
-                    params=ssd.SSDParams, version=2)
+                    params=ssd.SSDParams, version=2,
+                    fails_because=ssd.WHEN_IT_FAILS)
 UNLEARNERS.register("potion", potion.unlearn, "Potion: outlier-based SSD, strength searched until it stops",
-                    params=potion.PotionParams, version=2, claims_poison_removal=True)
+                    params=potion.PotionParams, version=2, claims_poison_removal=True,
+                    fails_because=potion.WHEN_IT_FAILS)
 UNLEARNERS.register("scrub", scrub.unlearn, "SCRUB: teacher-student, diverge on flagged, match on retained",
-                    params=scrub.SCRUBParams, version=2, fine_tunes=True)
+                    params=scrub.SCRUBParams, version=2, fine_tunes=True,
+                    fails_because=scrub.WHEN_IT_FAILS)
 UNLEARNERS.register("badt", badt.unlearn, "bad teacher: random net on flagged, the model on retained",
-                    params=badt.BadTParams, version=2, fine_tunes=True)
+                    params=badt.BadTParams, version=2, fine_tunes=True,
+                    fails_because=badt.WHEN_IT_FAILS)
 UNLEARNERS.register("ngd", ngd.unlearn, "noisy gradient descent: the recipe on retained data, noisy gradients",
-                    params=ngd.NGDParams, version=2, fine_tunes=True)
+                    params=ngd.NGDParams, version=2, fine_tunes=True,
+                    fails_because=ngd.WHEN_IT_FAILS)
 
 __all__ = ["UNLEARNERS", "UnlearnContext", "UnlearnFn", "UnlearnResult", "attack_verdict", "check_forget_set",
            "unlearning_verdict"]

@@ -42,7 +42,8 @@ def attack_verdict(psr_after: float | None, psr_before: float | None = None,
 
 def unlearning_verdict(method: str, info: dict, psr_after: float | None, psr_before: float | None = None,
                        oracle_psr: float | None = None, accuracy_change: float | None = None) -> dict:
-    """The attack verdict plus the method's own note and the accuracy it cost, as one text.
+    """The attack verdict, the accuracy it cost, the method's own note and, when the attack
+    survived, the method's known limit, as one text.
 
     accuracy_change: clean accuracy after minus before (negative = lost), if known.
     """
@@ -52,4 +53,14 @@ def unlearning_verdict(method: str, info: dict, psr_after: float | None, psr_bef
         parts.append(f"clean accuracy fell {100 * -accuracy_change:.1f} points")
     if info.get("note"):
         parts.append(str(info["note"]))
+    reason = known_limit(method) if out["removed"] is False else ""
+    if reason:
+        parts.append(f"known limit: {reason}")
     return {"method": method, "removed": out["removed"], "text": "; ".join(parts)}
+
+
+def known_limit(method: str) -> str:
+    """The registered reason ``method`` can leave a backdoor in place ("" for an unknown method)."""
+    from . import UNLEARNERS  # the registry imports this module
+
+    return str(UNLEARNERS.trait(method, "fails_because")) if method in UNLEARNERS else ""
