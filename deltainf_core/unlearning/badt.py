@@ -30,13 +30,6 @@ from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_
 from .distillation import FORWARD_COST, frozen, kl_to_teacher, minibatches, teacher_probs
 from .guard import LastGoodEpoch, RetainGuard
 
-WHEN_IT_FAILS = (
-    "the paper's single epoch of Adam at 1e-4 barely moves a model trained at the recipe's far "
-    "larger rate"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class BadTParams:

@@ -32,13 +32,6 @@ from ..errors import ConfigError
 from ..training import train_model
 from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_copy, param
 
-WHEN_IT_FAILS = (
-    "CF re-trains on the retained images only, so a trigger none of them shows (on the digits, no "
-    "clean image has ink in BadNet's corner) keeps its path to the target class"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class CFParams:

@@ -26,13 +26,6 @@ from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, param
 from .distillation import FORWARD_COST
 from .guard import RetainGuard
 
-WHEN_IT_FAILS = (
-    "a retrain keeps every poison the flagged set missed, and a few can re-teach the trigger: "
-    "check the detection's recall, or run another round"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class EUParams:

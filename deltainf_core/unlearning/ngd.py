@@ -37,14 +37,6 @@ from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_
 from .distillation import FORWARD_COST
 from .guard import RetainGuard
 
-WHEN_IT_FAILS = (
-    "the retained images never show the trigger, and noise scaled to their small gradients is too "
-    "weak to dislodge it (where it is not, it costs retained accuracy and the input model is "
-    "returned)"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class NGDParams:

@@ -62,14 +62,6 @@ from . import synapses
 from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_copy, param
 from .distillation import FORWARD_COST
 
-WHEN_IT_FAILS = (
-    "Potion stops before retained accuracy falls; when the flagged set is mostly clean images of "
-    "the target class, or the trigger shares weights with clean features, that stop comes before "
-    "the trigger is gone"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class PotionParams:

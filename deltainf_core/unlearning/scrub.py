@@ -35,13 +35,6 @@ from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_
 from .distillation import FORWARD_COST, frozen, kl_to_teacher, minibatches, teacher_probs
 from .guard import LastGoodEpoch, RetainGuard
 
-WHEN_IT_FAILS = (
-    "SCRUB stops pushing away from the model on the flagged images once retained accuracy falls, "
-    "and a trigger that outlasts those passes stays"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class SCRUBParams:

@@ -43,13 +43,6 @@ from .base import Timer, UnlearnContext, UnlearnResult, check_forget_set, fresh_
 from .distillation import FORWARD_COST
 from .guard import RetainGuard
 
-WHEN_IT_FAILS = (
-    "SSD dampens only the weights the flagged set needs alpha times more than the whole training "
-    "set does, and on a small model the trigger's weights rarely stand out that far"
-)
-"""Why this method can leave a backdoor in place, as measured (BENCHMARKS.md); the verdict adds it
-when the attack survived."""
-
 
 @dataclass(frozen=True)
 class SSDParams:
