@@ -31,7 +31,6 @@ EU_V2 = ("measured with EU v1; v2 adds the retrain fit check, which changes a re
          "fails to fit (none did in the 12-scenario unlearning grid)")
 
 MARKED_STALE: dict[str, tuple[str, str]] = {
-    "compare-cifar10-subset-baselines.json": ("d8fad0ab70c69614", EU_V2),
     "scaling-run.json": ("55c819077f25f8c6", EU_V2),
     "scaling-run-cuda-h100.json": ("1b562993034253ad", EU_V2 + "; needs an H100"),
 }
