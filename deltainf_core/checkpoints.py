@@ -323,10 +323,6 @@ def load_checkpoint(source: str | bytes, model: ModelSpec | str | None, splits: 
     return result.eval()
 
 
-__all__ = ["FORMAT", "checkpoint_bytes", "checkpoint_spec", "load_checkpoint", "read_checkpoint",
-           "save_checkpoint", "state_dict_of", "store_upload"]
-
-
 def file_hash(path: str) -> str:
     """A checkpoint's content digest (what keys the model under investigation), read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -334,3 +330,7 @@ def file_hash(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+__all__ = ["FORMAT", "checkpoint_bytes", "checkpoint_spec", "file_hash", "load_checkpoint", "read_checkpoint",
+           "save_checkpoint", "state_dict_of", "store_upload"]
