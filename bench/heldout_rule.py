@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,8 +32,28 @@ from rule_study import scenario  # noqa: E402  (the study's scenarios: one seed 
 
 from deltainf_core import DataConfig, Pipeline, Store  # noqa: E402
 from deltainf_core.collapse import RULES, CollapseEvidence  # noqa: E402
+from deltainf_core.collapse.heldout import HeldOutRetrain  # noqa: E402
 from deltainf_core.collapse.queries import CollapseQueries  # noqa: E402
 from deltainf_core.metrics import precision_recall  # noqa: E402
+from deltainf_core.training import predict_logits  # noqa: E402
+
+
+class RecordedRetrain(HeldOutRetrain):
+    """The pipeline's held-out retrains, each round written down (which images, what the model said of them,
+    its softmax probability of their training label, its error on the clean test images of the target class),
+    so fallbacks and soft scores can be studied offline without retraining."""
+
+    rounds: list[dict]
+
+    def disagreement(self, exclude: np.ndarray, target_class: int) -> tuple[np.ndarray, float | None]:
+        disagree, error = super().disagreement(exclude, target_class)
+        model = self.retrain(exclude)  # cached by its forget set: the same model
+        probs = predict_logits(model, self.train.pixels[torch.as_tensor(exclude)]).softmax(1).numpy()
+        label = self.train.labels[exclude].numpy()
+        self.rounds.append({"exclude": np.asarray(exclude).tolist(), "disagree": disagree.tolist(),
+                            "p_label": probs[np.arange(len(label)), label].round(4).tolist(),
+                            "p_target": probs[:, target_class].round(4).tolist(), "target_error": error})
+        return disagree, error
 
 
 def cell(args: argparse.Namespace) -> None:
@@ -50,21 +71,29 @@ def cell(args: argparse.Namespace) -> None:
     oracle = pipe.oracle(scn)
     res = {"cell": args.cell, "device": str(pipe.device), "poisoned": [tm.clean_accuracy, tm.poison_success_rate],
            "oracle": [oracle.clean_accuracy, oracle.poison_success_rate]}
-    held, target = pipe.heldout(scn), int(z["target_class"])
+    base, target = pipe.heldout(scn), int(z["target_class"])
     for n in (5, 1):
         t0 = time.time()
+        held = RecordedRetrain(base.retrain, base.train, base.test)
+        held.rounds = []
         rows = np.flatnonzero(z["image_of"] < n)
         q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
-        ev = CollapseEvidence(z["scores"][rows], q, z["predicted"][rows], target, None, held)
+        ev = CollapseEvidence(z["scores"][rows].astype(np.float64), q, z["predicted"][rows], target, None, held)
         new = RULES.get("delta_heldout")(ev, RULES.parse_params("delta_heldout", {}))
         old = RULES.get("delta")(ev, RULES.parse_params("delta", {}))
         eu = pipe.unlearn(scn, new.flagged)
+        eu_old = eu if np.array_equal(new.flagged, old.flagged) else pipe.unlearn(scn, old.flagged)
+        net = held.rounds[0]["exclude"] if held.rounds else []
+        eu_net = pipe.unlearn(scn, np.asarray(net)) if len(net) else None  # round 1's retrain: cached
         p_new, r_new = precision_recall(new.flagged, truth)
         p_old, r_old = precision_recall(old.flagged, truth)
         res[str(n)] = {"flagged": int(new.flagged.size), "precision": p_new, "recall": r_new,
                        "indices": new.flagged.tolist(), "info": new.info,
                        "eu": [eu.clean_accuracy, eu.poison_success_rate],
-                       "today": [int(old.flagged.size), p_old, r_old], "seconds": time.time() - t0}
+                       "today": [int(old.flagged.size), p_old, r_old], "today_indices": old.flagged.tolist(),
+                       "eu_today": [eu_old.clean_accuracy, eu_old.poison_success_rate],
+                       "eu_net": None if eu_net is None else [eu_net.clean_accuracy, eu_net.poison_success_rate],
+                       "rounds": held.rounds, "seconds": time.time() - t0}
         (Path(args.out) / f"heldout-{ds}-{attack}-{seed}.json").write_text(json.dumps(res, default=float))
     print(args.cell, "done", flush=True)
 

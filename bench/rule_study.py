@@ -93,7 +93,7 @@ def collect_one(pipe: Pipeline, scn: Scenario, path: Path) -> dict:
     res = pipe.collapse(scn, affected, poisoned.target_class)
     q = res.queries
     np.savez_compressed(
-        path, scores=res.scores.astype(np.float64), image_of=q.image_of, is_original=q.is_original,
+        path, scores=res.scores.astype(np.float32), image_of=q.image_of, is_original=q.is_original,
         transform=q.transform.astype(str), predicted=res.predicted, query_labels=q.queries.labels.numpy(),
         poison_indices=np.asarray(poisoned.poison_indices, dtype=np.int64),
         train_labels=poisoned.train.labels.numpy(), target_class=poisoned.target_class,
@@ -127,7 +127,7 @@ class Saved:
         self.ok = "scores" in z.files
         if not self.ok:
             return
-        self.scores = z["scores"]
+        self.scores = z["scores"].astype(np.float64)  # saved as float32 (the engine's precision), halves the file
         self.image_of = z["image_of"]
         self.is_original = z["is_original"]
         self.transform = z["transform"].astype(object)
@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--matrix-dir", default=str(default_matrix_dir()))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cifar", default=CIFAR_DIR, help="the CIFAR subset's ImageFolder on this machine")
     p.add_argument("--rules", help="comma list of candidate rules (default: all in bench/rule_candidates.py)")
     p.add_argument("--out", help="write the table as JSON here")
     p.add_argument("--markdown", action="store_true", help="table: also print the BENCHMARKS.md table")
@@ -398,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.images = [int(n) for n in args.images.split(",")]
     args.cells = [c for c in args.cells.split(",") if c]
+    DATASETS["cifar"] = DataConfig(data_dir=args.cifar)
     import torch
 
     torch.set_num_threads(args.threads)
