@@ -40,20 +40,22 @@ from deltainf_core.training import predict_logits  # noqa: E402
 
 class RecordedRetrain(HeldOutRetrain):
     """The pipeline's held-out retrains, each round written down (which images, what the model said of them,
-    its softmax probability of their training label, its error on the clean test images of the target class),
-    so fallbacks and soft scores can be studied offline without retraining."""
+    its softmax probability of their training label, which clean test images of the target class it
+    mislabelled), so fallbacks and soft scores can be studied offline without retraining."""
 
     rounds: list[dict]
 
-    def disagreement(self, exclude: np.ndarray, target_class: int) -> tuple[np.ndarray, float | None]:
-        disagree, error = super().disagreement(exclude, target_class)
+    def disagreement(self, exclude: np.ndarray, target_class: int) -> tuple[np.ndarray, np.ndarray | None]:
+        disagree, wrong = super().disagreement(exclude, target_class)
         model = self.retrain(exclude)  # cached by its forget set: the same model
         probs = predict_logits(model, self.train.pixels[torch.as_tensor(exclude)]).softmax(1).numpy()
         label = self.train.labels[exclude].numpy()
         self.rounds.append({"exclude": np.asarray(exclude).tolist(), "disagree": disagree.tolist(),
                             "p_label": probs[np.arange(len(label)), label].round(4).tolist(),
-                            "p_target": probs[:, target_class].round(4).tolist(), "target_error": error})
-        return disagree, error
+                            "p_target": probs[:, target_class].round(4).tolist(),
+                            "test_wrong": None if wrong is None else wrong.astype(int).tolist(),
+                            "target_error": None if wrong is None else float(wrong.mean())})
+        return disagree, wrong
 
 
 def cell(args: argparse.Namespace) -> None:

@@ -86,14 +86,31 @@ def test_today_keeps_clean_target_images_the_heldout_rule_does_not(seed):
     p_new, r_new = precision_recall(new.flagged, poisons)
     assert r_old == 1.0 and p_old < 0.5 and np.intersect1d(old.flagged, clean).size > len(poisons)
     assert new.info["heldout_used"] is True, new.info
-    assert r_new == 1.0 and p_new >= 0.8, (len(new.flagged), new.info)
-    # each round retrains without a subset of the last round's set, starting from the whole net
+    assert r_new == 1.0 and p_new >= 0.6 and p_new > 2 * p_old, (len(new.flagged), new.info)
+    # each round retrains without a subset of the last round's set, starting from the whole net,
+    # which holds delta's flagged set
     assert retrains.asked[0].size == new.info["n_net"] > len(old.flagged)
+    assert np.isin(old.flagged, retrains.asked[0]).all()
     assert all(set(b) < set(a) for a, b in zip(retrains.asked, retrains.asked[1:], strict=False))
     assert new.info["rounds_run"] == len(retrains.asked) == 3
     assert new.info["narrowing"] == sorted(new.info["narrowing"], reverse=True)
-    assert new.info["estimated_precision"] >= 0.5
+    assert 0.5 <= new.info["estimated_precision"] <= p_new  # an estimate that errs low
     assert "Held-out check used" in describe_heldout(new.info)
+
+
+def test_the_precision_estimate_counts_the_clean_images_every_round_found_hard():
+    """The rounds keep exactly the clean images the models mislabel, so the last model's error on
+    the last round's input understates how many survive (it said 0.65 here, against 0.31): the
+    estimate counts the clean test images *every* model mislabelled, over the whole net."""
+    evidence, poisons, _, _ = scenario(1, weakness=0.8)
+    new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {}))
+    info = new.info
+    held_out_precision = len(poisons) / info["narrowing"][-1]  # every dirty-label poison survives here
+    last_round_estimate = 1 - info["target_error"] * info["narrowing"][-2] / info["narrowing"][-1]
+    assert held_out_precision < 0.5 <= last_round_estimate
+    assert info["estimated_precision"] <= held_out_precision and info["heldout_used"] is False
+    assert info["target_error_every_round"] <= info["target_error"]
+    assert "mislabels" in info["heldout_check"] and "could be clean" in info["heldout_check"]
 
 
 def test_the_rounds_stop_at_a_fixed_point():
@@ -116,7 +133,7 @@ def test_a_model_that_mislabels_the_target_class_falls_back_to_delta():
     assert new.info["heldout_used"] is False
     assert new.info["target_error"] >= 0.85 and new.info["estimated_precision"] < 0.5
     np.testing.assert_array_equal(new.flagged, old.flagged)
-    assert "mislabels clean test images" in describe_heldout(new.info)
+    assert "clean test images of the target class" in describe_heldout(new.info)
 
 
 def test_a_model_that_agrees_with_every_label_falls_back_to_delta():
@@ -143,8 +160,8 @@ def test_bad_parameters_are_refused(bad):
         RULES.parse_params("delta_heldout", bad)
 
 
-def test_estimated_precision_is_a_lower_bound():
-    assert estimated_precision(50, 45, 0.02) == pytest.approx(1 - 0.02 * 50 / 45)
+def test_estimated_precision_counts_the_whole_net():
+    assert estimated_precision(400, 45, 0.02) == pytest.approx(1 - 0.02 * 400 / 45)
     assert estimated_precision(170, 150, 0.9) == 0.0
     assert estimated_precision(10, 0, 0.1) is None and estimated_precision(10, 5, None) is None
 
