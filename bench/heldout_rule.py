@@ -103,6 +103,14 @@ def cell(args: argparse.Namespace) -> None:
 def combine(args: argparse.Namespace) -> None:
     from provenance import provenance
 
+    previous = {}  # an earlier version of the rule on the same matrices: (cell, images) -> its result
+    for path in args.previous or []:
+        d = json.loads(Path(path).read_text())
+        for n in ("5", "1"):
+            r = d[n]
+            previous[(d["cell"], n)] = {"flagged": r["flagged"], "precision": r["precision"], "recall": r["recall"],
+                                        "heldout_used": r["info"]["heldout_used"],
+                                        "estimated_precision": r["info"].get("estimated_precision"), "eu": r["eu"]}
     rows = []
     for path in sorted(args.files):
         d = json.loads(Path(path).read_text())
@@ -110,7 +118,8 @@ def combine(args: argparse.Namespace) -> None:
             r = d[n]
             rows.append({"scenario": d["cell"], "n_images": int(n), "device": d["device"], "oracle": d["oracle"],
                          "poisoned": d["poisoned"], **{k: r[k] for k in ("flagged", "precision", "recall", "info",
-                                                                         "eu", "today", "seconds")}})
+                                                                         "eu", "today", "seconds")},
+                         **({"previous_version": previous[(d["cell"], n)]} if (d["cell"], n) in previous else {})})
     summary = {}
     for part in ("mnist5k", "cifar", ""):
         sel = [r for r in rows if r["scenario"].startswith(part)]
@@ -122,13 +131,46 @@ def combine(args: argparse.Namespace) -> None:
             "delta": {"mean_precision": float(np.mean([r["today"][1] for r in sel])),
                       "recall_below_098": sum(r["today"][2] < 0.98 for r in sel)},
             "eu_vs_oracle_points": [round(100 * (r["eu"][0] - r["oracle"][0]), 1) for r in sel]}
+        prev = [r["previous_version"] for r in sel if "previous_version" in r]
+        if prev:
+            summary[part or "all"]["previous_version"] = {
+                "mean_precision": float(np.mean([p["precision"] for p in prev])),
+                "recall_below_098": sum(p["recall"] < 0.98 for p in prev), "used": sum(p["heldout_used"] for p in prev)}
     out = {"benchmark": "heldout_rule", "command": " ".join(sys.argv), "summary": summary, "rows": rows,
+           "device_name": args.device_name,
            "note": args.note,
-           "provenance": provenance(stages=["poison", "train", "unlearn"], models=["smallcnn"],
+           "provenance": provenance(stages=["poison", "train", "factors", "scores", "unlearn"], models=["smallcnn"],
                                     attacks=["badnet", "smooth"], detectors=["delta", "delta_heldout"],
                                     unlearners=["eu"], datasets=["mnist5k"])}
     Path(args.out).write_text(json.dumps(out, indent=1, default=float))
     print(json.dumps(summary, indent=1))
+    print(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
+    """The BENCHMARKS.md table: delta, the previous version (when given) and this one on the same scores."""
+    prev = any("previous_version" in r for r in rows)
+    head = "| data | attack | seed | images | delta | " + ("previous delta_heldout | " if prev else "") \
+        + "delta_heldout | held-out check (estimated precision) | EU after it vs the oracle retrain (points) |"
+    lines = [head, "|" + "---|" * (8 + prev)]
+
+    def cell(n: int, p: float, r: float) -> str:
+        return f"{n} / {p:.2f} / {r:.2f}"
+
+    for r in sorted(rows, key=lambda r: (r["scenario"], -r["n_images"])):
+        ds, attack, seed = r["scenario"].split(":")
+        info = r["info"]
+        est = info.get("estimated_precision")
+        check = ("used, " + " → ".join(str(k) for k in info["narrowing"]) if info["heldout_used"] else "fell back") \
+            + ("" if est is None else f" ({est:.2f})")
+        old = r.get("previous_version")
+        old_text = "–" if not old else (cell(old["flagged"], old["precision"], old["recall"])
+                                        + ("" if old["heldout_used"] else " (fell back)"))
+        lines.append(f"| {'CIFAR subset' if ds == 'cifar' else ds} | {attack} | {seed} | {r['n_images']} | "
+                     f"{cell(*r['today'])} | " + (f"{old_text} | " if prev else "")
+                     + f"{cell(r['flagged'], r['precision'], r['recall'])} | {check} | "
+                     f"{100 * (r['eu'][0] - r['oracle'][0]):+.1f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -143,6 +185,8 @@ def main() -> None:
     m.add_argument("files", nargs="+")
     m.add_argument("--out", required=True)
     m.add_argument("--note", default="")
+    m.add_argument("--device-name", default="", help="the machine the cells ran on, in words")
+    m.add_argument("--previous", nargs="*", help="cell files of an earlier version of the rule on the same matrices")
     args = ap.parse_args()
     {"cell": cell, "combine": combine}[args.command](args)
 

@@ -188,4 +188,7 @@ def describe_heldout(info: dict) -> str | None:
 RULES.register("delta_heldout", heldout_rule,
                "Δ-Influence's wide net, narrowed to the images a model retrained without them does not call "
                "by their label (dirty-label attacks; retrains up to 3 times; falls back to delta where the "
-               "retrained model is too weak)", params=HeldOutParams, statistic="d", needs_retrain=True)
+               "retrained model is too weak)", params=HeldOutParams, statistic="d", needs_retrain=True,
+               version=2)
+# version 2: the net holds delta's flagged set; the precision estimate counts the clean test images every
+# round's model mislabelled, over the whole net
