@@ -30,9 +30,17 @@ LEGACY: dict[str, tuple[str, str]] = {
 EU_V2 = ("measured with EU v1; v2 adds the retrain fit check, which changes a result only where a retrain "
          "fails to fit (none did in the 12-scenario unlearning grid)")
 
+HELDOUT_V2 = ("measured with delta_heldout version 1; version 2 widens its net by delta's flagged set and "
+              "estimates precision from the clean test images every round's model mislabelled")
+
 MARKED_STALE: dict[str, tuple[str, str]] = {
     "scaling-run.json": ("55c819077f25f8c6", EU_V2),
     "scaling-run-cuda-h100.json": ("1b562993034253ad", EU_V2 + "; needs an H100"),
+    "rule_heldout-cuda-h200.json": ("08acdcacc7275c96", HELDOUT_V2 + " (session 9's CPU matrices, since lost; "
+                                    "rule_heldout-v2-cuda-h200.json re-measures on H200 matrices)"),
+    "compare-cifar10-subset-baselines.json": ("d938a1c5cb8ac352", HELDOUT_V2 + " (its delta_heldout cells only)"),
+    "compare-cifar10-subset-witches-brew-rules-cpu.json": ("1facd8664d6c7f0e",
+                                                           HELDOUT_V2 + " (its delta_heldout row only)"),
 }
 """Results that record provenance but are stale, kept (by content hash) until re-measured;
 each is named in BENCHMARKS.md's stale section."""
