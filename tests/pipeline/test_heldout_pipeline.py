@@ -36,7 +36,8 @@ def test_heldout_rounds_retrain_through_eus_cache(pipeline, tiny_scenario, evide
     params = RULES.parse_params("delta_heldout", {"effect_size": 4.0})  # a net that leaves clean target images
     out = RULES.get("delta_heldout")(col, params)
     info = out.info
-    net = np.flatnonzero(out.statistic >= 4.0)
+    collapse_flagged = RULES.get("delta")(col, RULES.parse_params("delta", {"effect_size": 4.0})).flagged
+    net = np.union1d(np.flatnonzero(out.statistic >= 4.0), collapse_flagged)  # the net holds delta's set
     assert info["n_net"] == net.size and info["rounds_run"] >= 2
     assert info["heldout_used"] is True, info
     assert set(out.flagged.tolist()) <= set(net.tolist()) and out.flagged.size < net.size
