@@ -32,7 +32,7 @@ from rule_study import scenario  # noqa: E402  (the study's scenarios: one seed 
 
 from deltainf_core import DataConfig, Pipeline, Store  # noqa: E402
 from deltainf_core.collapse import RULES, CollapseEvidence  # noqa: E402
-from deltainf_core.collapse.heldout import HeldOutRetrain  # noqa: E402
+from deltainf_core.collapse.heldout import HeldOutAnswer, HeldOutRetrain  # noqa: E402
 from deltainf_core.collapse.queries import CollapseQueries  # noqa: E402
 from deltainf_core.metrics import precision_recall  # noqa: E402
 from deltainf_core.training import predict_logits  # noqa: E402
@@ -45,8 +45,9 @@ class RecordedRetrain(HeldOutRetrain):
 
     rounds: list[dict]
 
-    def disagreement(self, exclude: np.ndarray, target_class: int) -> tuple[np.ndarray, np.ndarray | None]:
-        disagree, wrong = super().disagreement(exclude, target_class)
+    def disagreement(self, exclude: np.ndarray, target_class: int) -> HeldOutAnswer:
+        answer = super().disagreement(exclude, target_class)
+        disagree, wrong = answer.disagree, answer.test_wrong
         model = self.retrain(exclude)  # cached by its forget set: the same model
         probs = predict_logits(model, self.train.pixels[torch.as_tensor(exclude)]).softmax(1).numpy()
         label = self.train.labels[exclude].numpy()
@@ -55,7 +56,7 @@ class RecordedRetrain(HeldOutRetrain):
                             "p_target": probs[:, target_class].round(4).tolist(),
                             "test_wrong": None if wrong is None else wrong.astype(int).tolist(),
                             "target_error": None if wrong is None else float(wrong.mean())})
-        return disagree, wrong
+        return answer
 
 
 def cell(args: argparse.Namespace) -> None:

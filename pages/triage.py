@@ -87,6 +87,8 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
         name = f"votes of {int(flags.info.get('n_copies', 0))}" if flags.info.get("n_copies") else "votes"
     res = ui.current_collapse(act)
     lost = label_breaks(res, flags, on_page)
+    # delta_heldout's evidence: what a model retrained without the image calls it
+    held_out_call = {int(i): int(c) for i, c in (flags.info or {}).get("heldout_called", [])}
     for j, i in enumerate(on_page):
         key = f"tri_ok_{i}"
         ss[key] = i not in s.rejected
@@ -101,6 +103,8 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
             st.image(tile, width="stretch",
                      caption=f"#{i} · {evidence_text(name, float(flags.statistic[i]))}{origin}"
                              + (f" · label lost {lost[i]:.0%}" if i in lost else "")
+                             + (f" · without it, a model calls it {train.classes[held_out_call[i]]}"
+                                if i in held_out_call else "")
                              + (" · rejected" if rejected else ""))
             st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
                         help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")

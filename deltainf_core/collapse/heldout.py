@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +47,15 @@ from .statistics import effect_size
 
 MIN_FLAGGED = 4
 """Fewer candidates than this: nothing to narrow, delta's set stands."""
+
+
+class HeldOutAnswer(NamedTuple):
+    """One retrained model's answers. called: its class for each held-out image; disagree: called differs
+    from the training label; test_wrong: which clean test images of the target class it mislabels."""
+
+    called: np.ndarray
+    disagree: np.ndarray
+    test_wrong: np.ndarray | None
 
 
 @dataclass
@@ -63,9 +73,9 @@ class HeldOutRetrain:
     train: ImageSet
     test: ImageSet | None = None
 
-    def disagreement(self, exclude: np.ndarray, target_class: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Which of ``exclude`` the model trained without them calls other than their label, and which
-        clean test images of ``target_class`` that model mislabels (None without test images of it)."""
+    def disagreement(self, exclude: np.ndarray, target_class: int) -> HeldOutAnswer:
+        """What the model trained without ``exclude`` calls each of them, which it calls other than their
+        label, and which clean test images of ``target_class`` it mislabels (None without test images)."""
         model = self.retrain(exclude)
         called = predict(model, self.train.pixels[torch.as_tensor(exclude)]).numpy()  # stored dtype, batched
         disagree = called != self.train.labels[exclude].numpy()
@@ -74,7 +84,7 @@ class HeldOutRetrain:
             own = np.flatnonzero(self.test.labels.numpy() == target_class)
             if own.size:
                 wrong = predict(model, self.test.pixels[torch.as_tensor(own)]).numpy() != target_class
-        return disagree, wrong
+        return HeldOutAnswer(called, disagree, wrong)
 
 
 @dataclass(frozen=True)
@@ -125,10 +135,10 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
     if net.size < MIN_FLAGGED:
         info["heldout_check"] = "not used: too few candidates to narrow"
         return _fallback(evidence, params, transforms, d, info)
-    excluded, n_disagree, wrong, every = net, 0, None, None
+    excluded, n_disagree, wrong, every, called = net, 0, None, None, np.empty(0, dtype=np.int64)
     for _ in range(params.rounds):
         try:
-            disagree, wrong = evidence.heldout.disagreement(excluded, evidence.target_class)
+            called, disagree, wrong = evidence.heldout.disagreement(excluded, evidence.target_class)
         except UnlearningError as err:  # e.g. the net holds the whole target class: no model to ask
             why = str(err).split(" —")[0]  # the unlearner's advice to reject images is not for this rule
             info["heldout_check"] = f"not used: no model could be retrained without the candidates ({why})"
@@ -142,7 +152,7 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
         if n_disagree == n_before:  # a fixed point: the last model is already EU of this set
             info["fixed_point"] = True
             break
-        excluded = excluded[disagree]
+        excluded, called = excluded[disagree], called[disagree]
         info["narrowing"].append(int(excluded.size))
     if n_disagree == 0:
         info["heldout_check"] = "not used: the retrained model gives every candidate its label"
@@ -152,13 +162,17 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
     precision = estimated_precision(int(net.size), int(excluded.size), error_every)
     info.update(target_error=error, target_error_every_round=error_every, estimated_precision=precision)
     if precision is not None and precision < params.min_precision:
+        clean = min(round(error_every * net.size), int(excluded.size))
         info["heldout_check"] = (f"not used: every retrained model mislabels {error_every:.0%} of the clean "
-                                 f"test images of the target class, so about {error_every * net.size:.0f} of "
-                                 f"the {excluded.size} images left could be clean")
+                                 f"test images of the target class, so about {clean} of the {excluded.size} "
+                                 "images left could be clean")
         return _fallback(evidence, params, transforms, d, info)
     info.update(heldout_used=True,
                 heldout_check="used: the images a model trained without them does not call by their label")
-    return RuleResult(np.sort(excluded), d, info)
+    order = np.argsort(excluded)
+    # the evidence per flagged image: what a model that never saw it calls it ([index, class] pairs)
+    info["heldout_called"] = [[int(i), int(c)] for i, c in zip(excluded[order], called[order], strict=True)]
+    return RuleResult(excluded[order], d, info)
 
 
 def _fallback(evidence: CollapseEvidence, params: HeldOutParams, transforms: Sequence[str] | None,

@@ -28,3 +28,4 @@ def test_triage_runs_the_heldout_rule_with_a_button(clear_caches, pipeline):
     said = describe_heldout(det.info)
     assert said and any(c.value == said for c in at.caption), [c.value for c in at.caption]
     assert len(pipeline.poisoned(scn).train) == det.scores.shape[0]
+

@@ -95,6 +95,10 @@ def test_today_keeps_clean_target_images_the_heldout_rule_does_not(seed):
     assert new.info["rounds_run"] == len(retrains.asked) == 3
     assert new.info["narrowing"] == sorted(new.info["narrowing"], reverse=True)
     assert 0.5 <= new.info["estimated_precision"] <= p_new  # an estimate that errs low
+    # the evidence Triage shows per flagged image: what a model that never saw it calls it
+    called = dict(new.info["heldout_called"])
+    assert sorted(called) == new.flagged.tolist() and all(called[int(i)] == OTHER for i in poisons)
+    assert all(c == MISLABEL for i, c in called.items() if i not in set(poisons.tolist()))
     assert "Held-out check used" in describe_heldout(new.info)
 
 
