@@ -34,7 +34,6 @@ HELDOUT_V2 = ("measured with delta_heldout version 1; version 2 widens its net b
               "estimates precision from the clean test images every round's model mislabelled")
 
 MARKED_STALE: dict[str, tuple[str, str]] = {
-    "scaling-run.json": ("55c819077f25f8c6", EU_V2),
     "scaling-run-cuda-h100.json": ("1b562993034253ad", EU_V2 + "; needs an H100"),
     "rule_heldout-cuda-h200.json": ("08acdcacc7275c96", HELDOUT_V2 + " (session 9's CPU matrices, since lost; "
                                     "rule_heldout-v2-cuda-h200.json re-measures on H200 matrices)"),
