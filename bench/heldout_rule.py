@@ -43,12 +43,18 @@ class RecordedRetrain(HeldOutRetrain):
     its softmax probability of their training label, which clean test images of the target class it
     mislabelled), so fallbacks and soft scores can be studied offline without retraining."""
 
-    rounds: list[dict]
+    def __init__(self, base: HeldOutRetrain) -> None:
+        def keep(exclude: np.ndarray) -> torch.nn.Module:  # the round's model, kept for its probabilities
+            self.last_model = base.retrain(exclude)
+            return self.last_model
+
+        super().__init__(keep, base.train, base.test)
+        self.rounds: list[dict] = []
+        self.last_model: torch.nn.Module | None = None
 
     def disagreement(self, exclude: np.ndarray, target_class: int) -> HeldOutAnswer:
         answer = super().disagreement(exclude, target_class)
-        disagree, wrong = answer.disagree, answer.test_wrong
-        model = self.retrain(exclude)  # cached by its forget set: the same model
+        disagree, wrong, model = answer.disagree, answer.test_wrong, self.last_model
         probs = predict_logits(model, self.train.pixels[torch.as_tensor(exclude)]).softmax(1).numpy()
         label = self.train.labels[exclude].numpy()
         self.rounds.append({"exclude": np.asarray(exclude).tolist(), "disagree": disagree.tolist(),
@@ -77,8 +83,7 @@ def cell(args: argparse.Namespace) -> None:
     base, target = pipe.heldout(scn), int(z["target_class"])
     for n in (5, 1):
         t0 = time.time()
-        held = RecordedRetrain(base.retrain, base.train, base.test)
-        held.rounds = []
+        held = RecordedRetrain(base)
         rows = np.flatnonzero(z["image_of"] < n)
         q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
         ev = CollapseEvidence(z["scores"][rows].astype(np.float64), q, z["predicted"][rows], target, None, held)

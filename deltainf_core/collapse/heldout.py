@@ -127,14 +127,15 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
                           "(run it through the pipeline or a detector, not on saved scores)")
     d = effect_size(evidence.stats, transforms, kept_only=False)
     net = candidates(d, params.effect_size)
+    base = None  # delta's own result, computed once: it widens the net and is the fallback
     if evidence.predicted is not None:  # a poison delta finds is never outside the net
-        net = np.union1d(net, pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size),
-                                                      transforms).flagged)
+        base = pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size), transforms)
+        net = np.union1d(net, base.flagged)
     info: dict = {**asdict(params), "threshold": params.effect_size, "n_net": int(net.size), "rounds_run": 0,
                   "heldout_used": False, "narrowing": [int(net.size)]}
     if net.size < MIN_FLAGGED:
         info["heldout_check"] = "not used: too few candidates to narrow"
-        return _fallback(evidence, params, transforms, d, info)
+        return _fallback(evidence, params, transforms, d, info, base)
     excluded, n_disagree, wrong, every, called = net, 0, None, None, np.empty(0, dtype=np.int64)
     for _ in range(params.rounds):
         try:
@@ -142,7 +143,7 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
         except UnlearningError as err:  # e.g. the net holds the whole target class: no model to ask
             why = str(err).split(" —")[0]  # the unlearner's advice to reject images is not for this rule
             info["heldout_check"] = f"not used: no model could be retrained without the candidates ({why})"
-            return _fallback(evidence, params, transforms, d, info)
+            return _fallback(evidence, params, transforms, d, info, base)
         info["rounds_run"] += 1
         if wrong is not None:  # clean test images every model so far mislabelled
             every = wrong if every is None else every & wrong
@@ -156,7 +157,7 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
         info["narrowing"].append(int(excluded.size))
     if n_disagree == 0:
         info["heldout_check"] = "not used: the retrained model gives every candidate its label"
-        return _fallback(evidence, params, transforms, d, info)
+        return _fallback(evidence, params, transforms, d, info, base)
     error = None if wrong is None else float(wrong.mean())
     error_every = None if every is None else float(every.mean())
     precision = estimated_precision(int(net.size), int(excluded.size), error_every)
@@ -166,7 +167,7 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
         info["heldout_check"] = (f"not used: every retrained model mislabels {error_every:.0%} of the clean "
                                  f"test images of the target class, so about {clean} of the {excluded.size} "
                                  "images left could be clean")
-        return _fallback(evidence, params, transforms, d, info)
+        return _fallback(evidence, params, transforms, d, info, base)
     info.update(heldout_used=True,
                 heldout_check="used: the images a model trained without them does not call by their label")
     order = np.argsort(excluded)
@@ -176,8 +177,9 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
 
 
 def _fallback(evidence: CollapseEvidence, params: HeldOutParams, transforms: Sequence[str] | None,
-              d_all: np.ndarray, info: dict) -> RuleResult:
-    base = pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size), transforms)
+              d_all: np.ndarray, info: dict, base: RuleResult | None = None) -> RuleResult:
+    if base is None:
+        base = pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size), transforms)
     info["n_collapse_flagged"] = int(base.flagged.size)
     return RuleResult(base.flagged, d_all, info)
 
