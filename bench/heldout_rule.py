@@ -4,12 +4,19 @@ The matrices are ``bench/rule_study.py collect``'s (40 runs: mnist5k and the CIF
 BadNet and smooth, seeds 0-4, one and five affected images). ``cell`` applies both rules
 to one scenario's saved scores, with ``delta_heldout``'s retrains and EU run by the
 pipeline on this machine (a GPU when present), and the oracle retrain beside them;
-``combine`` gathers the cells into one results file with provenance.
+``combine`` gathers the cells into one results file with provenance. ``replay`` applies
+today's rule to the recorded cells without retraining: each retrain it asks for is answered
+from a recorded round that held out exactly the same images (a change to the rule's net
+would need new retrains, and is refused); where today's set differs from the recorded one,
+``--retrain`` runs its EU and the oracle on this machine, side by side.
 
     # one process per scenario (on a GPU machine, all twenty side by side: bench/heldout_rule_gpu.sh)
     DELTAINF_CACHE=/tmp/cache/c .venv/bin/python bench/heldout_rule.py cell mnist5k:badnet:0 \\
         --matrices $DELTAINF_CACHE/rule_study --cifar ../shared/data/cifar10-subset --out /tmp/heldout
     .venv/bin/python bench/heldout_rule.py combine /tmp/heldout/*.json --out bench/results/rule_heldout.json
+    # a change to the fallback, on the recorded rounds (EU of changed sets retrained here)
+    .venv/bin/python bench/heldout_rule.py replay /tmp/heldout/heldout-*.json --matrices M --cifar C \
+        --out /tmp/replayed --retrain
 """
 
 from __future__ import annotations
@@ -106,6 +113,71 @@ def cell(args: argparse.Namespace) -> None:
     print(args.cell, "done", flush=True)
 
 
+class ReplayedRetrain(HeldOutRetrain):
+    """Answers each retrain from a recorded round that held out exactly the same images."""
+
+    def __init__(self, rounds: list[dict]) -> None:
+        super().__init__(self._refuse, None, None)
+        self.recorded = {tuple(r["exclude"]): r for r in rounds}
+
+    @staticmethod
+    def _refuse(exclude: np.ndarray) -> torch.nn.Module:
+        raise SystemExit(f"no recorded round held out these {len(exclude)} images: run `cell` (retrains)")
+
+    def disagreement(self, exclude: np.ndarray, target_class: int) -> HeldOutAnswer:
+        r = self.recorded.get(tuple(np.asarray(exclude).tolist()))
+        if r is None:
+            self._refuse(exclude)
+        wrong = None if r["test_wrong"] is None else np.asarray(r["test_wrong"], dtype=bool)
+        called = np.full(len(r["exclude"]), -1)  # not recorded: only Triage's captions use it
+        return HeldOutAnswer(called, np.asarray(r["disagree"], dtype=bool), wrong)
+
+
+def replay(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = Pipeline(Store()) if args.retrain else None
+    for path in sorted(args.files):
+        rec = json.loads(Path(path).read_text())
+        ds, attack, seed = rec["cell"].split(":")
+        z = np.load(Path(args.matrices) / f"{ds}-{attack}-seed{seed}.npz", allow_pickle=False)
+        truth, target = z["poison_indices"], int(z["target_class"])
+        res = {**rec, "replayed_from": Path(path).name}
+        scn = None
+        for n in ("5", "1"):
+            t0 = time.time()
+            r = dict(rec[n])
+            rows = np.flatnonzero(z["image_of"] < int(n))
+            q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
+            ev = CollapseEvidence(z["scores"][rows].astype(np.float64), q, z["predicted"][rows], target, None,
+                                  ReplayedRetrain(r["rounds"]))
+            new = RULES.get("delta_heldout")(ev, RULES.parse_params("delta_heldout", {}))
+            p_new, r_new = precision_recall(new.flagged, truth)
+            same = np.array_equal(new.flagged, np.asarray(r["indices"]))
+            r.update(flagged=int(new.flagged.size), precision=p_new, recall=r_new, indices=new.flagged.tolist(),
+                     info=new.info, same_as_recorded=same)
+            if not same:  # its EU was never measured: here, beside the oracle on the same machine
+                r["eu"], r["eu_device"] = None, None
+                if pipe is not None:
+                    if scn is None:
+                        scn = scenario(ds, attack, int(seed))
+                        if ds == "cifar":
+                            scn = replace(scn, data=DataConfig(data_dir=args.cifar))
+                        if set(pipe.poisoned(scn).poison_indices) != set(truth.tolist()):
+                            raise SystemExit(f"{rec['cell']}: today's attack picks other poisons than the matrix")
+                        oracle = pipe.oracle(scn)
+                        res["oracle_here"] = [oracle.clean_accuracy, oracle.poison_success_rate]
+                    eu = pipe.unlearn(scn, new.flagged)
+                    r["eu"], r["eu_device"] = [eu.clean_accuracy, eu.poison_success_rate], str(pipe.device)
+                    r["oracle_same_device"] = res["oracle_here"]
+            r["seconds_replay"] = time.time() - t0
+            res[n] = r
+        (out / Path(path).name).write_text(json.dumps(res, default=float))
+        print(rec["cell"], " | ".join(f"n{n}: {res[n]['flagged']} {res[n]['precision']:.2f} {res[n]['recall']:.2f}"
+                                      + ("" if res[n]["same_as_recorded"] else f" (changed; EU {res[n]['eu']})")
+                                      for n in ("5", "1")), flush=True)
+
+
 def combine(args: argparse.Namespace) -> None:
     from provenance import provenance
 
@@ -122,7 +194,10 @@ def combine(args: argparse.Namespace) -> None:
         d = json.loads(Path(path).read_text())
         for n in ("5", "1"):
             r = d[n]
-            rows.append({"scenario": d["cell"], "n_images": int(n), "device": d["device"], "oracle": d["oracle"],
+            here = r.get("eu_device")  # replayed: this set's EU (and its oracle) retrained on another machine
+            rows.append({"scenario": d["cell"], "n_images": int(n), "device": here or d["device"],
+                         "oracle": r["oracle_same_device"] if here else d["oracle"],
+                         "same_as_recorded": r.get("same_as_recorded", True),
                          "poisoned": d["poisoned"], **{k: r[k] for k in ("flagged", "precision", "recall", "info",
                                                                          "eu", "today", "seconds")},
                          **({"previous_version": previous[(d["cell"], n)]} if (d["cell"], n) in previous else {})})
@@ -193,8 +268,14 @@ def main() -> None:
     m.add_argument("--note", default="")
     m.add_argument("--device-name", default="", help="the machine the cells ran on, in words")
     m.add_argument("--previous", nargs="*", help="cell files of an earlier version of the rule on the same matrices")
+    r = sub.add_parser("replay")
+    r.add_argument("files", nargs="+", help="cell files written by `cell`")
+    r.add_argument("--matrices", required=True)
+    r.add_argument("--cifar", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--retrain", action="store_true", help="run EU (and the oracle) of each changed set here")
     args = ap.parse_args()
-    {"cell": cell, "combine": combine}[args.command](args)
+    {"cell": cell, "combine": combine, "replay": replay}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ EU_V2 = ("measured with EU v1; v2 adds the retrain fit check, which changes a re
 HELDOUT_V2 = ("measured with delta_heldout version 1; version 2 widens its net by delta's flagged set and "
               "estimates precision from the clean test images every round's model mislabelled")
 
+HELDOUT_V3 = ("measured with delta_heldout version 2; version 3 changes only its fallback (delta's set with its "
+              "group's lower tail), replayed on these recorded rounds in rule_heldout-v3-replay.json")
+
 MARKED_STALE: dict[str, tuple[str, str]] = {
     "scaling-run-cuda-h100.json": ("1b562993034253ad", EU_V2 + "; needs an H100"),
     "rule_heldout-cuda-h200.json": ("08acdcacc7275c96", HELDOUT_V2 + " (session 9's CPU matrices, since lost; "
@@ -40,6 +43,7 @@ MARKED_STALE: dict[str, tuple[str, str]] = {
     "compare-cifar10-subset-baselines.json": ("d938a1c5cb8ac352", HELDOUT_V2 + " (its delta_heldout cells only)"),
     "compare-cifar10-subset-witches-brew-rules-cpu.json": ("1facd8664d6c7f0e",
                                                            HELDOUT_V2 + " (its delta_heldout row only)"),
+    "rule_heldout-v2-cuda-h200.json": ("9830bd9db764044b", HELDOUT_V3),
 }
 """Results that record provenance but are stale, kept (by content hash) until re-measured;
 each is named in BENCHMARKS.md's stale section."""

@@ -26,6 +26,12 @@ estimates how many clean images of the net survive, and falls back to ``delta``'
 flagged set when they would be more than ``1 − min_precision`` of it. (The last round's
 error alone understates it: the rounds keep exactly the images the models found hard.)
 It is blind to clean-label attacks, whose poisons carry their true label.
+
+The fallback leans to recall: with no model to check the set, it keeps ``delta``'s
+flagged group together with its lower tail (``fallback_tail_sd`` standard deviations of
+the group's ``log d`` below its mean; ``rules.upper_group_tail``), where the poisons whose
+collapse is weaker than their fellows' sit just below Otsu's cut. A tight group (every
+poison collapsing alike) is left as it is.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from ..data.base import ImageSet
 from ..errors import ConfigError, UnlearningError
 from ..training import predict
 from .evidence import CollapseEvidence
-from .rules import RULES, EffectSizeParams, RuleResult, candidates, pooled_effect_size_rule
+from .rules import RULES, EffectSizeParams, RuleResult, candidates, pooled_effect_size_rule, split_rule
 from .statistics import effect_size
 
 MIN_FLAGGED = 4
@@ -97,13 +103,19 @@ class HeldOutParams:
         "help": "retrains that narrow the net (each gives back the images the last model agreed with); "
                 "the investigation's EU is one more", "min": 1, "max": 8})
     min_precision: float = field(default=0.5, metadata={
-        "help": "fall back to delta's flagged set when the estimated share of poisons in the held-out "
-                "disagreement is below this (the retrained model mislabels too many clean images)",
+        "help": "fall back to delta's flagged set (and its lower tail) when the estimated share of poisons "
+                "in the held-out disagreement is below this (the retrained model mislabels too many clean images)",
         "min": 0.0, "max": 1.0, "step": 0.05})
+    fallback_tail_sd: float = field(default=2.0, metadata={
+        "help": "the fallback also keeps delta's flagged group's lower tail: images whose log d is within this "
+                "many standard deviations of the group's mean (0: delta's set exactly)",
+        "min": 0.0, "max": 4.0, "step": 0.5})
 
     def validate(self) -> None:
-        if not (self.effect_size > 0 and self.rounds >= 1 and 0 <= self.min_precision <= 1):
-            raise ConfigError("delta_heldout needs effect_size > 0, rounds >= 1 and 0 <= min_precision <= 1")
+        if not (self.effect_size > 0 and self.rounds >= 1 and 0 <= self.min_precision <= 1
+                and self.fallback_tail_sd >= 0):
+            raise ConfigError("delta_heldout needs effect_size > 0, rounds >= 1, 0 <= min_precision <= 1 "
+                              "and fallback_tail_sd >= 0")
 
 
 def estimated_precision(n_net: int, n_flagged: int, error_every_round: float | None) -> float | None:
@@ -178,10 +190,15 @@ def heldout_rule(evidence: CollapseEvidence, params: HeldOutParams,
 
 def _fallback(evidence: CollapseEvidence, params: HeldOutParams, transforms: Sequence[str] | None,
               d_all: np.ndarray, info: dict, base: RuleResult | None = None) -> RuleResult:
+    """delta's flagged set with its group's lower tail (module docstring)."""
     if base is None:
         base = pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size), transforms)
     info["n_collapse_flagged"] = int(base.flagged.size)
-    return RuleResult(base.flagged, d_all, info)
+    flagged = base.flagged
+    if params.fallback_tail_sd > 0:  # base.statistic is delta's d (broken copies)
+        flagged = np.union1d(flagged, split_rule(base.statistic, params.effect_size, tail_sd=params.fallback_tail_sd))
+    info["n_fallback_flagged"] = int(flagged.size)
+    return RuleResult(flagged, d_all, info)
 
 
 def describe_heldout(info: dict) -> str | None:
@@ -190,9 +207,12 @@ def describe_heldout(info: dict) -> str | None:
         return None
     steps = " → ".join(str(n) for n in info.get("narrowing", []))
     if not info["heldout_used"]:
+        n_delta = info.get("n_collapse_flagged", info.get("n_net", 0))
+        n_flagged = info.get("n_fallback_flagged", n_delta)
+        tail = (f", with {n_flagged - n_delta} more from its group's lower tail (within "
+                f"{info.get('fallback_tail_sd', 0):g} sd of its mean log d)" if n_flagged > n_delta else "")
         return (f"Held-out check {info.get('heldout_check', 'not used')}; the flagged set is delta's "
-                f"{info.get('n_collapse_flagged', info.get('n_net', 0))} images (net {info.get('n_net', 0)}, "
-                f"{info.get('rounds_run', 0)} retrains).")
+                f"{n_delta} images{tail} (net {info.get('n_net', 0)}, {info.get('rounds_run', 0)} retrains).")
     est = info.get("estimated_precision")
     said = f", estimated precision {est:.2f}" if est is not None else ""
     last = ("the last one, trained without exactly these, calls none of them by its label" if info.get("fixed_point")
@@ -203,8 +223,8 @@ def describe_heldout(info: dict) -> str | None:
 
 RULES.register("delta_heldout", heldout_rule,
                "Δ-Influence's wide net, narrowed to the images a model retrained without them does not call "
-               "by their label (dirty-label attacks; retrains up to 3 times; falls back to delta where the "
-               "retrained model is too weak)", params=HeldOutParams, statistic="d", needs_retrain=True,
-               version=2)
+               "by their label (dirty-label attacks; retrains up to 3 times; where the retrained model is too "
+               "weak, falls back to delta widened by its group's lower tail)",
+               params=HeldOutParams, statistic="d", needs_retrain=True, version=3)
 # version 2: the net holds delta's flagged set; the precision estimate counts the clean test images every
-# round's model mislabelled, over the whole net
+# round's model mislabelled, over the whole net. version 3: the fallback keeps the flagged group's lower tail

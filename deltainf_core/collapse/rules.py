@@ -79,12 +79,13 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(x[int(np.argmax(between)) + 1]) if between.max() > 0 else float(x[0])
 
 
-def split_rule(d: np.ndarray, floor: float = 2.0, min_candidates: int = 3) -> np.ndarray:
+def split_rule(d: np.ndarray, floor: float = 2.0, min_candidates: int = 3, tail_sd: float = 0.0) -> np.ndarray:
     """Candidates ``d ≥ floor``, then the upper group of Otsu's split of their ``log d``.
 
     Scale-free (a log split is unchanged by multiplying ``d``), no threshold to tune;
     with fewer than ``min_candidates`` candidates there is nothing to split. ``+inf``
-    (a perfectly constant collapse) stays in the upper group.
+    (a perfectly constant collapse) stays in the upper group. ``tail_sd > 0`` also keeps
+    the upper group's lower tail (``upper_group_tail``).
     """
     if not floor > 0:
         raise ConfigError(f"splitting log d needs a positive candidate effect size, got {floor}")
@@ -94,7 +95,25 @@ def split_rule(d: np.ndarray, floor: float = 2.0, min_candidates: int = 3) -> np
     finite = np.isfinite(log_d)
     if finite.sum() < min_candidates:
         return cand
-    return cand[log_d >= otsu_threshold(log_d[finite])]
+    cut = otsu_threshold(log_d[finite])
+    if tail_sd > 0:
+        cut = upper_group_tail(log_d[finite], cut, tail_sd)
+    return cand[log_d >= cut]
+
+
+def upper_group_tail(values: np.ndarray, cut: float, n_sd: float) -> float:
+    """Lower a cut to ``n_sd`` standard deviations below the mean of the group above it (never raise it).
+
+    Otsu's cut sits where the two groups separate best, not where the upper group ends: a
+    poison whose collapse is weaker than its fellows' (the smooth attack's spread) can fall
+    just below it. The upper group's own spread says how far its tail reaches; a tight
+    group (every poison collapsing alike) keeps the cut where it is.
+    """
+    upper = np.asarray(values, dtype=np.float64)
+    upper = upper[np.isfinite(upper) & (upper >= cut)]
+    if upper.size < 2:
+        return float(cut)
+    return float(min(cut, upper.mean() - n_sd * upper.std()))
 
 
 def collapse_votes(delta: np.ndarray, th: float) -> np.ndarray:

@@ -16,6 +16,7 @@ from torch import nn
 from deltainf_core import ImageSet
 from deltainf_core.collapse import RULES, CollapseEvidence
 from deltainf_core.collapse.heldout import HeldOutRetrain, describe_heldout, estimated_precision
+from deltainf_core.collapse.rules import split_rule
 from deltainf_core.errors import ConfigError
 
 OTHER = 0  # what a dirty-label poison shows
@@ -60,10 +61,10 @@ class Retrains:
         return ContentModel(max(self.floor, self.weakness * missing))
 
 
-def scenario(seed: int, weakness: float, floor: float = 0.0):
+def scenario(seed: int, weakness: float, floor: float = 0.0, **shape):
     """``test_profile.synthetic``'s scores (poisons 0..19, clean target class 20..219, 300 others),
     with training images whose content says which are dirty-label poisons."""
-    scores, queries, predicted, poisons, clean = synthetic(seed)
+    scores, queries, predicted, poisons, clean = synthetic(seed, **shape)
     n = scores.shape[1]
     rng = np.random.default_rng(seed + 7)
     labels = np.full(n, 2)
@@ -130,14 +131,35 @@ def test_the_rounds_stop_at_a_fixed_point():
 
 def test_a_model_that_mislabels_the_target_class_falls_back_to_delta():
     """Too weak a retrained model (clean test images of the target class mislabelled 90% of the time):
-    its disagreement would be mostly clean images, so delta's set stands and the info says why."""
+    its disagreement would be mostly clean images, so delta's set stands, with its group's lower
+    tail, and the info says why."""
     evidence, _, _, _ = scenario(4, weakness=1.0, floor=0.9)
     old = RULES.get("delta")(evidence, RULES.parse_params("delta", {}))
     new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {}))
     assert new.info["heldout_used"] is False
     assert new.info["target_error"] >= 0.85 and new.info["estimated_precision"] < 0.5
-    np.testing.assert_array_equal(new.flagged, old.flagged)
+    assert np.isin(old.flagged, new.flagged).all()
+    tail = split_rule(old.statistic, 2.0, tail_sd=2.0)  # the same cut, lowered to the group's tail
+    np.testing.assert_array_equal(new.flagged, tail)
+    assert new.info["n_collapse_flagged"] == old.flagged.size and new.info["n_fallback_flagged"] == tail.size
     assert "clean test images of the target class" in describe_heldout(new.info)
+    exact = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {"fallback_tail_sd": 0}))
+    np.testing.assert_array_equal(exact.flagged, old.flagged)  # 0: delta's set exactly
+
+
+def test_the_fallback_keeps_poisons_just_below_deltas_cut():
+    """A spread group of poisons over a mass of clean target-class images (the smooth attack's shape):
+    Otsu's cut lands inside the group and leaves its weakest poisons out; the fallback keeps the
+    group's lower tail, and the sentence says how many it added."""
+    evidence, poisons, _, _ = scenario(5, weakness=1.0, floor=0.9, poison_noise=(0.03, 0.15))
+    old = RULES.get("delta")(evidence, RULES.parse_params("delta", {}))
+    new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {}))
+    assert new.info["heldout_used"] is False
+    _, r_old = precision_recall(old.flagged, poisons)
+    _, r_new = precision_recall(new.flagged, poisons)
+    assert r_old < 0.95 and r_new > r_old and np.isin(old.flagged, new.flagged).all()
+    added = new.info["n_fallback_flagged"] - new.info["n_collapse_flagged"]
+    assert added > 0 and f"with {added} more from its group's lower tail" in describe_heldout(new.info)
 
 
 def test_a_model_that_agrees_with_every_label_falls_back_to_delta():
@@ -146,7 +168,7 @@ def test_a_model_that_agrees_with_every_label_falls_back_to_delta():
     train = evidence.heldout.train
     train.images[poisons, 0, 0, 0] = TARGET  # the poisons now show the target class
     old = RULES.get("delta")(evidence, RULES.parse_params("delta", {}))
-    new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {}))
+    new = RULES.get("delta_heldout")(evidence, RULES.parse_params("delta_heldout", {"fallback_tail_sd": 0}))
     assert new.info["heldout_used"] is False and "every candidate its label" in new.info["heldout_check"]
     np.testing.assert_array_equal(new.flagged, old.flagged)
 
@@ -158,7 +180,8 @@ def test_without_a_retrain_the_rule_refuses_in_one_sentence():
                                    RULES.parse_params("delta_heldout", {}))
 
 
-@pytest.mark.parametrize("bad", [{"rounds": 0}, {"min_precision": 1.5}, {"effect_size": 0.0}, {"round": 2}])
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"min_precision": 1.5}, {"effect_size": 0.0}, {"round": 2},
+                                 {"fallback_tail_sd": -1.0}])
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(ConfigError):
         RULES.parse_params("delta_heldout", bad)

@@ -17,13 +17,14 @@ KEEPING = ("channel_swap", "flip")  # copies still called the target: relabellin
 
 
 def synthetic(seed: int = 0, n_affected: int = 3, copies_per_transform: int = 6, n_poisons: int = 20,
-              n_clean_target: int = 200, n_other: int = 300):
+              n_clean_target: int = 200, n_other: int = 300, poison_noise: tuple[float, float] = (0.03, 0.06)):
     """Scores that follow what the study measured (bench/rule_study.py), with known poisons.
 
     As a share of its support for the original, a poison keeps 0 ± a few percent on a
     broken copy and ~-0.6 on a still-target copy; a clean target-class image keeps 0 ±
     its own noise (spread so that its pooled d runs from 2 up to the weakest poisons',
-    one bump that Otsu's split cuts through) and ~-1.
+    one bump that Otsu's split cuts through) and ~-1. ``poison_noise``: the range of the
+    poisons' own noise (wider: a spread group whose weakest poisons reach the clean bump).
     Supports span three orders of magnitude (raw magnitudes carry no information).
     """
     rng = np.random.default_rng(seed)
@@ -48,7 +49,7 @@ def synthetic(seed: int = 0, n_affected: int = 3, copies_per_transform: int = 6,
     support = np.exp(rng.uniform(0, 7, size=(n_affected, n)))  # positive support, any scale
     support[:, n_poisons + n_clean_target:] *= rng.choice([-1.0, 1.0], size=(n_affected, n_other))
     noise_clean = np.exp(rng.uniform(np.log(0.08), np.log(0.5), size=n_clean_target))
-    noise_poison = rng.uniform(0.03, 0.06, size=n_poisons)
+    noise_poison = rng.uniform(*poison_noise, size=n_poisons)
     share = np.empty((n_rows, n))
     broken = np.isin(transform, BREAKING)
     keeping = np.isin(transform, KEEPING)

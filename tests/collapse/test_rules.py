@@ -16,6 +16,7 @@ from deltainf_core.collapse.rules import (
     otsu_threshold,
     published_vote,
     split_rule,
+    upper_group_tail,
 )
 from deltainf_core.errors import ConfigError
 
@@ -40,6 +41,36 @@ def test_split_rule_keeps_the_strong_group_and_is_scale_free():
     assert 0 in split_rule(np.concatenate([[np.inf], d])).tolist()  # d = inf always stays
     with pytest.raises(ConfigError, match="positive candidate effect size"):
         split_rule(d, floor=0.0)
+
+
+def test_upper_group_tail_lowers_the_cut_only_for_a_spread_group():
+    tight = np.log(np.array([2.0, 2.2, 2.4, 8.0, 8.0, 8.0]))
+    cut = otsu_threshold(tight)
+    assert upper_group_tail(tight, cut, 2.0) == cut  # every member alike: the cut stays
+    spread = np.log([2.0, 2.05, 2.1, 2.15, 2.2, 2.25, 2.3, 2.35, 4.0, 6.0, 12.0, 24.0])
+    cut = otsu_threshold(spread)
+    assert cut == pytest.approx(np.log(6.0))  # the upper group: 6, 12, 24; 4 falls just below
+    # log 6, log 12, log 24: mean log 12, sd log 2 · √(2/3)
+    assert upper_group_tail(spread, cut, 1.0) == pytest.approx(cut)  # 6.8 is above the cut: never raised
+    lowered = upper_group_tail(spread, cut, 2.0)
+    assert lowered == pytest.approx(np.log(12.0) - 2 * np.log(2.0) * np.sqrt(2 / 3))  # 3.87
+    assert np.log(2.35) < lowered < np.log(4.0)  # keeps 4, none of the lower group
+    assert upper_group_tail(np.array([0.1, 5.0, np.inf]), 5.0, 2.0) == 5.0  # one finite member: nothing to spread
+
+
+def test_split_rule_with_a_tail_keeps_spread_poisons_it_would_miss():
+    """Poisons whose log d spreads (sd 0.4) over a tight clean mass, ten draws: the tail never loses a
+    poison, finds more on most draws, and leaves a tight group's split as it was."""
+    gained = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        d = np.concatenate([np.exp(rng.normal(np.log(6), 0.4, 20)), np.exp(rng.normal(np.log(2.2), 0.25, 300))])
+        plain, tail = split_rule(d), split_rule(d, tail_sd=2.0)
+        assert np.isin(plain, tail).all()
+        gained += np.isin(np.arange(20), tail).sum() > np.isin(np.arange(20), plain).sum()
+    assert gained >= 5
+    tight = np.concatenate([np.full(20, 8.0), np.exp(np.random.default_rng(0).normal(np.log(2.2), 0.25, 300))])
+    np.testing.assert_array_equal(split_rule(tight, tail_sd=2.0), split_rule(tight))
 
 
 def test_published_vote_known_answer():
