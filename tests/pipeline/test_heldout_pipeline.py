@@ -12,6 +12,7 @@ import pytest
 
 from deltainf_core import DetectConfig, UnlearnConfig
 from deltainf_core.collapse import RULES
+from deltainf_core.collapse.rules import split_rule
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def test_a_net_holding_the_whole_target_class_falls_back_to_delta(pipeline, tiny
     old = RULES.get("delta")(col, RULES.parse_params("delta", {}))
     assert det.info["heldout_used"] is False and det.info["rounds_run"] == 0
     assert "could be retrained" in det.info["heldout_check"] and "every training image" in det.info["heldout_check"]
-    np.testing.assert_array_equal(det.flagged, old.flagged)
+    np.testing.assert_array_equal(det.flagged, split_rule(old.statistic, 2.0, tail_sd=2.0))  # delta's, and its tail
+    assert np.isin(old.flagged, det.flagged).all() and det.info["n_collapse_flagged"] == old.flagged.size
 
 
 def test_heldout_rounds_retrain_through_eus_cache(pipeline, tiny_scenario, evidence):
