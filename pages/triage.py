@@ -89,6 +89,7 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
     lost = label_breaks(res, flags, on_page)
     # delta_heldout's evidence: what a model retrained without the image calls it
     held_out_call = {int(i): int(c) for i, c in (flags.info or {}).get("heldout_called", [])}
+    below_cut = set((flags.info or {}).get("fallback_tail", []))  # its fallback's tail: below delta's own cut
     for j, i in enumerate(on_page):
         key = f"tri_ok_{i}"
         ss[key] = i not in s.rejected
@@ -105,6 +106,7 @@ def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray |
                              + (f" · label lost {lost[i]:.0%}" if i in lost else "")
                              + (f" · without it, a model calls it {train.classes[held_out_call[i]]}"
                                 if i in held_out_call else "")
+                             + (" · below delta's cut, in its group's tail" if i in below_cut else "")
                              + (" · rejected" if rejected else ""))
             st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
                         help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")

@@ -198,6 +198,7 @@ def _fallback(evidence: CollapseEvidence, params: HeldOutParams, transforms: Seq
     if params.fallback_tail_sd > 0:  # base.statistic is delta's d (broken copies)
         flagged = np.union1d(flagged, split_rule(base.statistic, params.effect_size, tail_sd=params.fallback_tail_sd))
     info["n_fallback_flagged"] = int(flagged.size)
+    info["fallback_tail"] = np.setdiff1d(flagged, base.flagged).tolist()  # Triage marks these tiles
     return RuleResult(flagged, d_all, info)
 
 

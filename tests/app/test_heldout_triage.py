@@ -28,4 +28,18 @@ def test_triage_runs_the_heldout_rule_with_a_button(clear_caches, pipeline):
     said = describe_heldout(det.info)
     assert said and any(c.value == said for c in at.caption), [c.value for c in at.caption]
     assert len(pipeline.poisoned(scn).train) == det.scores.shape[0]
+    # the fallback's tail, wider: its tiles (weakest evidence, the last page) say they are below delta's cut
+    at.session_state["tri_delta_heldout_fallback_tail_sd"] = 4.0
+    at.run()
+    at.button(key="tri_run").click().run()
+    wide = state(ok(at)).detections["delta_heldout"].value
+    tail = set(wide.info["fallback_tail"])
+    assert wide.info["heldout_used"] is False and tail and wide.flagged.size > det.flagged.size
+    tiles: dict[int, str] = {}
+    for page in range(1, int(at.number_input(key="tri_page").max) + 1):  # every page of tiles
+        at.number_input(key="tri_page").set_value(page).run()
+        tiles |= {int(c.split(" ·")[0][1:]): c for el in at.get("image") for c in el.captions if c.startswith("#")}
+    assert set(tiles) == set(wide.flagged.tolist())
+    marked = {i for i, text in tiles.items() if "below delta's cut, in its group's tail" in text}
+    assert marked == tail, (sorted(marked), sorted(tail))
 

@@ -160,6 +160,7 @@ def test_the_fallback_keeps_poisons_just_below_deltas_cut():
     assert r_old < 0.95 and r_new > r_old and np.isin(old.flagged, new.flagged).all()
     added = new.info["n_fallback_flagged"] - new.info["n_collapse_flagged"]
     assert added > 0 and f"with {added} more from its group's lower tail" in describe_heldout(new.info)
+    np.testing.assert_array_equal(new.info["fallback_tail"], np.setdiff1d(new.flagged, old.flagged))
 
 
 def test_a_model_that_agrees_with_every_label_falls_back_to_delta():
