@@ -182,3 +182,27 @@ def label_consistency(scores, queries, predicted, target, label_check=None):
 
 label_consistency.needs_model = True  # type: ignore[attr-defined]  (rule_study passes the model's label check)
 CANDIDATES.update({"label": label_consistency})
+
+
+def with_tail(n_sd: float) -> Rule:
+    """today's set with its group's lower tail: delta_heldout's fallback (``rules.upper_group_tail``)."""
+    def rule(scores, queries, predicted, target):
+        flagged, d, info = today(scores, queries, predicted, target)
+        return np.union1d(flagged, split_rule(d, 2.0, tail_sd=n_sd)), d, {**info, "tail_sd": n_sd}
+    return rule
+
+
+def halfway(scores, queries, predicted, target):
+    """The session-11 lead: a cut halfway between Otsu's and the mean of its lower group, in log d."""
+    flagged, d, info = today(scores, queries, predicted, target)
+    cand = np.flatnonzero(d >= 2.0)
+    ld = np.log(d[cand])
+    finite = np.isfinite(ld)
+    if finite.sum() < 3:
+        return flagged, d, info
+    cut = otsu_threshold(ld[finite])
+    lower = ld[finite & (ld < cut)]
+    return (cand[ld >= (cut + lower.mean()) / 2] if lower.size else flagged), d, info
+
+
+CANDIDATES.update({"tail": with_tail(2.0), "halfway": halfway})
