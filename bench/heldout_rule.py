@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from rule_study import scenario  # noqa: E402  (the study's scenarios: one seed for every stage)
 
-from deltainf_core import DataConfig, Pipeline, Store  # noqa: E402
+from deltainf_core import DataConfig, Pipeline, Scenario, Store  # noqa: E402
 from deltainf_core.collapse import RULES, CollapseEvidence  # noqa: E402
 from deltainf_core.collapse.heldout import HeldOutAnswer, HeldOutRetrain  # noqa: E402
 from deltainf_core.collapse.queries import CollapseQueries  # noqa: E402
@@ -72,28 +72,41 @@ class RecordedRetrain(HeldOutRetrain):
         return answer
 
 
+def scenario_here(pipe: Pipeline, name: str, cifar: str, z: np.lib.npyio.NpzFile) -> Scenario:
+    """The study's scenario of a cell ("dataset:attack:seed"), its CIFAR subset where it lies on this
+    machine; refused when today's attack poisons other images than the saved matrix holds."""
+    ds, attack, seed = name.split(":")
+    scn = scenario(ds, attack, int(seed))
+    if ds == "cifar":
+        scn = replace(scn, data=DataConfig(data_dir=cifar))
+    if set(pipe.poisoned(scn).poison_indices) != set(z["poison_indices"].tolist()):
+        raise SystemExit(f"{name}: today's attack picks other poisons than the saved matrix")
+    return scn
+
+
+def evidence_of(z: np.lib.npyio.NpzFile, n_images: int, heldout: HeldOutRetrain) -> CollapseEvidence:
+    """The saved scores of the first ``n_images`` affected images, with held-out retrains to ask."""
+    rows = np.flatnonzero(z["image_of"] < n_images)
+    q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
+    return CollapseEvidence(z["scores"][rows].astype(np.float64), q, z["predicted"][rows], int(z["target_class"]),
+                            None, heldout)
+
+
 def cell(args: argparse.Namespace) -> None:
     ds, attack, seed = args.cell.split(":")
     z = np.load(Path(args.matrices) / f"{ds}-{attack}-seed{seed}.npz", allow_pickle=False)
-    scn = scenario(ds, attack, int(seed))
-    if ds == "cifar":  # wherever the CIFAR subset lies on this machine
-        scn = replace(scn, data=DataConfig(data_dir=args.cifar))
     pipe = Pipeline(Store())
-    poisoned = pipe.poisoned(scn)
-    truth = np.asarray(poisoned.poison_indices)
-    if set(truth.tolist()) != set(z["poison_indices"].tolist()):
-        raise SystemExit(f"{args.cell}: today's attack picks other poisons than the saved matrix")
+    scn = scenario_here(pipe, args.cell, args.cifar, z)
+    truth = np.asarray(z["poison_indices"])
     tm = pipe.trained(scn)
     oracle = pipe.oracle(scn)
     res = {"cell": args.cell, "device": str(pipe.device), "poisoned": [tm.clean_accuracy, tm.poison_success_rate],
            "oracle": [oracle.clean_accuracy, oracle.poison_success_rate]}
-    base, target = pipe.heldout(scn), int(z["target_class"])
+    base = pipe.heldout(scn)
     for n in (5, 1):
         t0 = time.time()
         held = RecordedRetrain(base)
-        rows = np.flatnonzero(z["image_of"] < n)
-        q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
-        ev = CollapseEvidence(z["scores"][rows].astype(np.float64), q, z["predicted"][rows], target, None, held)
+        ev = evidence_of(z, n, held)
         new = RULES.get("delta_heldout")(ev, RULES.parse_params("delta_heldout", {}))
         old = RULES.get("delta")(ev, RULES.parse_params("delta", {}))
         eu = pipe.unlearn(scn, new.flagged)
@@ -141,16 +154,13 @@ def replay(args: argparse.Namespace) -> None:
         rec = json.loads(Path(path).read_text())
         ds, attack, seed = rec["cell"].split(":")
         z = np.load(Path(args.matrices) / f"{ds}-{attack}-seed{seed}.npz", allow_pickle=False)
-        truth, target = z["poison_indices"], int(z["target_class"])
+        truth = z["poison_indices"]
         res = {**rec, "replayed_from": Path(path).name}
         scn = None
         for n in ("5", "1"):
             t0 = time.time()
             r = dict(rec[n])
-            rows = np.flatnonzero(z["image_of"] < int(n))
-            q = CollapseQueries(None, z["image_of"][rows], z["is_original"][rows], z["transform"].astype(object)[rows])
-            ev = CollapseEvidence(z["scores"][rows].astype(np.float64), q, z["predicted"][rows], target, None,
-                                  ReplayedRetrain(r["rounds"]))
+            ev = evidence_of(z, int(n), ReplayedRetrain(r["rounds"]))
             new = RULES.get("delta_heldout")(ev, RULES.parse_params("delta_heldout", {}))
             p_new, r_new = precision_recall(new.flagged, truth)
             same = np.array_equal(new.flagged, np.asarray(r["indices"]))
@@ -160,11 +170,7 @@ def replay(args: argparse.Namespace) -> None:
                 r["eu"], r["eu_device"] = None, None
                 if pipe is not None:
                     if scn is None:
-                        scn = scenario(ds, attack, int(seed))
-                        if ds == "cifar":
-                            scn = replace(scn, data=DataConfig(data_dir=args.cifar))
-                        if set(pipe.poisoned(scn).poison_indices) != set(truth.tolist()):
-                            raise SystemExit(f"{rec['cell']}: today's attack picks other poisons than the matrix")
+                        scn = scenario_here(pipe, rec["cell"], args.cifar, z)
                         oracle = pipe.oracle(scn)
                         res["oracle_here"] = [oracle.clean_accuracy, oracle.poison_success_rate]
                     eu = pipe.unlearn(scn, new.flagged)

@@ -187,8 +187,8 @@ CANDIDATES.update({"label": label_consistency})
 def with_tail(n_sd: float) -> Rule:
     """today's set with its group's lower tail: delta_heldout's fallback (``rules.upper_group_tail``)."""
     def rule(scores, queries, predicted, target):
-        flagged, d, info = today(scores, queries, predicted, target)
-        return np.union1d(flagged, split_rule(d, 2.0, tail_sd=n_sd)), d, {**info, "tail_sd": n_sd}
+        _, d, info = today(scores, queries, predicted, target)
+        return split_rule(d, 2.0, tail_sd=n_sd), d, {**info, "tail_sd": n_sd}
     return rule
 
 

@@ -195,8 +195,8 @@ def _fallback(evidence: CollapseEvidence, params: HeldOutParams, transforms: Seq
         base = pooled_effect_size_rule(evidence, EffectSizeParams(params.effect_size), transforms)
     info["n_collapse_flagged"] = int(base.flagged.size)
     flagged = base.flagged
-    if params.fallback_tail_sd > 0:  # base.statistic is delta's d (broken copies)
-        flagged = np.union1d(flagged, split_rule(base.statistic, params.effect_size, tail_sd=params.fallback_tail_sd))
+    if params.fallback_tail_sd > 0:  # delta's split of its own d, the cut lowered: a superset of its set
+        flagged = split_rule(base.statistic, params.effect_size, tail_sd=params.fallback_tail_sd)
     info["n_fallback_flagged"] = int(flagged.size)
     info["fallback_tail"] = np.setdiff1d(flagged, base.flagged).tolist()  # Triage marks these tiles
     return RuleResult(flagged, d_all, info)
