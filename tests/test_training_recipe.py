@@ -105,3 +105,38 @@ def test_bf16_training_runs_on_cpu_and_unknown_precision_is_refused(mnist_splits
     assert math.isfinite(stats.final_loss)
     with pytest.raises(ConfigError, match="precision must be one of"):
         train_model(m, data, replace(TrainConfig(epochs=1), precision="fp8"), device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("n, sizes", [
+    (1_905, [128] * 14 + [113]),  # the CIFAR subset: a last batch of 113 stands
+    (4_000, [128] * 31 + [32]),   # mnist5k: 32 is a quarter of 128, it stands
+    (1_670, [120] * 4 + [119] * 10),  # a retain set whose last batch would hold 6
+    (129, [65, 64]),
+    (100, [100]),
+])
+def test_an_epoch_never_trains_on_a_handful_of_images_alone(n, sizes):
+    import torch
+
+    from deltainf_core.training import epoch_batches
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    batches = epoch_batches(order, 128)
+    assert [len(b) for b in batches] == sizes
+    assert torch.equal(torch.cat(batches), order)  # every image once, in order
+    assert len(batches) == math.ceil(n / 128)  # the schedule's step count is unchanged
+
+
+def test_a_batchnorm_model_trains_when_one_image_would_be_left_over():
+    """A last batch of one image is an error for BatchNorm in training mode; it must never be formed."""
+    import torch
+    from torch import nn
+
+    from deltainf_core.data.base import ImageSet
+    from deltainf_core.training import train_model
+
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.rand(65, 1, 4, 4, generator=gen), torch.randint(0, 2, (65,), generator=gen), ["a", "b"])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    stats = train_model(model, data, TrainConfig(epochs=2, batch_size=64, augment=False),
+                        augment_flip=False, device=torch.device("cpu"))
+    assert math.isfinite(stats.final_loss)

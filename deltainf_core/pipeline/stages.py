@@ -28,7 +28,7 @@ from ..checkpoints import file_hash, load_checkpoint
 from ..collapse import as_target, build_queries
 from ..collapse.heldout import HeldOutRetrain
 from ..collapse.label_consistency import LabelCheck
-from ..config import AttackConfig, DataConfig, Scenario, stable_hash
+from ..config import AttackConfig, DataConfig, Scenario, UnlearnConfig, stable_hash
 from ..data import DATASETS, load_dataset
 from ..data.base import DatasetSplits, ImageSet
 from ..detectors import DETECTORS
@@ -39,7 +39,7 @@ from ..metrics import clean_accuracy, poison_success_rate
 from ..misclassified import affected_by_index, misclassified
 from ..models import Classifier, architecture_key, build_like, build_model, require_influence_trackable
 from ..store import Store, finite_state_dict
-from ..training import cached_model_note, pick_device, predict, train_model, training_environment
+from ..training import batching_key, cached_model_note, pick_device, predict, train_model, training_environment
 from ..unlearning import UNLEARNERS, UnlearnContext
 from .artefacts import CollapseResult, KeyedModel, TrainedModel, UnlearnOutcome, pack, unpack
 from .memo import LRU
@@ -112,7 +112,10 @@ class Pipeline:
     def poison_key(self, scn: Scenario) -> str:
         acfg = self.attack_config(scn)
         recipe = scn.train if ATTACKS.trait(acfg.attack, "needs_train_config") else None
-        return self.store.key("poison", self.data_key(scn.data), acfg, recipe, ATTACKS.version(acfg.attack))
+        # an attack that trains (a surrogate on the clean set) changes where its training's batching did
+        batching = batching_key(len(self.dataset(scn.data).train), scn.train.batch_size) if recipe else ()
+        return self.store.key("poison", self.data_key(scn.data), acfg, recipe, ATTACKS.version(acfg.attack),
+                              *batching)
 
     def poisoned(self, scn: Scenario) -> PoisonedScenario:
         """The poisoned training set (stored compactly: only the changed images)."""
@@ -158,7 +161,8 @@ class Pipeline:
             return self.store.key("train", "checkpoint", digest, arch, self.data_key(scn.data))
         # The poison key (not just the attack config) so a change to an attack's code
         # or defaults retrains instead of reusing a model trained on other poisons.
-        return self.store.key("train", self.poison_key(scn), scn.train, arch)
+        batching = batching_key(len(self.poisoned(scn).train), scn.train.batch_size)
+        return self.store.key("train", self.poison_key(scn), scn.train, arch, *batching)
 
     def trained(self, scn: Scenario) -> TrainedModel:
         """Train (or load) the model under investigation and evaluate it."""
@@ -325,18 +329,32 @@ class Pipeline:
         return DETECTORS.get(name)(ctx)
 
     # -- unlearning -------------------------------------------------------------------
+    @staticmethod
+    def _unlearn_config(scn: Scenario, method: str | None) -> UnlearnConfig:
+        # Another method than the scenario's (the oracle's, delta_heldout's EU) takes its own defaults
+        return (scn.unlearn if method is None or method == scn.unlearn.method
+                else replace(scn.unlearn, method=method, params={}))
+
+    def unlearn_key(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
+                    base_key: str | None = None) -> str:
+        """The cache key of unlearning ``forget`` from the model keyed ``base_key`` (default: the scenario's)."""
+        cfg = self._unlearn_config(scn, method)
+        forget = np.unique(np.asarray(forget, dtype=np.int64))
+        # the unlearners that train (EU, CF, NGD) do so on the retain set
+        batching = batching_key(len(self.poisoned(scn).train) - len(forget), scn.train.batch_size)
+        return self.store.key("unlearn", base_key or self.model_key(scn), forget.tolist(), cfg, scn.train,
+                              UNLEARNERS.version(cfg.method), *batching)
+
     def unlearn(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
                 base: KeyedModel | None = None) -> UnlearnOutcome:
         """Unlearn ``forget`` from the model under investigation (or ``base``), cached by its key."""
-        # Another method than the scenario's (the oracle's, delta_heldout's EU) takes its own defaults
-        cfg = (scn.unlearn if method is None or method == scn.unlearn.method
-               else replace(scn.unlearn, method=method, params={}))
+        cfg = self._unlearn_config(scn, method)
         params = UNLEARNERS.parse_params(cfg.method, cfg.params)  # refuse bad parameters before any work
         splits = self.dataset(scn.data)
         poisoned = self.poisoned(scn)
         base = base or self.trained(scn)
         forget = np.unique(np.asarray(forget, dtype=np.int64))
-        key = self.store.key("unlearn", base.key, forget.tolist(), cfg, scn.train, UNLEARNERS.version(cfg.method))
+        key = self.unlearn_key(scn, forget, method, base.key)
         new = self.new_model(scn)
 
         def run() -> dict:

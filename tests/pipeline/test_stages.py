@@ -154,3 +154,19 @@ def test_model_key_follows_the_poisons(pipeline, tiny_scenario, monkeypatch):
     assert pipeline.model_key(other) != key
     monkeypatch.setitem(store_mod.STAGE_VERSIONS, "poison", store_mod.STAGE_VERSIONS["poison"] + 1)
     assert pipeline.model_key(tiny_scenario) != key
+
+
+@pytest.mark.parametrize("batch_size, changed", [(64, False), (133, True)])
+def test_only_a_training_whose_batches_changed_gets_a_new_cache_key(pipeline, tiny_scenario, monkeypatch,
+                                                                   batch_size, changed):
+    """Equal batches replaced a last batch of a handful of images; models cached before it stay valid (and
+    are reused) wherever the batches are the old ones: 800 images in 64s end on 32, in 133s on 2."""
+    import deltainf_core.pipeline.stages as stages
+
+    scn = replace(tiny_scenario, train=replace(tiny_scenario.train, batch_size=batch_size))
+    now = pipeline.model_key(scn), pipeline.unlearn_key(scn, np.arange(17), "eu", "base")
+    monkeypatch.setattr(stages, "batching_key", lambda n, batch_size: ())  # the key before equal batches
+    before = pipeline.model_key(scn), pipeline.unlearn_key(scn, np.arange(17), "eu", "base")
+    assert (now[0] != before[0]) is changed
+    # 783 retained images: 64s end on 15 (changed), 133s on 118 (as before)
+    assert (now[1] != before[1]) is not changed
