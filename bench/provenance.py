@@ -3,9 +3,12 @@
 Every ``bench/results/*.json`` written by a benchmark carries ``"provenance"``: the git
 commit it ran on and the code versions of the stages it measured — registry versions of
 the models, attacks, detectors, unlearners and datasets involved, and the store's stage
-versions (``"train"`` is the training recipe's). ``tests/test_bench_results.py`` compares
-them with the current code and fails when a stage changed, so changing the model, the
-recipe or an unlearner forces a re-run of the benchmarks that depend on it.
+versions (``"train"`` is the training recipe's); and the version of the rule that cuts an
+epoch into mini-batches (``"epoch_batches"``: a result without it predates equal batches,
+and ``bench/batching_audit.py`` says whether any of its trainings changed).
+``tests/test_bench_results.py`` compares them with the current code and fails when a stage
+changed, so changing the model, the recipe or an unlearner forces a re-run of the
+benchmarks that depend on it.
 
     out["provenance"] = provenance(stages=["poison", "train"], models=["smallcnn"], attacks=["badnet"])
 """
@@ -34,6 +37,12 @@ def _stage_versions() -> dict[str, int]:
     from deltainf_core.store import STAGE_VERSIONS
 
     return dict(STAGE_VERSIONS)
+
+
+def _epoch_batches() -> int:
+    from deltainf_core.training import EPOCH_BATCHES_VERSION
+
+    return EPOCH_BATCHES_VERSION
 
 
 def current_defaults() -> dict[str, str]:
@@ -75,7 +84,7 @@ def provenance(*, stages: Iterable[str] = (), models: Iterable[str] = (), attack
                           ("unlearner", unlearners), ("dataset", datasets)):
         versions[family] = {n: regs[family].version(n) for n in names}
     commit, dirty = git_commit()
-    out = {"git_commit": commit, "git_dirty": dirty, "versions": versions}
+    out = {"git_commit": commit, "git_dirty": dirty, "versions": versions, "epoch_batches": _epoch_batches()}
     if defaults:
         out["defaults"] = {k: now[k] for k in defaults}
     return out
@@ -102,6 +111,9 @@ def stale_parts(recorded: dict) -> list[str]:
                 out.append(f"{family} {name!r} no longer exists")
             elif now != version:
                 out.append(f"{family} {name!r} was v{version}, is now v{now}")
+    batches = recorded.get("epoch_batches")
+    if batches is not None and batches != _epoch_batches():
+        out.append(f"training batches were version {batches}, are now {_epoch_batches()}")
     defaults = current_defaults()
     for setting, value in (recorded.get("defaults") or {}).items():
         if defaults.get(setting) != value:

@@ -170,6 +170,9 @@ def augment_batch(x: torch.Tensor, flip: bool, gen: torch.Generator) -> torch.Te
 SMALLEST_BATCH_SHARE = 0.25
 """A last mini-batch under this share of ``batch_size`` is not trained on alone."""
 
+EPOCH_BATCHES_VERSION = 2
+"""Version of ``epoch_batches``' rule (1: consecutive slices, whatever the last one held)."""
+
 
 def epoch_batches(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
     """One epoch's mini-batches of the shuffled indices ``order``.

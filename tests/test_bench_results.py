@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from bench.batching_audit import audit  # noqa: E402
 from bench.provenance import provenance, stale_parts  # noqa: E402
 
 SESSION_2 = "measured on the current model (session 2), before results recorded code versions"
@@ -36,6 +37,9 @@ HELDOUT_V2 = ("measured with delta_heldout version 1; version 2 widens its net b
 HELDOUT_V3 = ("measured with delta_heldout version 2; version 3 changes only its fallback (delta's set with its "
               "group's lower tail), replayed on these recorded rounds in rule_heldout-v3-replay.json")
 
+BATCHES = ("measured before equal batches (a last mini-batch under a quarter of batch_size); "
+           "bench/batching_audit.py finds a training whose batches changed: ")
+
 MARKED_STALE: dict[str, tuple[str, str]] = {
     "scaling-run-cuda-h100.json": ("1b562993034253ad", EU_V2 + "; needs an H100"),
     "rule_heldout-cuda-h200.json": ("08acdcacc7275c96", HELDOUT_V2 + " (session 9's CPU matrices, since lost; "
@@ -44,9 +48,28 @@ MARKED_STALE: dict[str, tuple[str, str]] = {
     "compare-cifar10-subset-witches-brew-rules-cpu.json": ("1facd8664d6c7f0e",
                                                            HELDOUT_V2 + " (its delta_heldout row only)"),
     "rule_heldout-v2-cuda-h200.json": ("9830bd9db764044b", HELDOUT_V3),
+    "app_latency.json": ("83af1d66e9c13dc8", BATCHES + "the Collapse page's 400-image scenario (ends on 16)"),
+    "compare-cifar10-subset-witches-brew-seed1.json": ("0204027ed0d1157e", BATCHES + "EU of a 90-image set"),
+    "compare-mnist5k-attacks.json": ("28ddc186e7121013", BATCHES + "BadNet's EU of delta's 152-image set"),
+    "compare-mnist5k-baselines.json": ("517f0ab6b79a7b8b", BATCHES + "one baseline's EU (3,718 kept)"),
+    "core_pipeline_mnist5k_cifar10-subset.json": ("7754d142b239e6cf", BATCHES + "mnist5k's EU (3,848 kept)"),
+    "memory-stages.json": ("2ab37430bcfffeb9", BATCHES + "the 5,000-image model; EU of 18,590 kept"),
+    "memory-stages-50k.json": ("0bc035e871dfb429", BATCHES + "the 5,000-image set's model"),
+    "rule_heldout-v3-replay.json": ("89d4f16d904c0de4", BATCHES + "EU and held-out rounds, CIFAR BadNet seed 0's "
+                                    "235-image set among them (rule_heldout-v3-batches.json re-measures it)"),
+    "rule_study.json": ("ea660171e76ce4e5", BATCHES + "EU of CIFAR BadNet seed 2's 100-image set"),
+    "scaling-run.json": ("7a116053cdb1a375", BATCHES + "the 5,000-image set's model"),
+    "scaling-run-cuda-h200.json": ("428584e933d5f104", BATCHES + "the 5,000-image set's model"),
+    "unlearning_suite.json": ("6301908d51c0b6e9", BATCHES + "EU of two flagged sets (1,822 and 3,848 kept)"),
 }
 """Results that record provenance but are stale, kept (by content hash) until re-measured;
 each is named in BENCHMARKS.md's stale section."""
+
+BATCHES_UNAFFECTED: dict[str, tuple[str, str]] = {
+    "rule_tail-fresh-cifar-cpu.json": ("927f7d0b1281fd1f", "scores only: its flag counts were never retrained on"),
+}
+"""Results from before equal batches where ``bench/batching_audit.py`` counts a set size whose batches
+changed but no training ran on it (a rule's flag count, scores only), by content hash."""
 
 
 def digest(path: Path) -> str:
@@ -85,6 +108,15 @@ def test_result_was_measured_on_the_current_code(path):
     for one in prov.get("lines", [prov]):
         assert not stale_parts(one), (
             f"{path.name} is stale ({'; '.join(stale_parts(one))}): re-run the benchmark that wrote it")
+    if any("epoch_batches" not in one for one in prov.get("lines", [prov])):  # measured before equal batches
+        changed = audit(path)["changed"]
+        if path.name in BATCHES_UNAFFECTED:
+            assert digest(path) == BATCHES_UNAFFECTED[path.name][0], (
+                f"{path.name} was re-measured: drop it from BATCHES_UNAFFECTED")
+            return
+        assert not changed, (
+            f"{path.name} predates equal batches and {len(changed)} of its trainings changed batches "
+            f"(e.g. {changed[0][0]}: {changed[0][1]} images): re-run it or mark it stale")
 
 
 def test_every_legacy_result_is_marked_stale_in_benchmarks_md():
