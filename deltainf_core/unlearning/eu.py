@@ -7,7 +7,7 @@ A retrain can fail where the original run did not: the recipe trains near the ed
 of stability, and a retrain sees other batches from its first step on. (The two CIFAR-subset
 retrains that failed on every seed, at 35 % accuracy, kept 1,798 and 1,670 images, so each
 epoch ended on a batch of 6; epochs now end in equal batches, ``training.epoch_batches``,
-and both fit.) So EU checks that the retrain fits
+and the second reaches the oracle's accuracy.) So EU checks that the retrain fits
 the images it kept about as well as the model it replaces, and when it does not (or
 its loss turns NaN), trains again from the next initialisation seed — what an analyst
 would do by hand. The check is scale-free: the share of the input model's above-chance
