@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
@@ -247,6 +247,13 @@ class Scenario:
 
     def as_dict(self) -> dict:
         return config_dict(self)
+
+    def unlearn_config(self, method: str | None = None) -> UnlearnConfig:
+        """The unlearning ``method`` runs with: the scenario's own, or another (the oracle's, delta_heldout's EU)
+        with that method's defaults."""
+        if method is None or method == self.unlearn.method:
+            return self.unlearn
+        return replace(self.unlearn, method=method, params={})
 
     @classmethod
     def from_dict(cls, values: dict) -> Scenario:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AttackConfig, TrainConfig
-from ..data.base import DatasetSplits
+from ..data.base import DatasetSplits, ImageSet
 from ..errors import ConfigError
 from ..training import Progress
 from .base import PoisonedScenario, attack_params, choose_poisons, empty_like
@@ -96,6 +96,16 @@ def poisoning_projections(model: nn.Module, clean_images: torch.Tensor, labels: 
         out.append((-(g * eps).sum(1) / (sigma * norm)).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def gaussian_check(model: nn.Module, poisoned: PoisonedScenario, clean_train: ImageSet) -> dict | None:
+    """``gaussian_poisoning_statistic`` on a scenario's noisy training images (None: no Gaussian poison)."""
+    if poisoned.noise is None or len(poisoned.poison_indices) == 0:
+        return None
+    idx = torch.as_tensor(poisoned.poison_indices)
+    sigma = float(poisoned.info.get("sigma", poisoned.noise.std()))
+    return gaussian_poisoning_statistic(model, clean_train.float_batch(idx), clean_train.labels[idx],
+                                        poisoned.noise, sigma)
 
 
 def gaussian_poisoning_statistic(model: nn.Module, clean_images: torch.Tensor, labels: torch.Tensor,

@@ -17,16 +17,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from torch import nn
 
 from ..collapse import describe_checks
 from ..config import Scenario
+from ..data.base import ImageSet
 from ..detectors import DETECTORS
 from ..errors import UnlearningError
 from ..metrics import precision_recall
+from ..training import predict
 from .artefacts import KeyedModel, UnlearnOutcome
 
 if TYPE_CHECKING:
     from .stages import Pipeline
+
+
+def still_affected(model: nn.Module, affected: ImageSet, target: int | None) -> int:
+    """How many affected images the model still predicts as the attack target."""
+    if target is None or len(affected) == 0:
+        return 0
+    return int((predict(model, affected.images).numpy() == target).sum())
 
 
 def _empty() -> np.ndarray:
@@ -146,7 +156,7 @@ def investigate(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray | None =
             records.append({**record, "unlearn_error": str(err)})
             break
         timings["unlearn"] += time.perf_counter() - t_u
-        n_still = pipe.still_affected(outcome.model, affected, target)
+        n_still = still_affected(outcome.model, affected, target)
         records.append({**record, "poison_success_rate": outcome.poison_success_rate,
                         "clean_accuracy": outcome.clean_accuracy, "affected_still_target": n_still,
                         "seconds": time.perf_counter() - t})

@@ -28,7 +28,7 @@ from ..checkpoints import file_hash, load_checkpoint
 from ..collapse import as_target, build_queries
 from ..collapse.heldout import HeldOutRetrain
 from ..collapse.label_consistency import LabelCheck
-from ..config import AttackConfig, DataConfig, Scenario, UnlearnConfig, stable_hash
+from ..config import AttackConfig, DataConfig, Scenario, stable_hash
 from ..data import DATASETS, load_dataset
 from ..data.base import DatasetSplits, ImageSet
 from ..detectors import DETECTORS
@@ -43,6 +43,7 @@ from ..training import batching_key, cached_model_note, pick_device, predict, tr
 from ..unlearning import UNLEARNERS, UnlearnContext
 from .artefacts import CollapseResult, KeyedModel, TrainedModel, UnlearnOutcome, pack, unpack
 from .memo import LRU
+from .rounds import still_affected
 
 StageProgress = Callable[[str, float, str], None]
 """Progress for a whole pipeline: (stage name, fraction of that stage done, message)."""
@@ -329,18 +330,11 @@ class Pipeline:
         return DETECTORS.get(name)(ctx)
 
     # -- unlearning -------------------------------------------------------------------
-    @staticmethod
-    def _unlearn_config(scn: Scenario, method: str | None) -> UnlearnConfig:
-        # Another method than the scenario's (the oracle's, delta_heldout's EU) takes its own defaults
-        return (scn.unlearn if method is None or method == scn.unlearn.method
-                else replace(scn.unlearn, method=method, params={}))
-
     def unlearn_key(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
                     base_key: str | None = None) -> str:
-        """The cache key of unlearning ``forget`` from the model keyed ``base_key`` (default: the scenario's)."""
-        cfg = self._unlearn_config(scn, method)
+        """Cache key of unlearning ``forget`` from ``base_key`` (default: the scenario's model), batched as the rest."""
+        cfg = scn.unlearn_config(method)
         forget = np.unique(np.asarray(forget, dtype=np.int64))
-        # the unlearners that train (EU, CF, NGD) do so on the retain set
         batching = batching_key(len(self.poisoned(scn).train) - len(forget), scn.train.batch_size)
         return self.store.key("unlearn", base_key or self.model_key(scn), forget.tolist(), cfg, scn.train,
                               UNLEARNERS.version(cfg.method), *batching)
@@ -348,7 +342,7 @@ class Pipeline:
     def unlearn(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
                 base: KeyedModel | None = None) -> UnlearnOutcome:
         """Unlearn ``forget`` from the model under investigation (or ``base``), cached by its key."""
-        cfg = self._unlearn_config(scn, method)
+        cfg = scn.unlearn_config(method)
         params = UNLEARNERS.parse_params(cfg.method, cfg.params)  # refuse bad parameters before any work
         splits = self.dataset(scn.data)
         poisoned = self.poisoned(scn)
@@ -373,12 +367,7 @@ class Pipeline:
                               poison_success_rate(new, poisoned), float(entry["seconds"]), float(entry["passes"]),
                               dict(entry["info"]), cached, self.gaussian_check(scn, new))
 
-    @staticmethod
-    def still_affected(model: torch.nn.Module, affected: ImageSet, target: int | None) -> int:
-        """How many affected images the model still predicts as the attack target."""
-        if target is None or len(affected) == 0:
-            return 0
-        return int((predict(model, affected.images).numpy() == target).sum())
+    still_affected = staticmethod(still_affected)
 
     def oracle(self, scn: Scenario) -> UnlearnOutcome | None:
         """EU without exactly the true poisons (cached): the best any detector could do.
@@ -393,16 +382,9 @@ class Pipeline:
 
     def gaussian_check(self, scn: Scenario, model: torch.nn.Module) -> dict | None:
         """The Gaussian-poisoning statistic on the noisy training images, when there are any."""
-        poisoned = self.poisoned(scn)
-        if poisoned.noise is None or len(poisoned.poison_indices) == 0:
-            return None
-        from ..attacks.gaussian import gaussian_poisoning_statistic
+        from ..attacks.gaussian import gaussian_check
 
-        splits = self.dataset(scn.data)
-        idx = torch.as_tensor(poisoned.poison_indices)
-        sigma = float(poisoned.info.get("sigma", poisoned.noise.std()))
-        return gaussian_poisoning_statistic(model, splits.train.float_batch(idx), splits.train.labels[idx],
-                                            poisoned.noise, sigma)
+        return gaussian_check(model, self.poisoned(scn), self.dataset(scn.data).train)
 
     # -- the whole path ---------------------------------------------------------------
     def investigate(self, scn: Scenario, affected_idx: np.ndarray | None = None):
