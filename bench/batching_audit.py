@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deltainf_core.config import TrainConfig  # noqa: E402
 from deltainf_core.training import equal_batches  # noqa: E402
 
 TRAIN_SIZES = {"mnist5k": 4_000, "cifar10-subset": 1_905, "cifar": 1_905}
@@ -31,8 +32,8 @@ TRAIN_SIZES = {"mnist5k": 4_000, "cifar10-subset": 1_905, "cifar": 1_905}
 TRAINERS = {"eu", "cf", "ngd"}
 """Unlearners that train on the retain set with the recipe's batches."""
 
-BATCH_SIZE = 128
-"""The recipe's default, used where a result records none."""
+BATCH_SIZE = TrainConfig().batch_size
+"""The recipe's default: every audited benchmark trained with it."""
 
 
 def dataset_size(name: object) -> int | None:

@@ -72,14 +72,14 @@ class RecordedRetrain(HeldOutRetrain):
         return answer
 
 
-def scenario_here(pipe: Pipeline, name: str, cifar: str, z: np.lib.npyio.NpzFile) -> Scenario:
+def scenario_here(pipe: Pipeline, name: str, cifar: str, z: np.lib.npyio.NpzFile | None = None) -> Scenario:
     """The study's scenario of a cell ("dataset:attack:seed"), its CIFAR subset where it lies on this
-    machine; refused when today's attack poisons other images than the saved matrix holds."""
+    machine; refused when today's attack poisons other images than the saved matrix ``z`` holds."""
     ds, attack, seed = name.split(":")
     scn = scenario(ds, attack, int(seed))
     if ds == "cifar":
         scn = replace(scn, data=DataConfig(data_dir=cifar))
-    if set(pipe.poisoned(scn).poison_indices) != set(z["poison_indices"].tolist()):
+    if z is not None and set(pipe.poisoned(scn).poison_indices) != set(z["poison_indices"].tolist()):
         raise SystemExit(f"{name}: today's attack picks other poisons than the saved matrix")
     return scn
 

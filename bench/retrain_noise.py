@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from heldout_rule import scenario_here  # noqa: E402
 from provenance import provenance  # noqa: E402
-from rule_study import scenario  # noqa: E402
 
-from deltainf_core import DataConfig, Pipeline, Store  # noqa: E402
+from deltainf_core import Pipeline, Store  # noqa: E402
 from deltainf_core.metrics import clean_accuracy, poison_success_rate  # noqa: E402
 from deltainf_core.training import train_model, training_environment  # noqa: E402
 
@@ -51,11 +51,8 @@ def measure(args: argparse.Namespace) -> None:
     path, n_images = args.cell.rsplit(":", 1)
     cell = json.loads(Path(path).read_text())
     name = cell["cell"]
-    ds, attack, seed = name.split(":")
-    scn = scenario(ds, attack, int(seed))
-    if ds == "cifar":
-        scn = replace(scn, data=DataConfig(data_dir=args.cifar))
     pipe = Pipeline(Store())
+    scn = scenario_here(pipe, name, args.cifar)
     flagged = np.asarray(cell[n_images]["indices"], dtype=np.int64)
     poisons = np.asarray(pipe.poisoned(scn).poison_indices, dtype=np.int64)
     rows = []
