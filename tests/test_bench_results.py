@@ -48,7 +48,6 @@ MARKED_STALE: dict[str, tuple[str, str]] = {
     "compare-cifar10-subset-witches-brew-rules-cpu.json": ("1facd8664d6c7f0e",
                                                            HELDOUT_V2 + " (its delta_heldout row only)"),
     "rule_heldout-v2-cuda-h200.json": ("9830bd9db764044b", HELDOUT_V3),
-    "app_latency.json": ("83af1d66e9c13dc8", BATCHES + "the Collapse page's 400-image scenario (ends on 16)"),
     "compare-cifar10-subset-witches-brew-seed1.json": ("0204027ed0d1157e", BATCHES + "EU of a 90-image set"),
     "compare-mnist5k-attacks.json": ("28ddc186e7121013", BATCHES + "BadNet's EU of delta's 152-image set"),
     "compare-mnist5k-baselines.json": ("517f0ab6b79a7b8b", BATCHES + "one baseline's EU (3,718 kept)"),
