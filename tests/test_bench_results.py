@@ -52,7 +52,6 @@ MARKED_STALE: dict[str, tuple[str, str]] = {
     "compare-mnist5k-attacks.json": ("28ddc186e7121013", BATCHES + "BadNet's EU of delta's 152-image set"),
     "compare-mnist5k-baselines.json": ("517f0ab6b79a7b8b", BATCHES + "one baseline's EU (3,718 kept)"),
     "core_pipeline_mnist5k_cifar10-subset.json": ("7754d142b239e6cf", BATCHES + "mnist5k's EU (3,848 kept)"),
-    "memory-stages-50k.json": ("0bc035e871dfb429", BATCHES + "the 5,000-image set's model"),
     "rule_heldout-v3-replay.json": ("89d4f16d904c0de4", BATCHES + "EU and held-out rounds, CIFAR BadNet seed 0's "
                                     "235-image set among them (rule_heldout-v3-batches.json re-measures it)"),
     "rule_study.json": ("ea660171e76ce4e5", BATCHES + "EU of CIFAR BadNet seed 2's 100-image set"),
