@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rule_study import CIFAR_DIR, DATASETS, Saved, load_all, parse_name, scenario  # noqa: E402
+from rule_study import CIFAR_DIR, DATASETS, Saved, auc_within_target, load_all, parse_name, same_poisons, scenario  # noqa: E402
 
 from deltainf_core.collapse import CollapseEvidence, effect_size  # noqa: E402
 from deltainf_core.config import DataConfig  # noqa: E402
@@ -48,15 +48,6 @@ def ceiling(stat: np.ndarray, is_poison: np.ndarray, labels: np.ndarray, target:
     order = np.argsort(-stat, kind="stable")
     k = int(np.searchsorted(np.cumsum(is_poison[order]), need) + 1)
     return {"flagged": k, "precision": need / k}
-
-
-def auc_within_target(stat: np.ndarray, is_poison: np.ndarray, labels: np.ndarray, target: int) -> float | None:
-    """ROC AUC of the poisons against clean images labelled as the target (0.5: the statistic cannot tell)."""
-    from sklearn.metrics import roc_auc_score
-
-    sel = labels == target
-    y = is_poison[sel]
-    return float(roc_auc_score(y, np.nan_to_num(stat[sel]))) if 0 < y.sum() < y.size else None
 
 
 def broken_d(sv: Saved, scores: np.ndarray, n_images: int) -> np.ndarray:
@@ -128,8 +119,7 @@ def signal_scores(sv: Saved, signal_dir: Path, per_class: int) -> dict:
         return dict(np.load(path))
     pipe = Pipeline(Store())
     scn = scenario(*parse_name(sv.name))
-    if set(np.asarray(pipe.poisoned(scn).poison_indices).tolist()) != set(sv.poisons.tolist()):
-        raise SystemExit(f"{sv.name}: today's attack picks other poisons than the saved matrix")
+    same_poisons(pipe, scn, sv.poisons, sv.name)
     q = build_queries(as_target(pipe.affected_set(scn, sv.affected_idx), sv.target), sv.target, scn.collapse)
     engine = pipe.engine(scn)
     engine.fit_factors()

@@ -214,18 +214,29 @@ def unlearn(args: argparse.Namespace) -> None:
         print(f"{key}: {done[key]} ({time.time() - t0:.0f} s)", flush=True)
 
 
-def separability(scores: np.ndarray, q: CollapseQueries, pred: np.ndarray, sv: Saved) -> float | None:
-    """ROC AUC of the broken-copy ``d`` for poisons against clean images labelled as the target:
-    1.0 = some cut on ``d`` separates them, 0.5 = nothing in ``d`` does (ground truth used only here)."""
+def same_poisons(pipe: Pipeline, scn: Scenario, poisons: np.ndarray, name: str) -> None:
+    """Refuse a saved matrix whose poisons today's attack would not pick (its model would be another)."""
+    if set(np.asarray(pipe.poisoned(scn).poison_indices).tolist()) != set(np.asarray(poisons).tolist()):
+        raise SystemExit(f"{name}: today's attack picks other poisons than the saved matrix")
+
+
+def auc_within_target(stat: np.ndarray, is_poison: np.ndarray, labels: np.ndarray, target: int) -> float | None:
+    """ROC AUC of a statistic for the poisons against clean images labelled as the target: 1.0 = some cut
+    separates them, 0.5 = nothing in it does (ground truth used only here)."""
     from sklearn.metrics import roc_auc_score
 
+    sel = labels == target
+    y = is_poison[sel]
+    return float(roc_auc_score(y, np.nan_to_num(stat[sel]))) if 0 < y.sum() < y.size else None
+
+
+def separability(scores: np.ndarray, q: CollapseQueries, pred: np.ndarray, sv: Saved) -> float | None:
+    """``auc_within_target`` of the broken-copy ``d``."""
     from deltainf_core.collapse import CollapseEvidence, effect_size
 
     ev = CollapseEvidence(scores, q, pred, sv.target)
     d = np.clip(effect_size(ev.stats, kept_only=True), -1e12, 1e12)
-    in_target = sv.train_labels == sv.target
-    y = np.isin(np.arange(len(d)), sv.poisons)[in_target]
-    return float(roc_auc_score(y, d[in_target])) if 0 < y.sum() < y.size else None
+    return auc_within_target(d, np.isin(np.arange(len(d)), sv.poisons), sv.train_labels, sv.target)
 
 
 def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)) -> list[dict]:
@@ -243,8 +254,7 @@ def evaluate(saved: list[Saved], rules: dict, n_images: tuple[int, ...] = (1, 5)
         extra = {}
         if pipe is not None:
             scn = scenario(*parse_name(sv.name))
-            if set(np.asarray(pipe.poisoned(scn).poison_indices).tolist()) != truth:
-                raise SystemExit(f"{sv.name}: today's attack picks other poisons than the saved matrix")
+            same_poisons(pipe, scn, sv.poisons, sv.name)
             extra = {"label_check": pipe.label_check(scn)}
         for n in n_images:
             if n > sv.n_affected:
