@@ -50,7 +50,6 @@ MARKED_STALE: dict[str, tuple[str, str]] = {
     "rule_heldout-v2-cuda-h200.json": ("9830bd9db764044b", HELDOUT_V3),
     "compare-cifar10-subset-witches-brew-seed1.json": ("0204027ed0d1157e", BATCHES + "EU of a 90-image set"),
     "compare-mnist5k-attacks.json": ("28ddc186e7121013", BATCHES + "BadNet's EU of delta's 152-image set"),
-    "compare-mnist5k-baselines.json": ("517f0ab6b79a7b8b", BATCHES + "one baseline's EU (3,718 kept)"),
     "core_pipeline_mnist5k_cifar10-subset.json": ("7754d142b239e6cf", BATCHES + "mnist5k's EU (3,848 kept)"),
     "rule_heldout-v3-replay.json": ("89d4f16d904c0de4", BATCHES + "EU and held-out rounds, CIFAR BadNet seed 0's "
                                     "235-image set among them (rule_heldout-v3-batches.json re-measures it)"),
