@@ -93,13 +93,13 @@ def measure(args: argparse.Namespace) -> None:
     scn = scenario_here(pipe, name, args.cifar)
     flagged = np.asarray(cell[n_images]["indices"], dtype=np.int64)
     poisons = np.asarray(pipe.poisoned(scn).poison_indices, dtype=np.int64)
+    keep = Path(args.logits) if args.logits else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    stem = name.replace(":", "-")
     rows = []
     for s in args.seeds:
         start = time.perf_counter()
-        keep = Path(args.logits) if args.logits else None
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-        stem = name.replace(":", "-")
         eu = retrain(pipe, scn, flagged, s, keep / f"{stem}-{n_images}-seed{s}.npz" if keep else None)
         oracle = retrain(pipe, scn, poisons, s, keep / f"{stem}-oracle-seed{s}.npz" if keep else None)
         rows.append({"seed": s, "eu": list(eu), "oracle": list(oracle), "gap": eu[0] - oracle[0]})

@@ -31,3 +31,24 @@ def test_corrected_moves_a_close_call_to_the_class_a_retrain_saw_less_of():
     raw, full = corrected(z, 0.0), corrected(z, 1.0)
     assert raw == {"accuracy": pytest.approx(100 * 2 / 3), "psr": 0.0, "target_class_accuracy": 50.0}
     assert full == {"accuracy": 100.0, "psr": 50.0, "target_class_accuracy": 100.0}
+
+
+def test_prior_pairs_each_eu_retrain_with_the_oracle_of_its_seed(tmp_path):
+    import argparse
+    import json
+
+    from bench.retrain_noise import prior
+
+    def save(name, test, n_kept):
+        np.savez(tmp_path / name, test=np.array(test), test_y=np.array([0, 1]), psr=np.array([[1.0, 0.0]]),
+                 target=1, n_all=np.array([10, 10]), n_kept=np.array(n_kept))
+
+    save("cifar-smooth-2-5-seed0.npz", [[2.0, 0.0], [1.0, 0.0]], [10, 2])    # class 1 mostly removed
+    save("cifar-smooth-2-oracle-seed0.npz", [[2.0, 0.0], [0.0, 1.0]], [10, 10])
+    save("cifar-smooth-2-5-seed1.npz", [[2.0, 0.0], [1.0, 0.0]], [10, 2])    # no oracle of seed 1: skipped
+    out = tmp_path / "prior.json"
+    prior(argparse.Namespace(logits=str(tmp_path), out=str(out)))
+    cells = {c["tau"]: c for c in json.loads(out.read_text())["cells"]}
+    assert [r["seed"] for r in cells[0.0]["rows"]] == [0]
+    assert cells[0.0]["mean_gap"] == -50.0  # EU calls the class-1 image class 0; the oracle does not
+    assert cells[1.0]["mean_gap"] == 0.0    # log 5 > 1: the correction gives it back
