@@ -141,7 +141,7 @@ def combine(args: argparse.Namespace) -> None:
 
 def prior(args: argparse.Namespace) -> None:
     """EU's gap to the oracle with the prior correction at each ``TAUS``, from ``measure --logits`` files."""
-    runs: dict[tuple[str, str], dict[str, dict[int, Path]]] = {}
+    runs: dict[str, dict[str, dict[int, Path]]] = {}  # scenario -> "oracle" or the image count -> seed -> file
     for path in sorted(Path(args.logits).glob("*-seed*.npz")):
         stem, seed = path.stem.rsplit("-seed", 1)
         scenario, which = stem.rsplit("-", 1)
@@ -152,20 +152,20 @@ def prior(args: argparse.Namespace) -> None:
     for scenario, sets in runs.items():
         oracle = sets.get("oracle", {})
         for n_images, eu in sorted((k, v) for k, v in sets.items() if k != "oracle"):
-            seeds = sorted(set(eu) & set(oracle))
-            if not seeds:
+            pairs = {s: (np.load(eu[s]), np.load(oracle[s])) for s in sorted(set(eu) & set(oracle))}
+            if not pairs:
                 continue
             for tau in TAUS:
                 rows = []
-                for s in seeds:
-                    e, o = corrected(np.load(eu[s]), tau), corrected(np.load(oracle[s]), tau)
+                for s, (eu_logits, oracle_logits) in pairs.items():
+                    e, o = corrected(eu_logits, tau), corrected(oracle_logits, tau)
                     rows.append({"seed": s, "eu": e, "oracle": o, "gap": e["accuracy"] - o["accuracy"]})
                 cell = {"scenario": scenario, "n_images": int(n_images), "tau": tau, "rows": rows,
                         "mean_gap": statistics.mean(r["gap"] for r in rows)}
                 cells.append(cell)
                 per = ", ".join(f"{r['gap']:+.1f}" for r in rows)
                 tgt = ", ".join(f"{r['eu']['target_class_accuracy']:.0f}" for r in rows)
-                psr = ", ".join(f"{r['eu']['psr']:.0f}" for r in rows)
+                psr = ", ".join("–" if r["eu"]["psr"] is None else f"{r['eu']['psr']:.0f}" for r in rows)
                 print(f"| {scenario} n{n_images} | {tau} | {per} | {cell['mean_gap']:+.1f} | {tgt} | {psr} |")
     out = {"benchmark": "retrain_noise-prior", "command": " ".join(sys.argv), "taus": list(TAUS), "cells": cells,
            "provenance": provenance(stages=["poison", "train"], models=["smallcnn"],
