@@ -219,10 +219,11 @@ def run_grid(cells: list[Cell], out: Path, base, budget_s: float | None = None,
             if path.exists():  # finished by another worker between the check and the lock
                 continue
             progress(f"cell {i + 1} of {len(cells)}: {cell.id}")
+            t0 = time.perf_counter()
             record = (runner or run_cell)(pipe, cell, scenario(cell, base))
             write_atomic(path, record)
             ran.append(cell.id)
-            progress(f"{cell.id}: {summary(record)} ({record['wall_s']:.0f}s)")
+            progress(f"{cell.id}: {summary(record)} ({time.perf_counter() - t0:.0f}s)")
         finally:
             lock.release()
     return ran
