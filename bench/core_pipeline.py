@@ -7,7 +7,7 @@ rules would have done, so the default rule is compared side by side:
 - ``delta`` (default): pooled effect size over the copies that broke the attack
   (std within each affected image), candidates at d >= 2, Otsu's upper group of log d;
   the same without the split
-- session 1's default: d >= 2 over every copy, with the within-image and the total std
+- the first default (5920518, 2026-11-23): d >= 2 over every copy, with the within-image and the total std
 - ``delta_published``: the published vote (Δ < 0 on >= T - 1 copies)
 
 Writes ``bench/results/core_pipeline_<datasets>.json`` and prints one line per run.
@@ -59,7 +59,7 @@ def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: n
     for name, flagged in {
         "default (broken copies, d>=2, Otsu split)": default.flagged,
         "broken copies, d>=2, no split": delta_rule(cr, EffectSizeParams(split=False)).flagged,
-        "d>=2 all copies (session-1 default)": all_copies.flagged,
+        "d>=2 all copies (first default)": all_copies.flagged,
         "d>=2 all copies (total std)": np.flatnonzero(d_total >= 2.0),
         "published th=0 n_tol=1": RULES.get("delta_published")(cr, PublishedVoteParams()).flagged,
     }.items():

@@ -1,10 +1,11 @@
-"""Committed benchmark results cannot go stale silently.
+"""Committed benchmark and study results cannot go stale silently.
 
-Every ``bench/results/*.json`` / ``*.jsonl`` either carries ``"provenance"`` (see
-``bench/provenance.py``) whose recorded code versions all equal the current ones, or is
-one of the results that predate versioning, listed below by content hash with the reason
-it cannot be checked. A listed file that is re-measured changes its hash and must then
-carry provenance; a listed file must be marked stale in BENCHMARKS.md.
+Every ``bench/results/*.json`` / ``*.jsonl`` and ``studies/results/*.json`` either carries
+``"provenance"`` (see ``bench/provenance.py``) whose recorded code versions all equal the current
+ones, or is listed below by content hash with the reason it cannot be checked. A listed file that
+is re-measured changes its hash and must then carry current provenance; a listed file must be
+named in BENCHMARKS.md's "Stale results" section. Both lists are empty today: stale results are
+re-measured or removed (their history is in git).
 """
 
 from __future__ import annotations
@@ -17,54 +18,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RESULT_DIRS = (ROOT / "bench" / "results", ROOT / "studies" / "results")
 sys.path.insert(0, str(ROOT))
 
-from bench.batching_audit import audit  # noqa: E402
 from bench.provenance import provenance, stale_parts  # noqa: E402
+from studies.batching_audit import audit  # noqa: E402
 
-SESSION_2 = "measured on the current model (session 2), before results recorded code versions"
-LEGACY: dict[str, tuple[str, str]] = {
-    "witches_brew_trials.jsonl": ("288ee8a5bf293992", SESSION_2),
-}
+LEGACY: dict[str, tuple[str, str]] = {}
+"""Results that record no code versions, by file name: (content hash, why they cannot be checked)."""
 
-EU_V2 = ("measured with EU v1; v2 adds the retrain fit check, which changes a result only where a retrain "
-         "fails to fit (none did in the 12-scenario unlearning grid)")
-
-HELDOUT_V2 = ("measured with delta_heldout version 1; version 2 widens its net by delta's flagged set and "
-              "estimates precision from the clean test images every round's model mislabelled")
-
-HELDOUT_V3 = ("measured with delta_heldout version 2; version 3 changes only its fallback (delta's set with its "
-              "group's lower tail), replayed on these recorded rounds in rule_heldout-v3-replay.json")
-
-BATCHES = ("measured before equal batches (a last mini-batch under a quarter of batch_size); "
-           "bench/batching_audit.py finds a training whose batches changed: ")
-
-MARKED_STALE: dict[str, tuple[str, str]] = {
-    "scaling-run-cuda-h100.json": ("1b562993034253ad", EU_V2 + "; needs an H100"),
-    "rule_heldout-cuda-h200.json": ("08acdcacc7275c96", HELDOUT_V2 + " (session 9's CPU matrices, since lost; "
-                                    "rule_heldout-v2-cuda-h200.json re-measures on H200 matrices)"),
-    "compare-cifar10-subset-baselines.json": ("d938a1c5cb8ac352", HELDOUT_V2 + " (its delta_heldout cells only)"),
-    "compare-cifar10-subset-witches-brew-rules-cpu.json": ("1facd8664d6c7f0e",
-                                                           HELDOUT_V2 + " (its delta_heldout row only)"),
-    "rule_heldout-v2-cuda-h200.json": ("9830bd9db764044b", HELDOUT_V3),
-    "compare-cifar10-subset-witches-brew-seed1.json": ("0204027ed0d1157e", BATCHES + "EU of a 90-image set"),
-    "compare-mnist5k-attacks.json": ("28ddc186e7121013", BATCHES + "BadNet's EU of delta's 152-image set"),
-    "core_pipeline_mnist5k_cifar10-subset.json": ("7754d142b239e6cf", BATCHES + "mnist5k's EU (3,848 kept)"),
-    "rule_heldout-v3-replay.json": ("89d4f16d904c0de4", BATCHES + "EU and held-out rounds, CIFAR BadNet seed 0's "
-                                    "235-image set among them (rule_heldout-v3-batches.json re-measures it)"),
-    "rule_study.json": ("ea660171e76ce4e5", BATCHES + "EU of CIFAR BadNet seed 2's 100-image set"),
-    "scaling-run.json": ("7a116053cdb1a375", BATCHES + "the 5,000-image set's model"),
-    "scaling-run-cuda-h200.json": ("428584e933d5f104", BATCHES + "the 5,000-image set's model"),
-    "unlearning_suite.json": ("6301908d51c0b6e9", BATCHES + "EU of two flagged sets (1,822 and 3,848 kept)"),
-}
-"""Results that record provenance but are stale, kept (by content hash) until re-measured;
-each is named in BENCHMARKS.md's stale section."""
+MARKED_STALE: dict[str, tuple[str, str]] = {}
+"""Results that record provenance but are stale, kept (by content hash) until re-measured."""
 
 BATCHES_UNAFFECTED: dict[str, tuple[str, str]] = {
     "rule_tail-fresh-cifar-cpu.json": ("927f7d0b1281fd1f", "scores only: its flag counts were never retrained on"),
 }
-"""Results from before equal batches where ``bench/batching_audit.py`` counts a set size whose batches
+"""Results from before equal batches where ``studies/batching_audit.py`` counts a set size whose batches
 changed but no training ran on it (a rule's flag count, scores only), by content hash."""
 
 
@@ -73,7 +42,7 @@ def digest(path: Path) -> str:
 
 
 def result_files() -> list[Path]:
-    return sorted(p for p in RESULTS.iterdir() if p.suffix in (".json", ".jsonl"))
+    return sorted(p for d in RESULT_DIRS for p in d.iterdir() if p.suffix in (".json", ".jsonl"))
 
 
 def recorded(path: Path) -> dict | None:
@@ -85,7 +54,7 @@ def recorded(path: Path) -> dict | None:
     return json.loads(path.read_text()).get("provenance")
 
 
-@pytest.mark.parametrize("path", result_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", result_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_result_was_measured_on_the_current_code(path):
     prov = recorded(path)
     if prov is None:
@@ -115,14 +84,16 @@ def test_result_was_measured_on_the_current_code(path):
             f"(e.g. {changed[0][0]}: {changed[0][1]} images): re-run it or mark it stale")
 
 
-def test_every_legacy_result_is_marked_stale_in_benchmarks_md():
-    text = (ROOT / "BENCHMARKS.md").read_text()
-    section = text.split("## Results that predate versioning", 1)
-    assert len(section) == 2, "BENCHMARKS.md lacks its 'Results that predate versioning' section"
-    for name in (*LEGACY, *MARKED_STALE):
-        assert name in section[1], f"{name} is legacy but not listed as stale in BENCHMARKS.md"
-    for name in (*LEGACY, *MARKED_STALE):
-        assert (RESULTS / name).exists(), f"{name} is listed as legacy but no longer exists: drop it"
+def test_every_listed_result_is_named_stale_in_benchmarks_md_and_exists():
+    listed = (*LEGACY, *MARKED_STALE)
+    if not listed:
+        return
+    section = (ROOT / "BENCHMARKS.md").read_text().split("## Stale results", 1)
+    assert len(section) == 2, "BENCHMARKS.md lacks its 'Stale results' section"
+    names = {p.name for p in result_files()}
+    for name in listed:
+        assert name in section[1], f"{name} is listed as stale but not named in BENCHMARKS.md"
+        assert name in names, f"{name} is listed as stale but no longer exists: drop it"
 
 
 def test_the_guard_flags_a_changed_version():

@@ -1,4 +1,4 @@
-"""bench/rule_ceiling.py: the bound it reports is the smallest top-k of a statistic, among images labelled as
+"""studies/rule_ceiling.py: the bound it reports is the smallest top-k of a statistic, among images labelled as
 the target, that holds the recall the bar asks for."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.rule_ceiling import auc_within_target, ceiling  # noqa: E402
+from studies.rule_ceiling import auc_within_target, ceiling  # noqa: E402
 
 
 def test_ceiling_is_the_top_k_that_first_holds_the_poisons():

@@ -1,4 +1,4 @@
-"""Candidate flagging rules measured by ``bench/rule_study.py`` (issue 17).
+"""Candidate flagging rules measured by ``studies/rule_study.py`` (issue 17).
 
 Every candidate has the rule signature ``(scores, queries, predicted, target_class)
 -> (flagged, statistic, info)``. They are kept here, beside the adopted rule, so the
@@ -193,7 +193,8 @@ def with_tail(n_sd: float) -> Rule:
 
 
 def halfway(scores, queries, predicted, target):
-    """The session-11 lead: a cut halfway between Otsu's and the mean of its lower group, in log d."""
+    """The lead noted beside delta_heldout version 2 (502ef95): a cut halfway between Otsu's and the mean
+    of its lower group, in log d."""
     flagged, d, info = today(scores, queries, predicted, target)
     cand = np.flatnonzero(d >= 2.0)
     ld = np.log(d[cand])

@@ -7,12 +7,13 @@ holds that share of the poisons. That top *k* is the "ceiling": found with the g
 it is a bound, not a rule. Where its precision is below the issue-17 bar, no cut on that
 statistic meets the bar, however it is chosen.
 
-    # the ceiling of the broken-copy d on saved score matrices (bench/rule_study.py collect)
-    .venv/bin/python bench/rule_ceiling.py table --matrix-dir M [--matrix-dir M2] --out bench/results/rule_ceiling.json
+    # the ceiling of the broken-copy d on saved score matrices (studies/rule_study.py collect)
+    .venv/bin/python studies/rule_ceiling.py table --matrix-dir M [--matrix-dir M2] \\
+        --out studies/results/rule_ceiling.json
     # other statistics for cells whose poisoned model the cache holds (or trains): the same copies scored
     # with the target label kept, and influence on clean test images of every class
-    DELTAINF_CACHE=C .venv/bin/python bench/rule_ceiling.py signals M/cifar-smooth-seed5.npz ... \
-        --cifar ../shared/data/cifar10-subset --signal-dir S --out bench/results/rule_signals-cifar-cpu.json
+    DELTAINF_CACHE=C .venv/bin/python studies/rule_ceiling.py signals M/cifar-smooth-seed5.npz ... \
+        --cifar ../shared/data/cifar10-subset --signal-dir S --out studies/results/rule_signals-cifar-cpu.json
 
 Ground truth is read only to score the statistics (AUC, ceiling), never to choose a set.
 """
@@ -29,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "studies"))
 
 from rule_study import CIFAR_DIR, DATASETS, Saved, auc_within_target, load_all, parse_name, same_poisons, scenario  # noqa: E402
 
@@ -176,7 +177,7 @@ def write(out: str | None, body: dict, stages: list[str]) -> None:
     from bench.provenance import provenance
 
     body = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": "python bench/rule_ceiling.py " + " ".join(sys.argv[1:]), **body,
+            "command": "python studies/rule_ceiling.py " + " ".join(sys.argv[1:]), **body,
             "provenance": provenance(stages=stages, models=["smallcnn"], attacks=["badnet", "smooth"],
                                      detectors=["delta"], datasets=["mnist5k"])}
     Path(out).write_text(json.dumps(body, indent=1))

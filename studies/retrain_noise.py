@@ -7,10 +7,10 @@ This retrains both, without the flagged set and without the true poisons, from s
 seeds (the recipe's, as EU's retries do), on the sets ``heldout_rule.py`` recorded:
 the spread of the oracle across seeds is the noise floor, the mean paired gap the cost.
 
-    DELTAINF_CACHE=/tmp/c OMP_NUM_THREADS=1 .venv/bin/python bench/retrain_noise.py measure \\
+    DELTAINF_CACHE=/tmp/c OMP_NUM_THREADS=1 .venv/bin/python studies/retrain_noise.py measure \\
         /work/replay/heldout-cifar-smooth-2.json:5 --seeds 0 1 2 --cifar ../shared/data/cifar10-subset \\
         --out /tmp/noise/cifar-smooth-2-5.json
-    .venv/bin/python bench/retrain_noise.py combine /tmp/noise/*.json --out bench/results/retrain_noise.json
+    .venv/bin/python studies/retrain_noise.py combine /tmp/noise/*.json --out studies/results/retrain_noise.json
 
 ``measure --logits DIR`` also keeps each retrain's test and PSR logits with the class counts it
 trained on, and ``prior DIR`` asks of them whether EU's cost is the class prior its flagged set
@@ -34,11 +34,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "studies"))
 
 from heldout_rule import scenario_here  # noqa: E402
-from provenance import provenance  # noqa: E402
 
+from bench.provenance import provenance  # noqa: E402
 from deltainf_core import Pipeline, Store  # noqa: E402
 from deltainf_core.metrics import clean_accuracy, poison_success_rate  # noqa: E402
 from deltainf_core.training import predict_logits, train_model, training_environment  # noqa: E402

@@ -4,11 +4,11 @@ Three steps, each resumable (every heavy stage is cached in the pipeline's Store
 every collected scenario is one ``.npz``):
 
     # 1. score matrices (train, EK-FAC, 155 collapse queries) for every scenario
-    DELTAINF_CACHE=$PWD/cache .venv/bin/python bench/rule_study.py collect --datasets mnist5k,cifar
+    DELTAINF_CACHE=$PWD/cache .venv/bin/python studies/rule_study.py collect --datasets mnist5k,cifar
     # 2. EU retrain on the flagged sets of the chosen rule (and today's), plus the oracle, on CIFAR
-    DELTAINF_CACHE=$PWD/cache .venv/bin/python bench/rule_study.py unlearn --datasets cifar
-    # 3. the table: every rule on every saved matrix; writes bench/results/rule_study.json
-    .venv/bin/python bench/rule_study.py table
+    DELTAINF_CACHE=$PWD/cache .venv/bin/python studies/rule_study.py unlearn --datasets cifar
+    # 3. the table: every rule on every saved matrix; writes studies/results/rule_study.json
+    .venv/bin/python studies/rule_study.py table
 
 A scenario is (dataset, attack, seed); ``seed`` goes to the attack, the training, the
 collapse queries and the unlearning, like the CLI's ``--seed``. Each saved matrix has
@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))  # rule_candidates
+sys.path.insert(0, str(ROOT / "studies"))  # rule_candidates
 
 from deltainf_core import (  # noqa: E402
     AttackConfig,
@@ -49,7 +49,7 @@ from deltainf_core.errors import DeltaInfError  # noqa: E402
 
 CIFAR_DIR = str(ROOT.parent / "shared" / "data" / "cifar10-subset")
 DATASETS = {"mnist5k": DataConfig(), "cifar": DataConfig(data_dir=CIFAR_DIR)}
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "studies" / "results"
 
 
 def default_matrix_dir() -> Path:
@@ -334,7 +334,7 @@ def table(args: argparse.Namespace) -> None:
     if args.out:
         eu = json.loads(eu_path(matrix_dir).read_text()) if eu_path(matrix_dir).exists() else {}
         out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rules": names,
-               "command": "python bench/rule_study.py " + " ".join(sys.argv[1:]),
+               "command": "python studies/rule_study.py " + " ".join(sys.argv[1:]),
                "bar": "recall >= 0.98 on every badnet/smooth run and mean precision >= 0.5",
                "summary": summary(rows, names),
                "summary_by_attack": {a: summary([r for r in rows if f"-{a}-" in r["scenario"]], names)
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--matrix-dir", default=str(default_matrix_dir()))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cifar", default=CIFAR_DIR, help="the CIFAR subset's ImageFolder on this machine")
-    p.add_argument("--rules", help="comma list of candidate rules (default: all in bench/rule_candidates.py)")
+    p.add_argument("--rules", help="comma list of candidate rules (default: all in studies/rule_candidates.py)")
     p.add_argument("--out", help="write the table as JSON here")
     p.add_argument("--markdown", action="store_true", help="table: also print the BENCHMARKS.md table")
     p.add_argument("--images", default="5,1", help="unlearn: affected-image counts, in this order")

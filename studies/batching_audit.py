@@ -9,7 +9,7 @@ delta_heldout's rounds, ``retained`` where given). Unlearners that do not train 
 SCRUB, ...) are skipped; scores-only flag counts are listed too, so a hit is "possibly
 affected" until the result says an EU ran on it.
 
-    .venv/bin/python bench/batching_audit.py bench/results/*.json
+    .venv/bin/python studies/batching_audit.py bench/results/*.json studies/results/*.json
 """
 
 from __future__ import annotations

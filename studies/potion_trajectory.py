@@ -9,9 +9,9 @@ many affected images are still predicted as the target) and what it may not (PSR
 accuracy), so stop rules are compared offline, each against the best step any rule
 could have chosen:
 
-    DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 python bench/potion_trajectory.py \\
-        --cells mnist5k:badnet:0,cifar10-subset:smooth:1 --out bench/results/potion_trajectory.json
-    python bench/potion_trajectory.py --table bench/results/potion_trajectory.json
+    DELTAINF_CACHE=$PWD/cache OMP_NUM_THREADS=1 python studies/potion_trajectory.py \\
+        --cells mnist5k:badnet:0,cifar10-subset:smooth:1 --out studies/results/potion_trajectory.json
+    python studies/potion_trajectory.py --table studies/results/potion_trajectory.json
 
 The guard sample is drawn with seed 0 in every cell (Potion draws it with the unlearning
 seed), so a cell's "today" column can differ from the grid's by the sample.
@@ -135,7 +135,7 @@ def table(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", help="comma list of dataset:attack:seed")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "potion_trajectory.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "studies" / "results" / "potion_trajectory.json")
     ap.add_argument("--cifar-subset", type=Path, default=CIFAR_SUBSET)
     ap.add_argument("--table", type=Path, help="only print the stop-rule table of this results file")
     args = ap.parse_args()

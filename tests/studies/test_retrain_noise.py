@@ -1,4 +1,4 @@
-"""bench/retrain_noise.py's prior correction: the offset that restores the training set's class prior."""
+"""studies/retrain_noise.py's prior correction: the offset that restores the training set's class prior."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "studies"))
 
-from bench.retrain_noise import corrected, prior_shift  # noqa: E402
+from studies.retrain_noise import corrected, prior_shift  # noqa: E402
 
 
 def test_prior_shift_is_the_log_ratio_of_class_counts_and_skips_a_class_never_kept():
@@ -37,7 +37,7 @@ def test_prior_pairs_each_eu_retrain_with_the_oracle_of_its_seed(tmp_path):
     import argparse
     import json
 
-    from bench.retrain_noise import prior
+    from studies.retrain_noise import prior
 
     def save(name, test, n_kept):
         np.savez(tmp_path / name, test=np.array(test), test_y=np.array([0, 1]), psr=np.array([[1.0, 0.0]]),

@@ -1,6 +1,6 @@
 """delta_heldout against delta on the rule study's saved score matrices (issue 17), EU after each.
 
-The matrices are ``bench/rule_study.py collect``'s (40 runs: mnist5k and the CIFAR subset,
+The matrices are ``studies/rule_study.py collect``'s (40 runs: mnist5k and the CIFAR subset,
 BadNet and smooth, seeds 0-4, one and five affected images). ``cell`` applies both rules
 to one scenario's saved scores, with ``delta_heldout``'s retrains and EU run by the
 pipeline on this machine (a GPU when present), and the oracle retrain beside them;
@@ -10,12 +10,12 @@ from a recorded round that held out exactly the same images (a change to the rul
 would need new retrains, and is refused); where today's set differs from the recorded one,
 ``--retrain`` runs its EU and the oracle on this machine, side by side.
 
-    # one process per scenario (on a GPU machine, all twenty side by side: bench/heldout_rule_gpu.sh)
-    DELTAINF_CACHE=/tmp/cache/c .venv/bin/python bench/heldout_rule.py cell mnist5k:badnet:0 \\
+    # one process per scenario (on a GPU machine, all twenty side by side: studies/heldout_rule_gpu.sh)
+    DELTAINF_CACHE=/tmp/cache/c .venv/bin/python studies/heldout_rule.py cell mnist5k:badnet:0 \\
         --matrices $DELTAINF_CACHE/rule_study --cifar ../shared/data/cifar10-subset --out /tmp/heldout
-    .venv/bin/python bench/heldout_rule.py combine /tmp/heldout/*.json --out bench/results/rule_heldout.json
+    .venv/bin/python studies/heldout_rule.py combine /tmp/heldout/*.json --out studies/results/rule_heldout.json
     # a change to the fallback, on the recorded rounds (EU of changed sets retrained here)
-    .venv/bin/python bench/heldout_rule.py replay /tmp/heldout/heldout-*.json --matrices M --cifar C \
+    .venv/bin/python studies/heldout_rule.py replay /tmp/heldout/heldout-*.json --matrices M --cifar C \
         --out /tmp/replayed --retrain
 """
 
@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "studies"))
 
 from rule_study import same_poisons, scenario  # noqa: E402  (the study's scenarios: one seed for every stage)
 
