@@ -8,7 +8,7 @@
    Target: < 1 s.
 2. *Collapse page*: an ``AppTest`` session trains a tiny built-in scenario and computes
    its collapse once (cached on disk); then we time (a) opening the collapse page with
-   the result in the session, and (b) a fresh session's "Compute" when factors and
+   the result in the browser session, and (b) a fresh browser session's "Compute" when factors and
    scores are already on disk (what a second visit costs).
 
     python -m bench.app_latency [--n-train 50000] [--repeats 7] [--out bench/results/app_latency.json]
