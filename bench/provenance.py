@@ -5,7 +5,7 @@ commit it ran on and the code versions of the stages it measured — registry ve
 the models, attacks, detectors, unlearners and datasets involved, and the store's stage
 versions (``"train"`` is the training recipe's); and the version of the rule that cuts an
 epoch into mini-batches (``"epoch_batches"``: a result without it predates equal batches,
-and ``bench/batching_audit.py`` says whether any of its trainings changed).
+and ``studies/batching_audit.py`` says whether any of its trainings changed).
 ``tests/test_bench_results.py`` compares them with the current code and fails when a stage
 changed, so changing the model, the recipe or an unlearner forces a re-run of the
 benchmarks that depend on it.
