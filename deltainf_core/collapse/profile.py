@@ -26,7 +26,7 @@ times. The rule therefore keeps today's recall and only decides the ambiguous mi
    is flagged when it looks like the core (p ≥ 0.5, the Bayes decision for balanced
    classes).
 
-Measured (bench/rule_study.py, BENCHMARKS.md "Flagging rule"): on BadNet it keeps a
+Measured (studies/rule_study.py, docs/flagging-rule.md): on BadNet it keeps a
 fraction of today's clean images at nearly today's recall; it is *not* the default,
 because it loses poisons on the smooth trigger (where the transformations barely
 break the trigger's influence on mnist5k and no rule reaches recall 0.98) and a few

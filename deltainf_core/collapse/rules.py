@@ -18,7 +18,7 @@ The default rule, ``delta``, has no threshold to tune per attack or dataset:
 Measured on mnist5k BadNet (3x3, seeds 0-2, max-pooling small CNN): ``d ≥ 2`` on all
 copies flagged 434 / 438 / 433 at precision 0.09 (nearly the whole target class; EU
 then lost 5.0 / 4.0 / 1.0 accuracy points); broken copies + split flagged 199 / 80 / 40
-at recall 1.00 / 1.00 / 0.95 (BENCHMARKS.md).
+at recall 1.00 / 1.00 / 0.95 (docs/flagging-rule.md; the runs are in git history before 42bdad0).
 
 A new rule can be a plain function ``fn(scores, queries, predicted, target_class,
 **params) -> (flagged, statistic, info)`` registered in one line with ``register_rule``.

@@ -9,7 +9,7 @@ class pays the overshoot.
 ``spectral_global`` is a cheaper variant kept for comparison: the score divided by its
 class mean (every class averages 1) and one budget of ``1.5 x`` the bound spent over all
 classes. It lost recall on the digits (0.80): the poisons inflate their own class mean,
-so 28 of the 60 slots went to clean outliers of other classes (BENCHMARKS.md).
+so 28 of the 60 slots went to clean outliers of other classes (2026-11, git history before 42bdad0).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ retain set is used, which keeps it cheap.
 
 The paper's settings: one epoch, Adam at 1e-4, KL at temperature 1, a 30 % retain
 subset, batches of 256 (an absolute Adam rate: Adam's step size does not scale with the
-SGD recipe's). Measured (BENCHMARKS.md): the paper's epoch leaves the backdoor in
+SGD recipe's). Measured (2026-11, git history before 42bdad0): the paper's epoch leaves the backdoor in
 place (PSR 99 % on mnist5k BadNet, 91 % on the CIFAR subset): ~1,300 steps of 1e-4 do
 not move a model trained at 0.05; on the earlier model no setting tried reached PSR
 < 5 % within 2 points either, as the random teacher also erases the flagged clean

@@ -39,7 +39,7 @@ stricter than the 2-point test-accuracy budget it protects. ``max_steps`` = 100
 bounds the search (strength ≈ 13,800 × ``s_start``). ``info["stopped_by"]`` names
 the stop (``rho``, ``retain_guard`` or ``max_steps``).
 
-Known limit (measured, BENCHMARKS.md "Potion: is the stop the limit?"): the stop is not
+Known limit (measured, studies/README.md "Potion's stop"): the stop is not
 what holds Potion back. Walking the search without stopping, the best step any rule
 could pick removes the trigger within the accuracy budget in only 4 of the 12 grid
 scenarios: a flagged set that is mostly clean target-class images points the selection

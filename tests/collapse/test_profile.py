@@ -18,7 +18,7 @@ KEEPING = ("channel_swap", "flip")  # copies still called the target: relabellin
 
 def synthetic(seed: int = 0, n_affected: int = 3, copies_per_transform: int = 6, n_poisons: int = 20,
               n_clean_target: int = 200, n_other: int = 300, poison_noise: tuple[float, float] = (0.03, 0.06)):
-    """Scores that follow what the study measured (bench/rule_study.py), with known poisons.
+    """Scores that follow what the study measured (studies/rule_study.py), with known poisons.
 
     As a share of its support for the original, a poison keeps 0 ± a few percent on a
     broken copy and ~-0.6 on a still-target copy; a clean target-class image keeps 0 ±
