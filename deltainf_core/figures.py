@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .collapse import CollapsePanels
+from .collapse import TRANSFORMS, CollapsePanels
 from .collapse.transforms import transform_title
 
 CLEAN = "#9ecae1"
@@ -43,6 +43,43 @@ THRESHOLD = "#444444"
 
 D_CLIP = 12.0
 """Effect sizes are drawn clipped to ±D_CLIP (an item with zero spread has d = ±inf)."""
+
+
+# -- panels in words -------------------------------------------------------------------
+STATISTIC_WORDS = {"d": "collapse effect size d", "votes": "copies whose score dropped (votes)",
+                   "score": "detector score"}
+
+
+def copies_text(transform: str, counted: int, scored: int) -> str:
+    """"Invert · 11 of 19 copies counted": a transformation's toggle, panel and reports say it alike."""
+    one = "copy" if counted == 1 else "copies"
+    n = f"{counted} of {scored} copies counted" if counted != scored else f"{counted} {one}"
+    return f"{transform_title(transform)} · {n}"
+
+
+def statistic_title(rule: str, statistic_name: str, cut: float | None) -> str:
+    """The statistic panel's title in words, with where the rule cut (``evidence.rule_cut``)."""
+    words = STATISTIC_WORDS.get(statistic_name, statistic_name)
+    words = words[0].upper() + words[1:]
+    if cut is None:
+        return f"{words} · {rule}'s flagged set is not a cut on it"
+    shown = "∞" if math.isinf(cut) else f"{cut:.1f}" if statistic_name == "d" else f"{cut:g}"
+    return f"{words} · {rule} flags {statistic_name} ≥ {shown}"
+
+
+def hidden_panel_notes(panels: CollapsePanels, one_channel: bool = False) -> list[str]:
+    """One sentence per transformation that was scored but has no panel (no copy counted): why."""
+    notes = []
+    for t, n in panels.scored.items():
+        if t in panels.delta:
+            continue
+        copies = f"{n} cop{'y' if n == 1 else 'ies'}"
+        if one_channel and t in TRANSFORMS and TRANSFORMS.trait(t, "identity_on_gray"):
+            why = f"it leaves a one-channel image unchanged, so none of its {copies} broke the attack"
+        else:
+            why = f"none of its {copies} broke the attack (the model still calls each one the target)"
+        notes.append(f"{transform_title(t)} has no panel: {why}, and only copies that broke it are counted.")
+    return notes
 
 
 # -- collapse scatter ------------------------------------------------------------------
@@ -129,7 +166,8 @@ def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None,
     """Figure-2-style scatter, one WebGL panel per transformation (plus a panel of ``statistic``).
 
     statistic: the current rule's per-image statistic (None: no such panel), named
-        ``statistic_name`` on its axis, with a dashed line at ``threshold``.
+        ``statistic_name`` on its axis, with a dashed line at ``threshold`` (where the rule
+        actually cut: ``evidence.rule_cut``, not its candidate floor).
     poisons: ground-truth poison indices (orange) or None (all points neutral grey).
     flagged: indices the current rule flags, drawn as dark rings on top.
     The layout is written as one dict (no per-panel ``update_*`` calls), which keeps a
@@ -181,14 +219,14 @@ def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None,
             title = statistic_title or statistic_name
             y_axis = {"title": {"text": statistic_name} if c == 0 else None}
             hover = f"train #%{{customdata}}<br>{statistic_name} %{{y:.2f}}"
-            if threshold is not None:
+            if threshold is not None:  # where the rule cut (``evidence.rule_cut``), drawn where it is shown
+                y_cut = float(statistic_shown(np.array([threshold]), statistic_name)[0])
                 shapes.append({"type": "line", "xref": f"{xa} domain", "x0": 0, "x1": 1, "yref": ya,
-                               "y0": threshold, "y1": threshold,
-                               "line": {"color": THRESHOLD, "dash": "dash", "width": 1}})
+                               "y0": y_cut, "y1": y_cut, "line": {"color": THRESHOLD, "dash": "dash", "width": 1}})
         else:
             y_all = symlog(panels.delta[name], cy)
             k = panels.n_copies.get(name, 0)
-            title = f"{transform_title(name)} · {k} cop{'y' if k == 1 else 'ies'}"
+            title = copies_text(name, k, panels.scored.get(name, k))
             ticks = symlog_ticks(cy, float(y_all.min(initial=0)), float(y_all.max(initial=0)))
             y_axis = {"tickvals": ticks[0], "ticktext": ticks[1],
                       "title": {"text": "Δ score (copy − original)"} if c == 0 else None}
@@ -350,7 +388,7 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
 
 
 __all__ = [
-    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "before_after_figure", "collapse_figure", "faded", "framed",
-    "hex_to_rgb",
-    "selected_training_indices", "statistic_shown", "symlog", "symlog_scale", "symlog_ticks", "to_display",
+    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "before_after_figure", "collapse_figure", "copies_text", "faded",
+    "framed", "hex_to_rgb", "hidden_panel_notes", "selected_training_indices", "statistic_shown", "statistic_title",
+    "symlog", "symlog_scale", "symlog_ticks", "to_display",
 ]

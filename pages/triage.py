@@ -1,36 +1,38 @@
-"""Step 4 · Triage: review the flagged training images, approve or reject them, export the list."""
+"""Step 4 · Triage: sort the flagged training images by their evidence, cut, approve or reject, export."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 
 import numpy as np
 import streamlit as st
 
-from deltainf_core import DETECTORS, CollapseResult, DetectConfig, precision_recall
+from deltainf_core import DETECTORS, DetectConfig, precision_recall
 from deltainf_core.collapse import describe_checks
-from deltainf_core.collapse.label_consistency import attack_breaking_transforms
+from deltainf_core.collapse.transforms import transform_short
 from deltainf_core.figures import POISON, faded, framed, hex_to_rgb
-from deltainf_core.investigations import approved_csv, decisions_for, read_approved_list
+from deltainf_core.investigations import approved_csv, approved_json, decisions_for, read_approved_list
+from deltainf_core.investigations.triage import APPROVED, REJECTED, TRANSFORM_PREFIX, UNDECIDED, decide, page_of
 from deltainf_core.report import evidence_text
 from pages import ui
 from pages.ui.evidence import render_flagged_evidence
 from pages.ui.report import report_button
+from pages.ui.triage_desk import Desk, bulk_controls, counted_only, desk, value_text
+from pages.ui.triage_scatter import evidence_scatter
 
 ss = st.session_state
-PAGE_SIZE = 32
+PAGE_SIZE = 48
 COLUMNS = 8
-REJECTED = (150, 150, 150)  # grey frame of a rejected tile (the image itself is washed out)
+REJECTED_FRAME = (150, 150, 150)  # grey frame of a rejected tile (the image itself is washed out)
+TILE_STATUS = {"approve": APPROVED, "reject": REJECTED}
+"""A tile's two buttons; neither pressed = undecided."""
+TILE_LABEL = {v: k for k, v in TILE_STATUS.items()}
 
 
-def _set_all(indices: list[int], approve: bool) -> None:
+def _tile(index: int, key: str) -> None:
+    """A tile's decision control: approve, reject, or (pressed again) undecided."""
     s = ui.session()
-    s.rejected = s.rejected - set(indices) if approve else s.rejected | set(indices)
-
-
-def _toggle(index: int, key: str) -> None:
-    _set_all([index], bool(ss[key]))
+    s.approved, s.rejected = decide(s.approved, s.rejected, [index], TILE_STATUS.get(ss[key], UNDECIDED))
 
 
 def run_detector(act: ui.Active, detector: str) -> None:
@@ -61,74 +63,65 @@ def rule_controls(act: ui.Active) -> None:
         run_detector(act, rule)
 
 
-def grid(act: ui.Active, cands: np.ndarray, flags: ui.Flags, truth: np.ndarray | None) -> None:
-    pipe = ui.pipeline()
-    train = pipe.poisoned(act.scenario).train
-    poison = set(truth.tolist()) if (truth is not None and ss["tri_show_truth"]) else set()
-    flagged = set(flags.flagged.tolist())
-    n_pages = max(1, -(-len(cands) // PAGE_SIZE))
-    ss["tri_page"] = min(max(1, int(ss["tri_page"])), n_pages)
-    top = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
-    page = int(ss["tri_page"])
-    on_page = [int(i) for i in cands[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
-    top[0].button("Approve all", on_click=_set_all, args=(cands.tolist(), True), key="tri_all_yes",
-                  icon=":material/done_all:")
-    top[1].button("Reject all", on_click=_set_all, args=(cands.tolist(), False), key="tri_all_no",
-                  icon=":material/remove_done:")
-    top[2].button("Approve page", on_click=_set_all, args=(on_page, True), key="tri_page_yes")
-    top[3].button("Reject page", on_click=_set_all, args=(on_page, False), key="tri_page_no")
-    if n_pages > 1:
-        top[4].number_input(f"Page (of {n_pages}, strongest evidence first)", min_value=1, max_value=n_pages,
-                            step=1, **ui.keep("tri_page"))
+def caption(dk: Desk, flags: ui.Flags, i: int, flagged: set[int], classes: tuple[str, ...]) -> str:
+    """A tile's evidence in words: the rule's statistic, the label-break rate, the sort key's value."""
     s = ui.session()
-    cols = st.columns(COLUMNS)
+    table = dk.table
+    row = int(np.flatnonzero(table.index == i)[0])
     name = flags.statistic_name or "score"
     if name == "votes":
         name = f"votes of {int(flags.info.get('n_copies', 0))}" if flags.info.get("n_copies") else "votes"
-    res = ui.current_collapse(act)
-    lost = label_breaks(res, flags, on_page)
-    # delta_heldout's evidence: what a model retrained without the image calls it
-    held_out_call = {int(i): int(c) for i, c in (flags.info or {}).get("heldout_called", [])}
-    below_cut = set((flags.info or {}).get("fallback_tail", []))  # its fallback's tail: below delta's own cut
-    for j, i in enumerate(on_page):
-        key = f"tri_ok_{i}"
-        ss[key] = i not in s.rejected
-        origin = "" if i in flagged else (" · added" if i in s.added else " · earlier round")
-        rejected = i in s.rejected
-        if rejected:
+    parts = [f"#{i}", evidence_text(name, float(table.statistic[row]))]
+    if table.label_break is not None and np.isfinite(table.label_break[row]):
+        parts.append(f"label lost {table.label_break[row]:.0%}")
+    if dk.view.sort.startswith(TRANSFORM_PREFIX):
+        parts.append(f"{transform_short(dk.view.sort[len(TRANSFORM_PREFIX):])} "
+                     f"{value_text(table, dk.view.sort, i)}")
+    held_out_call = {int(a): int(c) for a, c in (flags.info or {}).get("heldout_called", [])}
+    if i in held_out_call:  # delta_heldout's evidence: what a model retrained without the image calls it
+        parts.append(f"without it, a model calls it {ui.class_name(classes, held_out_call[i])}")
+    if i in set((flags.info or {}).get("fallback_tail", [])):
+        parts.append("below delta's cut, in its group's tail")
+    if i not in flagged:
+        parts.append("added" if i in s.added else "earlier round")
+    parts.append(APPROVED if i in s.approved else REJECTED if i in s.rejected else UNDECIDED)
+    return " · ".join(parts)
+
+
+def grid(act: ui.Active, dk: Desk, flags: ui.Flags, truth: np.ndarray | None) -> np.ndarray:
+    """The view's current page of tiles, each with its decision; returns the page's indices."""
+    train = ui.pipeline().poisoned(act.scenario).train
+    classes = ui.pipeline().dataset(act.scenario.data).classes
+    poison = set(truth.tolist()) if (truth is not None and ss["tri_show_truth"]) else set()
+    flagged = set(flags.flagged.tolist())
+    on_page, page, n_pages = page_of(dk.order, int(ss["tri_page"]), PAGE_SIZE)
+    ss["tri_page"] = page
+    if n_pages > 1:
+        st.columns([1, 3])[0].number_input(f"Page (of {n_pages}, in the order above)", min_value=1,
+                                           max_value=n_pages, step=1, **ui.keep("tri_page"))
+    s = ui.session()
+    cut = int(ss.get("tri_cut") or 0)
+    first = (page - 1) * PAGE_SIZE
+    if first < cut:
+        st.caption(f"Tiles 1–{cut} of this order are above the cut (the slider above); "
+                   f"{'the cut falls on this page' if cut < first + PAGE_SIZE else 'it falls on a later page'}.")
+    cols = st.columns(COLUMNS)
+    for j, i in enumerate(int(x) for x in on_page):
+        key = f"tri_dec_{i}"
+        ss[key] = TILE_LABEL.get(APPROVED if i in s.approved else REJECTED if i in s.rejected else UNDECIDED)
+        if i in s.rejected:
             # faded() hands back display bytes; framed() reads [0, 1] values (bytes as such would clip to white)
-            tile = framed(faded(train.float_batch([i])[0]) / 255.0, REJECTED)
+            tile = framed(faded(train.float_batch([i])[0]) / 255.0, REJECTED_FRAME)
         else:
             tile = framed(train.float_batch([i])[0], hex_to_rgb(POISON) if i in poison else None)
+        rank = first + j + 1
         with cols[j % COLUMNS]:
-            st.image(tile, width="stretch",
-                     caption=f"#{i} · {evidence_text(name, float(flags.statistic[i]))}{origin}"
-                             + (f" · label lost {lost[i]:.0%}" if i in lost else "")
-                             + (f" · without it, a model calls it {train.classes[held_out_call[i]]}"
-                                if i in held_out_call else "")
-                             + (" · below delta's cut, in its group's tail" if i in below_cut else "")
-                             + (" · rejected" if rejected else ""))
-            st.checkbox("approve", key=key, on_change=_toggle, args=(i, key),
-                        help=f"training image #{i}, label {int(train.labels[i])}; untick to reject it")
-    if res is not None:  # why each image was flagged: its collapse per transformation (what the rule used)
-        render_flagged_evidence(res, flags.flagged, ui.enabled_transforms(res))
-
-
-def label_breaks(res: CollapseResult | None, flags: ui.Flags, indices: list[int]) -> dict[int, float]:
-    """Each shown image's label-break rate under the transformations that broke the attack: the share
-    of its copies the model no longer calls its own label. Shown under every collapse rule (forward
-    passes for one page of tiles), since a dirty-label poison loses its label and a clean image of the
-    target class keeps it; ``delta_label`` flags by it (BENCHMARKS.md, "Flagging rule")."""
-    if res is None or res.label_check is None or res.predicted is None or not indices \
-            or not DETECTORS.trait(flags.rule, "collapse_rule"):
-        return {}
-    breaking = flags.info.get("breaking_transforms")
-    if breaking is None:
-        breaking = attack_breaking_transforms(res, ui.enabled_transforms(res))
-    if not breaking:
-        return {}
-    rates = res.label_check.break_rates(indices, breaking).mean(axis=1)
-    return dict(zip(indices, rates.tolist(), strict=True))
+            st.image(tile, width="stretch", caption=caption(dk, flags, i, flagged, classes)
+                     + (" · ▲ the cut falls below this tile" if rank == cut else ""))
+            st.segmented_control("decision", list(TILE_STATUS), key=key, on_change=_tile, args=(i, key),
+                                 label_visibility="collapsed",
+                                 help=f"training image #{i}, label {int(train.labels[i])}; press again to undo")
+    return on_page
 
 
 def import_list(act: ui.Active, flags: ui.Flags) -> None:
@@ -146,30 +139,62 @@ def import_list(act: ui.Active, flags: ui.Flags) -> None:
         for note in listed.notes:
             st.info(note, icon=":material/info:")
         added, rejected = decisions_for(ui.candidates(flags), listed.indices)
-        st.caption(f"{len(listed.indices)} images listed: {len(added)} will be added to the flagged set, "
-                   f"{len(rejected)} flagged images rejected.")
+        st.caption(f"{len(listed.indices)} images listed: all will be approved ({len(added)} of them added to "
+                   f"the flagged set) and the other {len(rejected)} candidates rejected.")
         if st.button("Apply", type="primary", key="tri_import_apply"):
             s = ui.session()
             s.added = (s.added - set(rejected)) | set(added)
-            s.rejected = set(rejected)
+            s.approved, s.rejected = {int(i) for i in listed.indices}, set(rejected)
             st.rerun()
 
 
 def exports(act: ui.Active, approved: np.ndarray, flags: ui.Flags, truth: np.ndarray | None) -> None:
-    train = ui.pipeline().poisoned(act.scenario).train
+    pipe = ui.pipeline()
+    train = pipe.poisoned(act.scenario).train
     table = approved_csv(approved, train.labels.numpy(), flags.statistic, truth)
     collapse_rule = DETECTORS.trait(flags.rule, "collapse_rule")
-    payload = {"scenario": act.scenario.as_dict(), "model_key": act.model_key, "rule": flags.rule,
-               "params": asdict(ui.rule_params(flags.rule)),
-               "transforms": list(ss["col_transforms"]) if collapse_rule else None,
-               "approved": approved.tolist(), "n_approved": int(approved.size)}
+    payload = approved_json(approved, scenario_record(act), act.model_key, flags.rule, None,
+                            list(ss["col_transforms"]) if collapse_rule else None, asdict(ui.rule_params(flags.rule)))
     a, b, c, _ = st.columns([1, 1, 1, 2])
     with c:
         report_button(act, "tri_report")
     a.download_button("Approved list (CSV)", table, file_name="approved.csv", mime="text/csv",
-                      icon=":material/download:", key="tri_csv")
-    b.download_button("Approved list (JSON)", json.dumps(payload, indent=2), file_name="approved.json",
-                      mime="application/json", icon=":material/download:", key="tri_json")
+                      icon=":material/download:", key="tri_csv", on_click="ignore")
+    b.download_button("Approved list (JSON)", payload, file_name="approved.json", mime="application/json",
+                      icon=":material/download:", key="tri_json", on_click="ignore")
+
+
+def scenario_record(act: ui.Active) -> dict:
+    """The scenario as exported: the affected test images the app picked and the attack's classes
+    as resolved (the widgets leave them to the defaults), not the empty fields of the settings."""
+    pipe = ui.pipeline()
+    scn = act.scenario.as_dict()
+    if act.mode == "train":
+        acfg = pipe.attack_config(act.scenario)
+        scn["attack"] = {**scn["attack"], "victim_class": acfg.victim_class, "target_class": acfg.target_class}
+    scn["affected_test_index"] = ui.affected_test_indices(act)
+    return scn
+
+
+def metrics(act: ui.Active, flags: ui.Flags, approved: np.ndarray, truth: np.ndarray | None) -> None:
+    s = ui.session()
+    cands = ui.candidates(flags)
+    n_train = len(ui.pipeline().poisoned(act.scenario).train)
+    rejected = int(np.isin(cands, list(s.rejected)).sum())
+    m = st.columns(7 if truth is not None else 5)
+    m[0].metric("Flagged", f"{len(flags.flagged):,}", help=f"{len(flags.flagged) / n_train:.1%} of the training set")
+    m[1].metric("Approved", f"{len(approved):,}", help="only approved images are unlearned")
+    m[2].metric("Rejected", f"{rejected:,}")
+    m[3].metric("Undecided", f"{len(cands) - len(approved) - rejected:,}",
+                help="nothing is approved until you say so: one tile at a time, a filter, a cut or a selection")
+    if truth is not None:
+        pf, rf = precision_recall(flags.flagged, truth)
+        pa, ra = precision_recall(approved, truth) if len(approved) else (None, 0.0)
+        m[4].metric("Precision (approved)", ui.pct(pa), help=f"flagged set: {ui.pct(pf)}")
+        m[5].metric("Recall (approved)", ui.pct(ra), help=f"flagged set: {ui.pct(rf)}")
+        m[6].toggle("Known poisons", **ui.keep("tri_show_truth"), help="orange frame = a true poison")
+    else:
+        m[4].metric("Precision", "no ground truth")
 
 
 def render() -> None:
@@ -178,36 +203,33 @@ def render() -> None:
         return
     rule_controls(act)
     flags = ui.current_flags(act)
-    if flags.ready:
-        import_list(act, flags)
     if not flags.ready:
         st.info(flags.message[0].upper() + flags.message[1:] + ".")
         if DETECTORS.trait(flags.rule, "collapse_rule"):
             st.page_link("pages/influence_collapse.py", label="Go to Influence collapse",
                          icon=":material/arrow_forward:")
         return
+    import_list(act, flags)
     truth = ui.ground_truth(act)
     cands = ui.candidates(flags)
-    approved = ui.approved(act, flags)
-    n_train = len(ui.pipeline().poisoned(act.scenario).train)
-    m = st.columns(5)
-    m[0].metric("Flagged", f"{len(flags.flagged):,}", help=f"{len(flags.flagged) / n_train:.1%} of the training set")
-    m[1].metric("Approved", f"{len(approved):,}")
-    if truth is not None:
-        pf, rf = precision_recall(flags.flagged, truth)
-        pa, ra = precision_recall(approved, truth)
-        m[2].metric("Precision (approved)", ui.pct(pa), help=f"flagged set: {ui.pct(pf)}")
-        m[3].metric("Recall (approved)", ui.pct(ra), help=f"flagged set: {ui.pct(rf)}")
-        m[4].toggle("Known poisons", **ui.keep("tri_show_truth"), help="orange frame = a true poison")
-    else:
-        m[2].metric("Precision", "no ground truth")
+    metrics(act, flags, ui.approved(act, flags), truth)
     if cands.size == 0:
         st.info("Nothing is flagged under this rule. Lower the threshold, enable more transformations, or add "
                 "images from the scatter plot's selection.")
         return
     for said in describe_checks(flags.info).values():
         st.caption(said)
-    grid(act, cands, flags, truth)
+    classes = ui.pipeline().dataset(act.scenario.data).classes
+    st.subheader("Sort, filter and decide")
+    dk = desk(act, flags, classes)
+    bulk_controls(dk)
+    evidence_scatter(dk, flags, truth)
+    on_page = grid(act, dk, flags, truth)
+    res = ui.current_collapse(act)
+    if res is not None:  # why each image was flagged: its collapse per transformation (what the rule used)
+        render_flagged_evidence(res, on_page, ui.enabled_transforms(res), kept_only=counted_only(flags),
+                                breaking=flags.info.get("breaking_transforms"))
+    approved = ui.approved(act, flags)
     exports(act, approved, flags, truth)
     st.page_link("pages/unlearn.py", label=f"Next: unlearn the {len(approved)} approved images",
                  icon=":material/arrow_forward:")

@@ -178,11 +178,22 @@ def test_stray_files_are_not_listed(store):
 
 
 def test_older_schemas_are_migrated(store, monkeypatch):
-    inv_id = store.create("v1")
-    monkeypatch.setattr(record_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(record_module.MIGRATIONS, 1, lambda raw: {**raw, "name": raw["name"] + " (migrated)"})
+    inv_id = store.create("v2")
+    monkeypatch.setattr(record_module, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(record_module.MIGRATIONS, 2, lambda raw: {**raw, "name": raw["name"] + " (migrated)"})
     rec = store.load(inv_id)
-    assert rec.name == "v1 (migrated)" and rec.schema == 2
+    assert rec.name == "v2 (migrated)" and rec.schema == 3
+
+
+def test_a_schema_1_record_keeps_approving_what_it_did_not_reject():
+    """Schema 1 stored no approvals (every candidate not rejected was approved); schema 2 stores them."""
+    old = Investigation.from_json({"schema": 1, "id": "OLDREC01", "name": "x", "rejected": [4], "added": [9]})
+    assert old.approved is None and old.rejected == [4] and old.schema == SCHEMA_VERSION == 2
+    new = Investigation.from_json({**old.to_json(), "approved": [1, 9]})
+    assert new.approved == [1, 9] and new.status == "triage"
+    assert Investigation.from_json({"schema": 2, "id": "NEWREC01", "name": "y"}).approved == []
+    with pytest.raises(ValueError, match="approved"):
+        Investigation.from_json({"schema": 2, "id": "NEWREC01", "name": "y", "approved": ["all"]})
 
 
 def _append(root: str, inv_id: str, values: list[int]) -> None:

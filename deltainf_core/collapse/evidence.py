@@ -85,6 +85,56 @@ class CollapseEvidence:
 
 
 @dataclass
+class LabelBreaks:
+    """Each image's label-break rate and the transformations it is taken over.
+
+    rate: ``[n]`` share of the image's own transformed copies, under ``transforms``, that the
+        model no longer calls its training label (``label_consistency.LabelCheck``); what
+        Triage's tiles, sort and filter show and what ``delta_label`` splits.
+    transforms: the transformations that broke the attack (most of the affected images'
+        copies are no longer called the target); empty: none did, and ``rate`` is all NaN.
+    """
+
+    rate: np.ndarray
+    transforms: list[str]
+
+
+def label_break_rate(evidence: CollapseEvidence, indices: Sequence[int] | np.ndarray,
+                     transforms: Sequence[str] | None = None, breaking: Sequence[str] | None = None,
+                     ) -> LabelBreaks | None:
+    """The label-break rate of ``indices`` (forward passes only, memoised by the label check).
+
+    ``breaking``: the transformations to take it over when a rule already chose them (its
+    ``info["breaking_transforms"]``); otherwise those of ``transforms`` that broke the attack.
+    None when the evidence cannot ask the model (saved scores, no predictions).
+    """
+    if evidence.label_check is None or evidence.predicted is None:
+        return None
+    from .label_consistency import attack_breaking_transforms  # it imports this module
+
+    chosen = list(breaking) if breaking is not None else attack_breaking_transforms(evidence, transforms)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if not chosen or idx.size == 0:
+        return LabelBreaks(np.full(idx.size, np.nan), chosen)
+    return LabelBreaks(evidence.label_check.break_rates(idx, chosen).mean(axis=1), chosen)
+
+
+def rule_cut(statistic: np.ndarray, flagged: Sequence[int] | np.ndarray) -> float | None:
+    """Where a rule actually cut its statistic: the smallest value it flagged, when the flagged
+    set is exactly every image at or above that value (``delta``'s Otsu split, the published
+    vote); None when it is not a cut on the statistic (``delta_label`` keeps a subset) or
+    nothing is flagged. The line a figure draws, rather than the candidate floor."""
+    flagged = np.asarray(flagged, dtype=np.int64)
+    if flagged.size == 0:
+        return None
+    v = np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=-np.inf)
+    cut = float(v[flagged].min())
+    if not np.isfinite(cut) or int((v >= cut).sum()) != flagged.size:
+        return None
+    return cut
+
+
+@dataclass
 class TransformCollapse:
     """Per flagged image, its collapse on each transformation: the evidence Triage shows.
 
@@ -116,6 +166,43 @@ class TransformCollapse:
         return [{"transform": t, "n_copies": int(n), "break_rate": r, "effect_size": _finite(d[j]),
                  "mean_delta": _finite(delta[j])}
                 for j, (t, n, r) in enumerate(zip(self.transforms, self.n_copies, rate, strict=True))]
+
+
+    def table(self, position: int, label_lost: Sequence[float] | None = None,
+              breaking: Sequence[str] = ()) -> list[dict]:
+        """One image's evidence in words, one row per transformation (what Triage's table shows).
+
+        ``label_lost``: the image's own label-break rate under each transformation
+        (``LabelCheck.break_rates``); its tile shows the mean over ``breaking``.
+        """
+        from .transforms import transform_title
+
+        d, delta = self.effect_size[position], self.mean_delta[position]
+        rows = []
+        for j, (t, n) in enumerate(zip(self.transforms, self.n_copies, strict=True)):
+            row = {"Transformation": transform_title(t),
+                   "Copies counted": f"{int(n)} broken" if self.kept_only else f"{int(n)}",
+                   "Collapse d": _d_text(float(d[j])), "Mean Δ score (copy − original)": _score_text(float(delta[j]))}
+            if self.break_rate is not None:
+                row["Affected copies it broke"] = f"{self.break_rate[j]:.0%}"
+            if label_lost is not None:
+                row["Label lost on this image's copies"] = f"{float(label_lost[j]):.0%}" + (
+                    " (counts in its rate)" if t in breaking else "")
+            rows.append(row)
+        return rows
+
+
+def _d_text(d: float) -> str:
+    if np.isfinite(d):
+        return f"{d:.1f}"
+    return "undefined: every copy moved it alike" if d != 0 else "0.0"
+
+
+def _score_text(v: float) -> str:
+    """Raw EK-FAC scores span ±10⁶: three significant digits, thousands separated."""
+    if not np.isfinite(v):
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _finite(x: float) -> float | None:

@@ -21,7 +21,7 @@ toggles are instant and give exactly the rule's numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -227,11 +227,14 @@ class CollapsePanels:
     original: mean influence on the original affected image(s), ``[n_train]``.
     delta: transformation name -> mean ``Δ`` over its selected copies.
     n_copies: transformation name -> number of copies behind its panel.
+    scored: transformation name -> copies scored, for every transformation asked for,
+        also those without a panel (no copy counted), so a page can say why it has none.
     """
 
     original: np.ndarray
     delta: dict[str, np.ndarray]
     n_copies: dict[str, int]
+    scored: dict[str, int] = field(default_factory=dict)
 
     @property
     def transforms(self) -> list[str]:
@@ -242,18 +245,33 @@ class CollapsePanels:
         return int(self.original.shape[0])
 
 
+def copies_counted(stats: CollapseStats, transforms: Sequence[str] | None = None,
+                   kept_only: bool = False) -> dict[str, tuple[int, int]]:
+    """Per transformation ``(copies the rule counts, copies scored)``: the one count behind the
+    collapse page's toggles, its panels, Triage's evidence and the reports (with ``kept_only``
+    a copy counts when it broke the attack, or when its affected image has too few that did)."""
+    wanted = stats.transforms if transforms is None else [t for t in transforms if t in stats.transforms]
+    out = {}
+    for t in wanted:
+        k = stats.transforms.index(t)
+        counted = stats.counts[k, :, 1].sum() if kept_only else stats.counts[k].sum()
+        out[t] = (int(counted), int(stats.counts[k].sum()))
+    return out
+
+
 def collapse_panels(stats: CollapseStats, transforms: Sequence[str] | None = None,
                     kept_only: bool = False) -> CollapsePanels:
-    """One mean-``Δ`` row per selected transformation, over the same copies the rule counts."""
-    wanted = stats.transforms if transforms is None else [t for t in transforms if t in stats.transforms]
+    """One mean-``Δ`` row per selected transformation, over the same copies the rule counts
+    (none for a transformation with no counted copy; ``scored`` still names it)."""
+    counted = copies_counted(stats, transforms, kept_only)
     delta, counts = {}, {}
-    for t in wanted:
+    for t, (n, _) in counted.items():
+        if n == 0:
+            continue
         sel = stats.selection([t], kept_only)
         n_k = (stats.counts * sel).sum(axis=(0, 2)).astype(np.float64)
-        if n_k.sum() == 0:
-            continue
         s1 = (stats.s1 * sel[..., None]).sum(axis=(0, 1, 2))
         mean_collapse = ((n_k[:, None] * stats.shift).sum(axis=0) + s1) / n_k.sum()
         delta[t] = (-mean_collapse).astype(np.float32)
         counts[t] = int(n_k.sum())
-    return CollapsePanels(stats.original, delta, counts)
+    return CollapsePanels(stats.original, delta, counts, {t: total for t, (_, total) in counted.items()})

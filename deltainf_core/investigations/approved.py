@@ -38,11 +38,21 @@ def approved_csv(indices: Any, labels: Any, evidence: Any, poisons: Any = None) 
 
 
 def approved_json(indices: Any, scenario: dict, model_key: str | None, rule: str, effect_size: float | None = None,
-                  transforms: list[str] | None = None) -> str:
-    """Triage's JSON: the approved indices with the settings that produced them."""
+                  transforms: list[str] | None = None, params: dict | None = None) -> str:
+    """Triage's JSON: the approved indices with the settings that produced them.
+
+    ``scenario`` should name what the investigation used, not what its settings left open:
+    the affected test images (``affected_test_index``) and the attack's resolved classes.
+    """
     approved = [int(i) for i in np.asarray(indices, dtype=np.int64).tolist()]
-    return json.dumps({"scenario": scenario, "model_key": model_key, "rule": rule, "effect_size": effect_size,
-                       "transforms": transforms, "approved": approved, "n_approved": len(approved)}, indent=2)
+    params = dict(params or {})
+    if effect_size is None and isinstance(params.get("effect_size"), (int, float)):
+        effect_size = float(params["effect_size"])
+    return json.dumps({"scenario": scenario, "model_key": model_key, "rule": rule, "params": params,
+                       "effect_size": effect_size, "transforms": transforms,
+                       "affected_test_index": list((scenario or {}).get("affected_test_index") or []),
+                       "victim_class": ((scenario or {}).get("attack") or {}).get("victim_class"),
+                       "approved": approved, "n_approved": len(approved)}, indent=2)
 
 
 @dataclass

@@ -15,10 +15,18 @@ from typing import Any
 
 from ..errors import DeltaInfError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when a record's meaning changes, and add a step to ``MIGRATIONS``."""
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+def _approve_undecided(raw: dict) -> dict:
+    """Schema 1 approved every candidate the analyst had not rejected; schema 2 stores approvals.
+    A schema-1 record keeps what it showed: ``approved`` None means "every candidate not rejected"
+    until the app next sees the candidates and writes them down."""
+    return {**raw, "approved": None}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _approve_undecided}
 """``MIGRATIONS[v]`` turns a schema-``v`` record dict into a schema-``v + 1`` one."""
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,40}$")
@@ -92,8 +100,10 @@ class Investigation:
     affected / affected_target: the picked images and the class they are explained as.
     collapse: the ``CollapseConfig`` dict last scored (None: not computed yet).
     transforms: the transformations toggled on. rule: the ``DetectConfig`` dict on Triage.
-    added / rejected: training indices added by hand / rejected in triage; approved is
-        (flagged ∪ added ∪ prior) − rejected and is derived, never stored.
+    added / approved / rejected: training indices added by hand / approved / rejected in
+        triage; a candidate (flagged ∪ added ∪ prior) in neither list is undecided and is not
+        unlearned. ``approved`` None: a schema-1 record, where every candidate not rejected
+        was approved.
     round / prior: detect→unlearn round (SPEC §4 finding 5) and the sets removed before it.
     oracle: {"clean_accuracy", "poison_success_rate"} of the retrain without the true poisons.
     settings: the app's widget values (JSON scalars and lists) by widget key, so every
@@ -116,6 +126,7 @@ class Investigation:
     transforms: list[str] = field(default_factory=list)
     rule: dict = field(default_factory=dict)
     added: list[int] = field(default_factory=list)
+    approved: list[int] | None = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
     round: int = 1
     prior: list[int] = field(default_factory=list)
@@ -127,7 +138,7 @@ class Investigation:
     def status(self) -> str:
         if self.unlearning:
             return "unlearned"
-        if self.added or self.rejected:
+        if self.added or self.rejected or self.approved:
             return "triage"
         if self.collapse is not None:
             return "collapse"
@@ -181,6 +192,8 @@ class Investigation:
         values["unlearning"] = [UnlearnRun(**_only(UnlearnRun, u)) for u in values.get("unlearning") or []]
         for name in ("added", "rejected", "prior"):
             values[name] = _int_list(values.get(name) or [], name)
+        if values.get("approved", []) is not None:
+            values["approved"] = _int_list(values.get("approved") or [], "approved")
         for run in values["unlearning"]:
             run.forget = _int_list(run.forget, "forget")
             if not isinstance(run.config, dict):

@@ -8,7 +8,9 @@ everything else under ``pages/``.
 - ``investigation``: what the pages share, derived from the session through the core;
 - ``display``: widgets generated from parameter dataclasses, formatting, the sidebar;
 - ``persist``: the session's investigation on disk, bound to the URL;
-- ``workspace``: the list of saved investigations (open, rename, delete).
+- ``workspace``: the list of saved investigations (open, rename, delete);
+- ``triage_desk`` / ``triage_scatter`` / ``evidence``: Triage's sort, filters, cut and bulk
+  decisions, its box-selectable evidence scatter, and the per-transformation evidence.
 """
 
 from .display import HELP, class_name, param_widgets, params_from_widgets, params_text, pct, sha256, sidebar_summary
@@ -24,6 +26,7 @@ from .investigation import (
     affected_images,
     affected_signature,
     affected_target,
+    affected_test_indices,
     approved,
     candidates,
     collapse_config,
@@ -81,6 +84,7 @@ __all__ = [
     "affected_images",
     "affected_signature",
     "affected_target",
+    "affected_test_indices",
     "approved",
     "attempt",
     "bind_investigation",

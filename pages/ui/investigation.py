@@ -34,6 +34,7 @@ from deltainf_core import (
 from deltainf_core.collapse import CollapsePanels
 from deltainf_core.config import stable_hash
 from deltainf_core.errors import ConfigError
+from deltainf_core.investigations.triage import approved_among
 
 from .display import params_from_widgets
 from .jobs import pipeline
@@ -189,6 +190,15 @@ def affected_images(act: Active) -> ImageSet | None:
                                       limit=MAX_AFFECTED)
 
 
+def affected_test_indices(act: Active) -> list[int]:
+    """The test-set index of every picked affected image (gallery picks; uploads have none)."""
+    picks = [int(i) for i in session().picked or []]
+    if not has_attack_gallery(act):
+        return picks
+    source = pipeline().poisoned(act.scenario).psr_source_indices
+    return [int(source[i]) for i in picks]
+
+
 def affected_signature(act: Active) -> str:
     s = session()
     return stable_hash(act.model_key, list(s.picked or []), [u.sha for u in s.uploads], affected_target(act))
@@ -310,5 +320,12 @@ def candidates(flags: Flags) -> np.ndarray:
 
 
 def approved(act: Active, flags: Flags | None = None) -> np.ndarray:
+    """The candidates the analyst approved: what Unlearn removes (undecided images are not)."""
     flags = flags or current_flags(act)
-    return np.asarray(sorted(set(candidates(flags).tolist()) - session().rejected), dtype=np.int64)
+    s = session()
+    cands = candidates(flags)
+    if s.approve_undecided and flags.ready:
+        # An investigation saved before approvals were stored approved every candidate it had not
+        # rejected: write that down once, so it shows what it showed and decisions stay explicit.
+        s.approved, s.approve_undecided = set(cands.tolist()) - s.rejected, False
+    return approved_among(cands, s.approved)

@@ -107,6 +107,7 @@ def snapshot(s: Session, inv_id: str, name: str) -> Investigation:
         n = min(MAX_AFFECTED, len(s.picked or []) + len(s.uploads))
         rec.collapse = json.loads(json.dumps(asdict(collapse_config(act, n))))
     rec.added, rec.rejected = sorted(int(i) for i in s.added), sorted(int(i) for i in s.rejected)
+    rec.approved = None if s.approve_undecided else sorted(int(i) for i in s.approved)
     if s.rounds is not None:
         rec.round, rec.prior = int(s.rounds.n), [int(i) for i in s.rounds.removed.tolist()]
     rec.unlearning = list(s.runs)
@@ -223,6 +224,7 @@ def _rebuild(pipe, rec: Investigation, scn: Scenario) -> None:
     s.active = act
     rounds = s.rounds = Rounds(tm, scn.max_rounds)
     s.added, s.rejected = set(rec.added), set(rec.rejected)
+    s.approved, s.approve_undecided = set(rec.approved or []), rec.approved is None
     if rec.oracle is not None:
         s.oracle = Keyed(act.model_key, dict(rec.oracle))
     if tm.key != rec.model_key:

@@ -67,6 +67,12 @@ class Widgets:
     tri_rule: str = DetectConfig.detector
     tri_page: int = 1
     tri_show_truth: bool = True
+    tri_sort: str = "statistic"
+    tri_status: str = "all"
+    tri_min_stat: float = 0.0
+    tri_lbr: list[float] | None = None
+    tri_labels: list[int] | None = None
+    tri_cut: int = 0
     unl_method: str = UnlearnConfig.method
     unl_epochs: int = 0
     cmp_dataset: str = DataConfig.dataset
@@ -120,7 +126,10 @@ class Session:
 
     picked: gallery picks (indices into the attack's triggered test set, or into the test
         set when there is no attack), in the order they were picked; None = not chosen yet.
-    rejected / added: triage decisions on training indices.
+    approved / rejected / added: triage decisions on training indices (a candidate in
+        neither ``approved`` nor ``rejected`` is undecided and is not unlearned); an
+        investigation saved before approvals were stored reopens with ``approve_undecided``,
+        and its candidates are approved once, as it showed them.
     detections: detector name -> ``Keyed`` detection (detectors that are not collapse rules).
     rounds: the detect/unlearn rounds (``deltainf_core.Rounds``), from the core.
     memo: per-name ``Keyed`` results that are expensive to recompute on every rerun.
@@ -137,8 +146,10 @@ class Session:
     picked: list[int] | None = None
     uploads: list[Upload] = field(default_factory=list)
     collapse: Keyed | None = None
+    approved: set[int] = field(default_factory=set)
     rejected: set[int] = field(default_factory=set)
     added: set[int] = field(default_factory=set)
+    approve_undecided: bool = False
     detections: dict[str, Keyed] = field(default_factory=dict)
     unlearned: Unlearned | None = None
     oracle: Keyed | None = None
@@ -218,5 +229,7 @@ def reset_downstream(level: str) -> None:
         st.session_state["aff_page"] = 1
     if level in ("model", "affected"):
         s.collapse, s.collapse_cached = None, None
-    s.rejected, s.added, s.detections, s.unlearned = set(), set(), {}, None
+    s.approved, s.rejected, s.added, s.detections, s.unlearned = set(), set(), set(), {}, None
+    s.approve_undecided = False
     st.session_state["tri_page"] = 1
+    st.session_state["tri_cut"] = 0

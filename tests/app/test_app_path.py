@@ -93,25 +93,27 @@ def test_whole_path_matches_the_core(clear_caches, pipeline):
     at.session_state["col_transforms"] = list(dict.fromkeys(t for t in core.queries.transform.tolist() if t))
     at.run()
 
-    # 4 · Triage: the default rule equals the core's delta detector; approve the strongest page
+    # 4 · Triage: the default rule equals the core's delta detector; nothing is approved until the analyst
+    # says so; a cut through the rule's order approves its top k and rejects the rest
     goto(at, "triage")
     detection = pipeline.detect(scn, affected, poisoned.target_class)
     np.testing.assert_array_equal(detection.flagged, flagged)
     assert metric(at, "Flagged") == f"{len(flagged):,}"
-    precision, recall = precision_recall(flagged, poisoned.poison_indices)
-    assert metric(at, "Approved") == f"{len(flagged):,}"
-    assert metric(at, "Precision (approved)") == pct(precision)
-    assert metric(at, "Recall (approved)") == pct(recall)
-    at.button(key="tri_all_no").click().run()
-    assert metric(ok(at), "Approved") == "0"
-    at.button(key="tri_page_yes").click().run()
+    assert metric(at, "Approved") == "0" and metric(at, "Undecided") == f"{len(flagged):,}"
+    assert metric(at, "Recall (approved)") == pct(0.0)
+    k = max(2, len(flagged) // 2)
+    at.slider(key="tri_cut").set_value(k).run()
+    at.button(key="tri_cut_apply").click().run()
     ok(at)
     order = np.argsort(-d[flagged], kind="stable")
-    expected = sorted(int(i) for i in flagged[order][:32])  # one triage page holds 32 images
-    assert metric(at, "Approved") == f"{len(expected):,}"
-    # one image rejected by hand
+    expected = sorted(int(i) for i in flagged[order][:k])
+    assert metric(at, "Approved") == f"{k:,}" and metric(at, "Rejected") == f"{len(flagged) - k:,}"
+    precision, recall = precision_recall(expected, poisoned.poison_indices)
+    assert metric(at, "Precision (approved)") == pct(precision)
+    assert metric(at, "Recall (approved)") == pct(recall)
+    # one image rejected by hand on its tile
     first = expected[0]
-    at.checkbox(key=f"tri_ok_{first}").uncheck().run()
+    at.button_group(key=f"tri_dec_{first}").set_value("reject").run()
     expected.remove(first)
     assert metric(ok(at), "Approved") == f"{len(expected):,}"
 
