@@ -65,14 +65,25 @@ class TerminalProgress:
 
 
 def _common(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> list[Flag]:
-    from .flags import add_scenario_flags
+    from .flags import add_compute_flags, add_scenario_flags
 
     p.add_argument("--seed", type=int, default=0,
                    help="seed for poisons, training, copies and unlearning unless a stage's own seed is given")
     p.add_argument("--cache-dir", help="artefact cache (default: ./cache or $DELTAINF_CACHE)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(compute_flags=add_compute_flags(p))
     return add_scenario_flags(p, exclude)
+
+
+def _pipeline(args: argparse.Namespace, cache: str, progress: TerminalProgress):
+    """The pipeline on the engine the compute flags name: a Ray cluster is joined here, before any work."""
+    from .flags import compute_from_args
+    from .pipeline import Pipeline
+    from .scaleout.executor import executor_for
+    from .store import Store
+
+    return Pipeline(Store(cache), progress, executor=executor_for(compute_from_args(args, args.compute_flags), cache))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,16 +135,15 @@ def _write(path: str, text: str) -> None:
 def _run(args: argparse.Namespace, progress: TerminalProgress) -> int:
     # Every path is checked before any work: a bad one costs a second, not a training run.
     from .flags import scenario_from_args
-    from .pipeline import Pipeline
     from .pipeline.results import run_results
-    from .store import Store, default_cache_dir
+    from .store import default_cache_dir
 
     out, report = check_run_outputs(args.out, args.report)
     cache = check_cache_dir(args.cache_dir or default_cache_dir())
     if report is not None:
         from .report import collect, write_report  # imported now: a broken install fails before the work
     scn = scenario_from_args(args, args.flags)
-    pipe = Pipeline(Store(cache), progress)
+    pipe = _pipeline(args, cache, progress)
     result = run_results(pipe, scn)
     text = json.dumps(result, indent=2)
     if out is None:
@@ -156,8 +166,7 @@ def _compare(args: argparse.Namespace, progress: TerminalProgress) -> int:
     from .compare import run_comparison
     from .detectors import DETECTORS
     from .flags import scenario_from_args
-    from .pipeline import Pipeline
-    from .store import Store, default_cache_dir
+    from .store import default_cache_dir
     from .unlearning import UNLEARNERS
 
     attacks = [a for a in _names(args.attacks, ATTACKS) if ATTACKS.trait(a, "has_success_rate")]
@@ -168,7 +177,7 @@ def _compare(args: argparse.Namespace, progress: TerminalProgress) -> int:
     cache = check_cache_dir(args.cache_dir or default_cache_dir())
     base = scenario_from_args(args, args.flags, strict=False)
     result = run_comparison(base, attacks, _names(args.detectors, DETECTORS), _names(args.unlearners, UNLEARNERS),
-                            progress, out_dir, Pipeline(Store(cache), progress),
+                            progress, out_dir, _pipeline(args, cache, progress),
                             brew_targets=args.brew_targets)
     progress.close()
     print(result["markdown"])

@@ -220,6 +220,35 @@ class UnlearnConfig:
     seed: int = _f(0, "seed for the unlearning run")
 
 
+ENGINES = ("local", "ray")
+"""Where the work runs: this process (the reference) or Ray tasks (a local cluster or one joined)."""
+
+
+@dataclass
+class ComputeConfig:
+    """Where the investigation's work runs. Never part of a cache key: every engine makes the same
+    artefacts, so ``local`` and ``ray`` share a cache (``train_workers`` > 1 is, being other arithmetic)."""
+
+    engine: str = _f("local", "where factors, scores and retrains run: local (this process, the reference) or "
+                     "ray (one Ray task per cached unit; same results)", choices=ENGINES)
+    ray_address: str | None = _f(None, "the Ray cluster to join (host:port as ray start printed it, ray://host:port "
+                                 "or auto); default: start a local one", metavar="ADDRESS")
+    unit_cpus: int = _f(1, "CPU cores, and torch threads, each Ray unit asks for (the local engine's thread count "
+                        "gives identical results)")
+    train_workers: int = _f(1, "processes that train the model, EU's retrains and the oracle as one "
+                            "DistributedDataParallel job (torchrun with the local engine, Ray Train with ray); "
+                            "more than 1 is other arithmetic, so it keys the models")
+
+    def validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.ray_address and self.engine != "ray":
+            raise ConfigError("a Ray address needs the ray engine (--engine ray)")
+        for name in ("unit_cpus", "train_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
 @dataclass
 class Scenario:
     """Everything that determines an investigation's results: one config per stage.
@@ -301,6 +330,11 @@ def _stage_from_dict(cls: type, values: dict, nested: bool = False) -> Any:
     if nested:  # a Scenario: its stage fields are configs of their own
         kw = {k: _stage_from_dict(STAGES[k], v) if k in STAGES else v for k, v in kw.items()}
     return cls(**kw)
+
+
+def config_from_dict(cls: type, values: dict) -> Any:
+    """A stage config from ``config_dict``'s output (its lists back to tuples): what another process reads."""
+    return _stage_from_dict(cls, values)
 
 
 def config_dict(obj: Any) -> dict:

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import STAGES, Scenario
+from .config import STAGES, ComputeConfig, Scenario
 from .errors import ConfigError
 from .registry import FAMILIES
 
@@ -202,6 +202,27 @@ def add_scenario_flags(parser: argparse.ArgumentParser, exclude: Iterable[str] =
     for stage, family in PARAM_FAMILIES.items():
         flags += _add_param_flags(parser, stage, FAMILIES[family], taken)
     return flags
+
+
+def add_compute_flags(parser: argparse.ArgumentParser) -> list[Flag]:
+    """One flag per ``ComputeConfig`` field, named after it (``--engine``, ``--ray-address``): where the work
+    runs, kept apart from the scenario because no cache key holds it."""
+    hints = typing.get_type_hints(ComputeConfig)
+    group = parser.add_argument_group("compute (ComputeConfig: where the work runs, never part of a cache key)")
+    flags = []
+    for f in fields(ComputeConfig):
+        flag = Flag("compute", f.name, (_option(f.name),))
+        _add(group, flag, f, hints[f.name], f.metadata.get("help", "") + _default_text(f))
+        flags.append(flag)
+    return flags
+
+
+def compute_from_args(args: argparse.Namespace, flags: list[Flag]) -> ComputeConfig:
+    """The ``ComputeConfig`` the compute flags describe (its defaults for everything not given)."""
+    given = {flag.field: getattr(args, flag.dest) for flag in flags if getattr(args, flag.dest, None) is not None}
+    cfg = ComputeConfig(**given)
+    cfg.validate()
+    return cfg
 
 
 def _add_param_flags(parser: argparse.ArgumentParser, stage: str, registry, taken: set[str]) -> list[Flag]:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kronfluence.analyzer import Analyzer, prepare_model
-from kronfluence.arguments import FactorArguments, ScoreArguments
+from kronfluence.arguments import ScoreArguments
 from kronfluence.task import Task
 from kronfluence.utils.dataset import DataLoaderKwargs
 from torch import nn
@@ -43,6 +43,7 @@ from .data.base import ImageSet
 from .errors import CacheError, InfluenceError
 from .integrity import StepManifest, finite_array, verify_folder
 from .memory import release_freed_memory, trimming
+from .scaleout.plan import LAMBDA_SEED, FactorPlan, UnitRunner, split_step
 from .store import STAGE_VERSIONS, hold, key_lock
 from .training import Meter, Progress, no_progress, pick_device
 
@@ -116,11 +117,13 @@ class InfluenceEngine:
         keys of the stages that made them); otherwise both are hashed here.
     score_cache: a (get, set) pair (e.g. ``Store.get``/``Store.set``) that memoises score
         chunks, so the app's second visit is instant and a killed run resumes at its chunk.
+    runner: runs the factor partitions and score chunks as units elsewhere (``scaleout``, the ray
+        engine); None: in this process, one after the other (the local engine, the reference).
     """
 
     def __init__(self, model: nn.Module, train: ImageSet, cfg: InfluenceConfig, workdir: str,
                  progress: Progress = no_progress, score_cache: ScoreCache | None = None,
-                 key: str | None = None) -> None:
+                 key: str | None = None, runner: UnitRunner | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
         self.train = train
@@ -136,6 +139,8 @@ class InfluenceEngine:
         self.root = workdir
         self.workdir = os.path.join(workdir, "kronfluence")
         self.score_cache = score_cache
+        self.runner = runner
+        self.model, self.content = model, content  # the caller's model, unprepared: what another process rebuilds
         self._shapes = [_gradient_shape(m) for m in base.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         self._prepared = prepare_model(base.to(self.device), self.task)
         self._analyzer: Analyzer | None = None
@@ -174,7 +179,7 @@ class InfluenceEngine:
         return hold(lock, what)
 
     # -- factors -----------------------------------------------------------------------
-    def _factor_dir(self) -> str:
+    def factor_dir(self) -> str:
         return os.path.join(self.workdir, f"a_{self.key}", f"factors_{self.factors_name}")
 
     def factors_ready(self) -> bool:
@@ -184,9 +189,9 @@ class InfluenceEngine:
         return self._factors_ok
 
     def _factor_problem(self) -> str | None:
-        if not os.path.exists(os.path.join(self._factor_dir(), "DONE")):
+        if not os.path.exists(os.path.join(self.factor_dir(), "DONE")):
             return "absent"
-        return verify_folder(self._factor_dir())
+        return verify_folder(self.factor_dir())
 
     def fit_factors(self) -> None:
         """Fit EK-FAC factors unless a complete, verified set exists; resumes at the partition reached."""
@@ -199,61 +204,52 @@ class InfluenceEngine:
                 return
             if problem != "absent":
                 log.warning("cached influence factors %s were corrupt (%s); refitting", self.factors_name, problem)
-                shutil.rmtree(self._factor_dir(), ignore_errors=True)
+                shutil.rmtree(self.factor_dir(), ignore_errors=True)
             t0 = time.perf_counter()
             try:
                 with _frozen_gc():
-                    self._fit()
+                    self._fit() if self.runner is None else self.runner.fit_factors(self)
             except (RuntimeError, ValueError) as err:
                 raise InfluenceError(f"fitting influence factors failed: {err}") from err
             self.factor_seconds = time.perf_counter() - t0
             self._factors_ok = True
             self.progress(1.0, f"factors ready ({self.factor_seconds:.1f}s)")
 
+    def factor_plan(self, chunk: int | None = None) -> FactorPlan:
+        """How the fit splits into its cached units (the same for every engine; a worker is told ``chunk``)."""
+        return FactorPlan.of(self.cfg, len(self.train), chunk or CHUNK, AMP_TORCH_DTYPES.get(self.cfg.amp_dtype or ""))
+
+    def fit_unit(self, plan: FactorPlan, step: str, data: torch.utils.data.Dataset) -> None:
+        """The one kronfluence call that computes ``step`` (``covariance3``, ``eigen``, ``lambda0``) into this
+        engine's factor folder: the local loop and a ray worker both run it, so their files are equal."""
+        common = {"factors_name": self.factors_name, "factor_args": plan.args, "overwrite_output_dir": False}
+        if step == "eigen":
+            self.analyzer().perform_eigendecomposition(**common)
+            return
+        kind, p = split_step(step)
+        an = self.analyzer()
+        fit, parts = ((an.fit_covariance_matrices, plan.cov_parts) if kind == "covariance"
+                      else (an.fit_lambda_matrices, plan.lam_parts))
+        with _seeded(self.device, p if kind == "covariance" else LAMBDA_SEED + p):
+            fit(dataset=data, per_device_batch_size=plan.batch, target_data_partitions=[p] if parts > 1 else None,
+                **common)
+
     def _fit(self) -> None:
-        n = len(self.train)
-        cov_n = min(n, self.cfg.covariance_max_examples or n)
-        lam_n = min(n, self.cfg.lambda_max_examples or n)
-        # kronfluence caps take the *first* N examples: shuffle when a cap binds.
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy() if min(cov_n, lam_n) < n \
-            else None
-        cov_parts, lam_parts = math.ceil(cov_n / CHUNK), math.ceil(lam_n / CHUNK)
-        amp = AMP_TORCH_DTYPES.get(self.cfg.amp_dtype or "")
-        args = FactorArguments(
-            strategy=self.cfg.strategy, amp_dtype=amp,
-            covariance_max_examples=self.cfg.covariance_max_examples if cov_n < n else None,
-            lambda_max_examples=self.cfg.lambda_max_examples if lam_n < n else None,
-            covariance_data_partitions=cov_parts, lambda_data_partitions=lam_parts,
-        )
-        d = self._factor_dir()
+        plan = self.factor_plan()
+        d = self.factor_dir()
         os.makedirs(d, exist_ok=True)
         parts = StepManifest(d)
-        meter = self.meter = Meter(self.progress, cov_n + LAMBDA_COST * lam_n,
-                                   f"fitting {self.cfg.strategy} factors on {n} images:", self.progress_every)
-        data = self.train.dataset(order, on_batch=trimming(meter.add))
-        an = self.analyzer()
-        batch = min(self.cfg.train_batch_size, n)
-        common = {"factors_name": self.factors_name, "factor_args": args, "overwrite_output_dir": False}
-        for p in range(cov_parts):
-            if parts.has(f"covariance{p}"):
-                meter.skip(cov_n / cov_parts)
+        meter = self.meter = Meter(self.progress, plan.cov_n + LAMBDA_COST * plan.lam_n,
+                                   f"fitting {self.cfg.strategy} factors on {len(self.train)} images:",
+                                   self.progress_every)
+        data = self.train.dataset(plan.order, on_batch=trimming(meter.add))
+        for step in plan.steps():
+            meter.weight = LAMBDA_COST if step.startswith("lambda") else 1.0
+            if parts.has(step):
+                meter.skip(plan.images(step))
                 continue
-            with _seeded(self.device, p):
-                an.fit_covariance_matrices(dataset=data, per_device_batch_size=batch,
-                                           target_data_partitions=[p] if cov_parts > 1 else None, **common)
-            parts.record(f"covariance{p}")
-        if not parts.has("eigen"):
-            an.perform_eigendecomposition(**common)
-            parts.record("eigen")
-        meter.weight = LAMBDA_COST
-        for p in range(lam_parts):
-            if parts.has(f"lambda{p}"):
-                meter.skip(lam_n / lam_parts)
-                continue
-            with _seeded(self.device, 10_000 + p):
-                an.fit_lambda_matrices(dataset=data, per_device_batch_size=batch,
-                                       target_data_partitions=[p] if lam_parts > 1 else None, **common)
-            parts.record(f"lambda{p}")
+            self.fit_unit(plan, step, data)
+            parts.record(step)
         parts.finish()
         release_freed_memory()
 
@@ -280,7 +276,15 @@ class InfluenceEngine:
         t0 = time.perf_counter()
         self.passes = 0
         todo = [i for i, p in enumerate(parts) if p is None]
-        if todo:
+        if todo and self.runner is not None:  # units elsewhere, each committing its chunk to the cache
+            self.fit_factors()
+            self.passes = len(todo) * math.ceil(len(queries) / self.queries_per_pass(len(queries)))
+            self.runner.score_chunks(self, queries, [(keys[i], *chunks[i]) for i in todo])
+            parts = [p if p is not None else self._cached_chunk(k, (len(queries), b - a))
+                     for p, k, (a, b) in zip(parts, keys, chunks, strict=True)]
+            if any(p is None for p in parts):
+                raise InfluenceError("a score unit finished without its chunk in the cache")
+        elif todo:
             self.fit_factors()
             meter = self.meter = Meter(self.progress, sum(chunks[i][1] - chunks[i][0] for i in todo),
                                        f"scoring {len(queries)} queries against {n} images:", self.progress_every)
@@ -311,6 +315,12 @@ class InfluenceEngine:
         return np.asarray(value)
 
     def _score_chunk(self, queries: ImageSet, key: str, start: int, stop: int, meter: Meter) -> np.ndarray:
+        self.passes += math.ceil(len(queries) / self.queries_per_pass(len(queries)))
+        return self.score_chunk(queries, key, start, stop, meter.add)
+
+    def score_chunk(self, queries: ImageSet, key: str, start: int, stop: int,
+                    on_batch: Callable[[int], None]) -> np.ndarray:
+        """Scores of every query against training images ``start:stop`` (the local loop and a ray worker)."""
         tag = stable_hash(key, length=12)
         analysis = os.path.join(self.workdir, f"a_{self.key}")
         for stale in _glob_dirs(analysis, f"scores_s_{tag}_"):  # left by a killed run (we hold the lock)
@@ -323,14 +333,13 @@ class InfluenceEngine:
             query_gradient_accumulation_steps=math.ceil(per_pass / qbs),
             query_gradient_low_rank=self.cfg.query_gradient_rank,
         )
-        self.passes += math.ceil(len(queries) / per_pass)
         try:
             analyzer = self.analyzer()
             with _frozen_gc():
                 analyzer.compute_pairwise_scores(
                     scores_name=name, factors_name=self.factors_name,
                     query_dataset=queries.dataset(),
-                    train_dataset=self.train.dataset(on_batch=trimming(meter.add)),
+                    train_dataset=self.train.dataset(on_batch=trimming(on_batch)),
                     train_indices=list(range(start, stop)),
                     per_device_query_batch_size=qbs,
                     per_device_train_batch_size=min(self.cfg.train_batch_size, stop - start),
@@ -377,8 +386,6 @@ def _gradient_shape(m: nn.Module) -> tuple[int, int]:
     w = m.weight  # type: ignore[union-attr]
     extra = 0 if getattr(m, "bias", None) is None else 1
     return int(w[0].numel()) + extra, int(w.shape[0])
-
-
 
 
 def _glob_dirs(folder: str, prefix: str) -> list[str]:

@@ -6,15 +6,19 @@ with cuDNN held to deterministic kernels, see ``deterministic_cuda``).
 Images become float a batch at a time (uint8 sets stay uint8 in memory). On CUDA a
 set that fits stays on the GPU for the whole run, otherwise batches travel from
 pinned memory without blocking; ``precision="bf16"`` trains under autocast.
+The same loop runs as one replica of a DistributedDataParallel job (``Replica``: every
+replica draws the whole batch and its augmentation, then trains on its slice); with one
+process it is exactly the single-process loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,19 +127,21 @@ def deterministic_cuda() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def training_environment(device: torch.device | str) -> dict:
+def training_environment(device: torch.device | str, world_size: int = 1) -> dict:
     """What decides trained weights besides the config: the device and, on the CPU, torch's
     intra-op thread count (one thread and two gave different CIFAR models from one config,
-    BENCHMARKS.md), so an artefact records where it was trained."""
+    BENCHMARKS.md), and the processes of a DistributedDataParallel job (only when more than
+    one), so an artefact records where it was trained."""
     device = torch.device(device)
+    job = {"world_size": world_size} if world_size > 1 else {}
     if device.type == "cuda":
-        return {"device": "cuda", "gpu": torch.cuda.get_device_name(device)}
-    return {"device": device.type, "threads": torch.get_num_threads()}
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(device), **job}
+    return {"device": device.type, "threads": torch.get_num_threads(), **job}
 
 
-def cached_model_note(trained_on: dict | None, device: torch.device | str) -> str:
+def cached_model_note(trained_on: dict | None, device: torch.device | str, world_size: int = 1) -> str:
     """The progress line for a model read from the cache: where it was trained, if not as here."""
-    here = training_environment(device)
+    here = training_environment(device, world_size)
     if trained_on is None or trained_on == here:
         return "model from cache"
     said = ", ".join(f"{k} {v}" for k, v in trained_on.items())
@@ -210,6 +216,59 @@ class TrainStats:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Replica:
+    """This process's place in a DistributedDataParallel job: ``rank`` of ``world`` processes."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> Replica:
+        """The job torch.distributed was started for (torchrun, Ray Train), or a lone process."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    def part(self, n: int) -> torch.Tensor:
+        """Which of a batch's ``n`` rows this replica trains on (contiguous, sizes within one)."""
+        return torch.tensor_split(torch.arange(n), self.world)[self.rank]
+
+
+Launcher = Callable[..., TrainStats]
+"""Runs ``train_model``'s arguments as a DistributedDataParallel job and loads the result into the model."""
+_LAUNCHER: contextvars.ContextVar[Launcher | None] = contextvars.ContextVar("deltainf_launcher", default=None)
+
+
+@contextlib.contextmanager
+def launched_by(launcher: Launcher | None) -> Iterator[None]:
+    """Every ``train_model`` call inside (training, EU's retrains, the oracle) goes to ``launcher``;
+    None: this process trains, as always."""
+    token = _LAUNCHER.set(launcher)
+    try:
+        yield
+    finally:
+        _LAUNCHER.reset(token)
+
+
+def _replica_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, replica: Replica, device: torch.device,
+                  precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to back-propagate, the whole batch's mean loss) for this replica's slice of a batch.
+
+    The slice's summed loss is scaled so that DistributedDataParallel's average of the replicas'
+    gradients is the gradient of the whole batch's mean, whatever the slices' sizes."""
+    import torch.distributed as dist
+
+    part = replica.part(len(y)).to(y.device)
+    with autocast(device, precision):
+        loss = F.cross_entropy(net(x[part]).float(), y[part], reduction="sum") * (replica.world / len(y))
+    seen = loss.detach().clone()
+    dist.all_reduce(seen)  # every replica sees the same value, so a NaN stops all of them
+    return loss, seen / replica.world
+
+
 def train_model(
     model: nn.Module,
     data: ImageSet,
@@ -221,10 +280,17 @@ def train_model(
     epochs: int | None = None,
     lr: float | None = None,
     rows: np.ndarray | None = None,
+    replica: Replica | None = None,
 ) -> TrainStats:
     """Train ``model`` in place on ``data`` (only its ``rows``, when given); raises ``TrainingError``
     on a NaN/inf loss. ``rows`` trains exactly as on ``data.subset(rows)`` without copying it
-    (EU's retain set is nearly the whole training set)."""
+    (EU's retain set is nearly the whole training set). ``replica``: this process is one of a
+    DistributedDataParallel job; otherwise a launcher set by ``launched_by`` runs the job."""
+    launcher = _LAUNCHER.get()
+    if replica is None and launcher is not None:
+        return launcher(model, data, cfg, augment_flip=augment_flip, progress=progress, epochs=epochs, lr=lr,
+                        rows=rows)
+    world = replica.world if replica is not None else 1
     picked = None if rows is None else torch.as_tensor(np.asarray(rows, dtype=np.int64))
     if (len(data) if picked is None else len(picked)) == 0:
         raise TrainingError("cannot train on an empty training set")
@@ -234,6 +300,7 @@ def train_model(
     epochs = cfg.epochs_for(len(data)) if epochs is None else epochs
     peak = cfg.lr if lr is None else lr
     model.to(device).train()
+    net = model if world == 1 else _data_parallel(model, device)
     opt = torch.optim.SGD(
         model.parameters(), lr=peak, momentum=cfg.momentum, nesterov=True,
         weight_decay=cfg.weight_decay,
@@ -254,23 +321,34 @@ def train_model(
             x, y = source.batch(idx if picked is None else picked[idx])
             if cfg.augment:
                 x = augment_batch(x, augment_flip, gen)
-            with autocast(device, precision):
-                loss = F.cross_entropy(model(x).float(), y)
-            if not torch.isfinite(loss):
+            if world == 1:
+                with autocast(device, precision):
+                    loss = F.cross_entropy(model(x).float(), y)
+                seen = loss
+            else:
+                loss, seen = _replica_loss(net, x, y, replica, device, precision)  # type: ignore[arg-type]
+            if not torch.isfinite(seen):
                 raise TrainingError(
-                    f"training loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
+                    f"training loss became {seen.item()} at epoch {epoch + 1}; lower the learning rate"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-            loss_val = loss.item()
-            if b % 8 == 0 or b == steps_per_epoch - 1:
+            loss_val = seen.item()
+            if (b % 8 == 0 or b == steps_per_epoch - 1) and (replica is None or replica.rank == 0):
                 progress(step / total, f"epoch {epoch + 1}/{epochs} loss {loss_val:.3f}")
     model.eval()
     release_freed_memory()  # glibc keeps the steps' freed activations (≈100-200 MB) otherwise
     return TrainStats(loss_val, epochs, time.perf_counter() - start)
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel (gloo on CPUs, NCCL on GPUs: the job's process group)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 Images = torch.Tensor | ImageSet

@@ -65,7 +65,7 @@ def clean_scores(tiny, tmp_path_factory):
 
 
 def _factor_dir(eng: InfluenceEngine) -> Path:
-    return Path(eng._factor_dir())
+    return Path(eng.factor_dir())
 
 
 def test_uint8_and_float_storage_give_the_same_scores(tiny, tmp_path, clean_scores):

@@ -1,14 +1,12 @@
 """The investigation's stages, each cached: data → attack → model → affected → collapse → detect → unlearn.
 
-This is the only module that knows the order. Each stage is a pure function of the
-configs it depends on and is stored under ``store.key(stage, ...)``: the stage name
-(its code version lives in the store's ``STAGE_VERSIONS``), the key of the artefact
-it was made from and the registry entry's ``version``. Keys are computed once and
-handed on with the artefacts, so weights and images are never re-hashed.
-
-Stage names used in the store: ``poison``, ``train`` and ``unlearn``; data and the
-kronfluence engine get plain content keys (``data:…``, ``influence-…``) from which the
-engine derives its factor and score keys.
+This is the only module that knows the order. Each stage is a pure function of the configs it
+depends on and is stored under ``store.key(stage, ...)``: the stage name (its code version lives in
+the store's ``STAGE_VERSIONS``), the key of the artefact it was made from and the registry entry's
+``version``. Keys are computed once and handed on with the artefacts, so weights and images are
+never re-hashed. The executor (``scaleout``) says where the work runs and never enters a key.
+Stage names used in the store: ``poison``, ``train`` and ``unlearn``; data and the kronfluence
+engine get plain content keys (``data:…``, ``influence-…``) from which it derives its factor and score keys.
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ from ..influence import InfluenceEngine, data_fingerprint
 from ..metrics import clean_accuracy, poison_success_rate
 from ..misclassified import affected_by_index, misclassified
 from ..models import Classifier, architecture_key, build_like, build_model, require_influence_trackable
+from ..scaleout.executor import LOCAL, Executor
 from ..store import Store, finite_state_dict
 from ..training import batching_key, cached_model_note, pick_device, predict, train_model, training_environment
 from ..unlearning import UNLEARNERS, UnlearnContext
@@ -67,10 +66,9 @@ class Pipeline:
     """Runs and caches the stages. ``with_progress`` gives a view with another progress sink
     that shares the store and the (bounded) memos, so concurrent callers never swap sinks."""
 
-    def __init__(self, store: Store | None = None, progress: StageProgress = quiet, memo_size: int = MEMO_SIZE) -> None:
-        self.store = store or Store()
-        self.progress = progress
-        self.device = pick_device()
+    def __init__(self, store: Store | None = None, progress: StageProgress = quiet, memo_size: int = MEMO_SIZE,
+                 executor: Executor = LOCAL) -> None:
+        self.store, self.progress, self.executor, self.device = store or Store(), progress, executor, pick_device()
         self._memo = {"data": LRU[DatasetSplits](min(2, memo_size)), "data_key": LRU[str](8),
                       "poison": LRU[PoisonedScenario](memo_size), "model": LRU[TrainedModel](memo_size),
                       "engine": LRU[InfluenceEngine](min(2, memo_size)), "file": LRU[str](8),
@@ -160,10 +158,9 @@ class Pipeline:
             digest = self._memo["file"].get_or_make(f"{scn.checkpoint}:{st.st_mtime_ns}:{st.st_size}",
                                                     lambda: file_hash(scn.checkpoint))
             return self.store.key("train", "checkpoint", digest, arch, self.data_key(scn.data))
-        # The poison key (not just the attack config) so a change to an attack's code
-        # or defaults retrains instead of reusing a model trained on other poisons.
+        # The poison key, not just the attack config: an attack's new code or defaults retrains, never reuses.
         batching = batching_key(len(self.poisoned(scn).train), scn.train.batch_size)
-        return self.store.key("train", self.poison_key(scn), scn.train, arch, *batching)
+        return self.store.key("train", self.poison_key(scn), scn.train, arch, *batching, *self.executor.world_key())
 
     def trained(self, scn: Scenario) -> TrainedModel:
         """Train (or load) the model under investigation and evaluate it."""
@@ -180,15 +177,17 @@ class Pipeline:
             model = self.new_model(scn)
 
             def fit() -> dict:
-                stats = train_model(model, poisoned.train, scn.train, augment_flip=splits.augment_flip,
-                                    progress=self._stage("train"), device=self.device)
+                with self.executor.training():
+                    stats = train_model(model, poisoned.train, scn.train, augment_flip=splits.augment_flip,
+                                        progress=self._stage("train"), device=self.device)
                 return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "seconds": stats.seconds,
-                        "trained_on": training_environment(self.device)}
+                        "trained_on": training_environment(self.device, self.executor.world_size())}
 
             entry, cached = self.store.cached(key, fit, check=finite_state_dict(model.state_dict()))
             if cached:
                 model.load_state_dict(entry["state_dict"])
-                self.progress("train", 1.0, cached_model_note(entry.get("trained_on"), self.device))
+                note = cached_model_note(entry.get("trained_on"), self.device, self.executor.world_size())
+                self.progress("train", 1.0, note)
         model.to(self.device).eval()
         return TrainedModel(model, key, clean_accuracy(model, splits.test), poison_success_rate(model, poisoned),
                             float(entry["seconds"]), cached, entry.get("trained_on"))
@@ -268,16 +267,15 @@ class Pipeline:
 
     # -- influence collapse ----------------------------------------------------------
     def engine(self, scn: Scenario, model: KeyedModel | None = None) -> InfluenceEngine:
-        """kronfluence for a model and the poisoned training set, keyed by the keys that made them."""
+        """kronfluence for a model and the poisoned set, keyed by the keys that made them (its keys' root)."""
         keyed = model or self.trained(scn)
         require_influence_trackable(keyed.model)  # a model EK-FAC cannot see: one sentence, not kronfluence's
         poisoned = self.poisoned(scn)
-        # The engine derives its factor and score keys from this content key and its config.
         content = f"influence-{stable_hash(keyed.key, poisoned.key)}"
         eng = self._memo["engine"].get_or_make(stable_hash(content, scn.influence), lambda: InfluenceEngine(
             keyed.model, poisoned.train, scn.influence, self.store.directory,
             score_cache=(self.store.get, self.store.set), key=content))
-        eng.progress = self._stage("influence")  # the caller's sink for this call
+        eng.progress, eng.runner = self._stage("influence"), self.executor.runner  # this call's sink and engine
         return eng
 
     def _target(self, scn: Scenario, affected: ImageSet, target_class: int | None, keyed: KeyedModel) -> int:
@@ -337,7 +335,7 @@ class Pipeline:
         forget = np.unique(np.asarray(forget, dtype=np.int64))
         batching = batching_key(len(self.poisoned(scn).train) - len(forget), scn.train.batch_size)
         return self.store.key("unlearn", base_key or self.model_key(scn), forget.tolist(), cfg, scn.train,
-                              UNLEARNERS.version(cfg.method), *batching)
+                              UNLEARNERS.version(cfg.method), *batching, *self.executor.world_key(cfg.method))
 
     def unlearn(self, scn: Scenario, forget: np.ndarray | Sequence[int], method: str | None = None,
                 base: KeyedModel | None = None) -> UnlearnOutcome:
@@ -354,7 +352,8 @@ class Pipeline:
         def run() -> dict:
             ctx = UnlearnContext(base.model, poisoned.train, forget, lambda: self.new_model(scn), scn.train,
                                  splits.augment_flip, cfg, self._stage("unlearn"), self.device, params=params)
-            result = UNLEARNERS.get(cfg.method)(ctx)
+            with self.executor.training(cfg.method):
+                result = UNLEARNERS.get(cfg.method)(ctx)
             return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
                     "seconds": result.seconds, "passes": result.passes, "info": result.info}
 

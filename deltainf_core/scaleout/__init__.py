@@ -1,0 +1,1 @@
+"""Beyond one process: the local and ray engines, their units, and DistributedDataParallel training."""
