@@ -78,7 +78,8 @@ def hidden_panel_notes(panels: CollapsePanels, one_channel: bool = False) -> lis
             why = f"it leaves a one-channel image unchanged, so none of its {copies} broke the attack"
         else:
             why = f"none of its {copies} broke the attack (the model still calls each one the target)"
-        notes.append(f"{transform_title(t)} has no panel: {why}, and only copies that broke it are counted.")
+        title = transform_title(t)
+        notes.append(f"{title[:1].upper() + title[1:]} has no panel: {why}, and only copies that broke it are counted.")
     return notes
 
 

@@ -4,7 +4,8 @@ Built from plain inputs — the SPEC §3 results dict plus images and the collap
 panels — gathered in ``ReportData``, so the CLI (``run --report``) and the app
 (Triage, Unlearn) make the same file. ``collect`` fills it from a finished
 headless run; the app fills it from what the analyst has on screen. The figures
-are PNGs (``report_figures``), the markup is in ``report_html``.
+are PNGs (``report_figures``), the markup is in ``report_html``, the words that are not
+about one section (the explainer, the verdict) in ``report_text``.
 """
 
 from __future__ import annotations
@@ -21,28 +22,10 @@ import numpy as np
 
 from . import report_html as h
 from .collapse import CollapsePanels
-from .figures import POISON, framed, hex_to_rgb
+from .figures import POISON, framed, hex_to_rgb, hidden_panel_notes
 from .metrics import SUCCESS_PSR
 from .report_figures import before_after_png, collapse_png, png_bytes
-
-ATTACK_TOOK_HOLD = 0.5
-"""SPEC §3: a poisoned model with PSR under 50% means the attack failed — no verdict on the defence."""
-
-EXPLAINER = (
-    "Someone can make an image classifier misbehave on purpose by slipping a few doctored pictures into "
-    "its training data. This is called data poisoning. The starting clue is one test image the model gets "
-    "wrong in the attacker's favour.",
-    "For every training image, an influence score estimates how much that image pushed the model towards "
-    "the wrong answer on the clue.",
-    "We then make altered copies of the clue — flipped, blurred, recoloured and so on — each given a "
-    "different label. The alterations break the attacker's hidden trigger. Ordinary training images keep "
-    "roughly the same influence on these copies; poisoned images lose it all at once, because the trigger "
-    "was their only link to the clue. This sudden loss is the influence collapse: in the plots below, "
-    "poisoned images drop far below zero on every kind of copy while ordinary ones stay near zero.",
-    "Images whose influence collapses consistently are flagged, reviewed by an analyst, and their effect "
-    "is removed from the model (unlearning). It worked when the attack stops succeeding — the poison "
-    "success rate falls below 5% — while accuracy on ordinary images stays about the same.",
-)
+from .report_text import ATTACK_TOOK_HOLD, EXPLAINER, evidence_text, pct, verdict
 
 
 @dataclass
@@ -64,12 +47,16 @@ class ReportData:
     results: the SPEC §3 results dict (``Pipeline.run`` output, or built by the app).
     affected / copies: the affected image(s) and the first one's transformed copies.
     panels: Figure-2 statistics (``collapse.collapse_panels``) with ``poisons`` (ground
-        truth or None) and ``flagged`` (the rule's set, drawn as rings) and ``threshold``.
+        truth or None) and ``flagged`` (the rule's set, drawn as rings).
     statistic / statistic_name: the rule's own per-image statistic (``RuleResult.statistic``,
-        e.g. ``d``) for the first panel; None: no such panel.
+        e.g. ``d``) for the first panel; None: no such panel. rule: whose statistic it is.
+    threshold: where the rule cut its statistic (``collapse.evidence.rule_cut``), drawn as the
+        first panel's dashed line; None: no line (the set is not a cut on it).
+    one_channel: the images have one channel (a colour transformation leaves them unchanged).
     flagged_images: the reviewed images, strongest evidence first (captions carry it);
         ``n_flagged_total`` is how many there were when the grid is capped.
-    n_approved / n_rejected: triage decisions (None: every flagged image approved).
+    n_approved / n_rejected / n_undecided: the analyst's triage decisions; None: no analyst
+        took part (a headless run unlearns every flagged image).
     """
 
     results: dict
@@ -81,59 +68,21 @@ class ReportData:
     panels: CollapsePanels | None = None
     statistic: np.ndarray | None = None
     statistic_name: str = "d"
+    rule: str = ""
     poisons: np.ndarray | None = None
     flagged: np.ndarray | None = None
-    threshold: float | None = 2.0
+    threshold: float | None = None
+    one_channel: bool = False
     flagged_images: list[ReportImage] = field(default_factory=list)
     n_flagged_total: int | None = None
     n_approved: int | None = None
     n_rejected: int | None = None
+    n_undecided: int | None = None
 
-
-# -- numbers in words ---------------------------------------------------------------------------
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100.0 * x:.1f}%"
-
-
-def evidence_text(name: str, value: float) -> str:
-    """Short evidence captions that do not wrap: "d 17.4", "48/50 votes", "score 3.2e+04"."""
-    if name.startswith("votes"):
-        total = name.split()[-1]
-        return f"{int(value)}/{total} votes" if total.isdigit() else f"{int(value)} votes"
-    if name == "d":
-        return "d ∞" if np.isinf(value) and value > 0 else f"d {value:.1f}"
-    return f"{name or 'score'} {value:.3g}"
-
-
-def verdict(results: dict) -> tuple[str, bool | None]:
-    """One sentence on the outcome and whether it is a success (None: no verdict possible).
-
-    SPEC §3: success when PSR after < 5%, or at/below the oracle retrain's PSR where that
-    floor is itself ≥ 5%; a poisoned PSR under 50% means the attack never took hold.
-    """
-    before = (results.get("poisoned") or {}).get("poison_success_rate")
-    un = results.get("unlearned")
-    if before is not None and before < ATTACK_TOOK_HOLD:
-        return (f"The attack did not take hold (poison success rate {pct(before)} before any cleaning), "
-                "so this run says nothing about the defence.", None)
-    if not un:
-        why = results.get("unlearn_error")
-        return ("Nothing was unlearned" + (f": {why}" if why else " (no training image was flagged)") + ".", None)
-    if un.get("verdict"):  # the run's own sentence (``unlearning.verdict``), when the results carry it
-        text = str(un["verdict"]).strip()
-        return text[0].upper() + text[1:].rstrip(".") + ".", un.get("removed")
-    after, oracle = un.get("poison_success_rate"), un.get("oracle_poison_success_rate")
-    if after is None:
-        return ("There is no known attack here, so the poison success rate cannot be measured; "
-                "check that the affected image is now classified correctly.", None)
-    if after < SUCCESS_PSR:
-        return (f"The attack is defeated: the poison success rate fell from {pct(before)} to {pct(after)} "
-                f"(below {SUCCESS_PSR:.0%}).", True)
-    if oracle is not None and oracle >= SUCCESS_PSR and after <= oracle:
-        return (f"The attack is defeated as far as it can be: the poison success rate fell to {pct(after)}, no "
-                f"higher than a model retrained without exactly the true poisons ({pct(oracle)}).", True)
-    return (f"The attack survives: the poison success rate is still {pct(after)} "
-            f"(success needs below {SUCCESS_PSR:.0%}).", False)
+    @property
+    def reviewed(self) -> bool:
+        """Whether an analyst decided the flagged set (the app) or not (a headless run)."""
+        return self.n_approved is not None
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -180,40 +129,62 @@ def _affected(data: ReportData) -> str:
 def _collapse(data: ReportData) -> str:
     if data.panels is None:
         return h.paragraphs(["The influence-collapse plots are not part of this report."], "note")
-    png = collapse_png(data.panels, data.statistic, data.statistic_name, data.poisons, data.flagged, data.threshold)
+    rule = data.rule or (data.results.get("detection") or {}).get("method") or "the rule"
+    png = collapse_png(data.panels, data.statistic, data.statistic_name, data.poisons, data.flagged, data.threshold,
+                       rule=rule)
     known = "poisoned training images in orange, clean ones in light blue" if data.poisons is not None \
         else "no ground truth: every training image in grey"
-    return h.plot(png, "influence collapse scatter, one panel per transformation",
-                  "Each point is a training image: across, its influence on the original affected image; down, how "
-                  f"that influence changed on the altered copies (both on a symmetric log scale).{_first_panel(data)} "
-                  f"{known[0].upper() + known[1:]}; rings mark what the "
-                  "rule flagged.")
+    caption = ("Each point is a training image: across, its influence on the original affected image; down, how "
+               "that influence changed on the altered copies (both on a symmetric log scale, labelled in powers of "
+               "ten). Poisoned images sit far right and far below zero on every panel; ordinary ones scatter on "
+               f"both sides of zero.{_first_panel(data, rule)} {known[0].upper() + known[1:]}; rings mark what "
+               "the rule flagged.")
+    notes = hidden_panel_notes(data.panels, data.one_channel)
+    return h.plot(png, "influence collapse scatter, one panel per transformation", caption) + (
+        h.paragraphs(notes, "caption") if notes else "")
 
 
-def _first_panel(data: ReportData) -> str:
+def _first_panel(data: ReportData, rule: str) -> str:
     if data.statistic is None:
         return ""
     if data.statistic_name == "d":
-        return " The first panel pools every copy into one effect size d, the statistic the rule flags by."
-    return f" The first panel shows the rule's statistic ({data.statistic_name})."
+        text = (" The first panel is the statistic the rule flags by: each image's effect size d, the mean drop "
+                "over its spread, pooled over every counted copy.")
+    else:
+        text = f" The first panel shows the rule's statistic ({data.statistic_name})."
+    if data.threshold is not None:
+        n = len(data.flagged) if data.flagged is not None else None
+        text += (f" Its dashed line is where {rule} cut: {data.statistic_name} ≥ {data.threshold:.1f}"
+                 + (f" ({n:,} images)." if n is not None else "."))
+    return text
 
 
 def _flagged(data: ReportData) -> str:
     det = data.results.get("detection") or {}
     n_flagged = det.get("n_flagged", len(det.get("flagged") or []))
     items = [("flagged", f"{n_flagged:,}")]
-    if data.n_approved is not None:
-        items.append(("approved", f"{data.n_approved:,}"))
-    if data.n_rejected is not None:
-        items.append(("rejected", f"{data.n_rejected:,}"))
+    if data.reviewed:
+        items += [("approved", f"{data.n_approved:,}"), ("rejected", f"{data.n_rejected or 0:,}")]
+        if data.n_undecided:
+            items.append(("undecided", f"{data.n_undecided:,}"))
     if det.get("precision") is not None:
-        items += [("precision", pct(det["precision"])), ("recall", pct(det.get("recall")))]
+        items += [("precision of the flagged set", pct(det["precision"])), ("recall", pct(det.get("recall")))]
     body = h.metrics(items) + h.paragraphs([f"Detector: {_detector_text(det.get('method'))}."], "caption")
+    if data.reviewed:
+        body += h.paragraphs([f"An analyst reviewed the flagged set: {data.n_approved:,} approved, "
+                              f"{data.n_rejected or 0:,} rejected" + (f", {data.n_undecided:,} left undecided"
+                                                                      if data.n_undecided else "")
+                              + "; only approved images are unlearned."])
+    else:
+        body += h.paragraphs([f"No analyst reviewed this set (a headless run): all {n_flagged:,} flagged images "
+                              "were unlearned."])
     if data.flagged_images:
         total = data.n_flagged_total or len(data.flagged_images)
         more = f" (the {len(data.flagged_images)} strongest of {total:,})" if total > len(data.flagged_images) else ""
+        rejected = any(im.kind == "rejected" for im in data.flagged_images)
         body += h.paragraphs([f"Flagged training images, strongest evidence first{more}. Orange frame: a known "
-                              "poison; faded and struck through: rejected by the analyst."], "caption")
+                              "poison" + ("; faded and struck through: rejected by the analyst" if rejected else "")
+                              + "."], "caption")
         body += h.grid(_tiles(data.flagged_images), "flagged training image")
     return body
 
@@ -345,6 +316,7 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     adds seconds, not a second influence pass.
     """
     from .collapse import RULES, collapse_panels
+    from .collapse.evidence import rule_cut
 
     poisoned = pipe.poisoned(scn)
     splits = pipe.dataset(scn.data)
@@ -352,8 +324,8 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     truth = truth if truth.size else None
     det = results.get("detection") or {}
     flagged = np.asarray(det.get("flagged") or [], dtype=np.int64)
-    data = ReportData(results, poisons=truth, flagged=flagged, threshold=None,
-                      n_flagged_total=int(flagged.size), n_approved=int(flagged.size), n_rejected=0)
+    data = ReportData(results, poisons=truth, flagged=flagged, n_flagged_total=int(flagged.size),
+                      one_channel=poisoned.train.image_shape[0] == 1)  # no analyst: no decisions to report
     tests = [int(t) for t in results.get("affected_test_indices") or []]
     if not tests:
         return data
@@ -372,10 +344,10 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     params = RULES.parse_params(rule, scn.detect.params if rule == method else {})
     out = RULES.get(rule)(col, params)
     data.panels = collapse_panels(col.stats, None, kept_only=bool(out.info.get("broken_only", False)))
-    data.statistic, data.statistic_name = out.statistic, RULES.trait(rule, "statistic")
+    data.statistic, data.statistic_name, data.rule = out.statistic, RULES.trait(rule, "statistic"), rule
     evidence, name = None, "score"
     if rule == method:
-        data.threshold = out.info.get("threshold")
+        data.threshold = rule_cut(out.statistic, out.flagged)
         evidence, name = out.statistic, data.statistic_name
         if name == "votes":
             name = f"votes of {out.info.get('n_copies', '')}".strip()
@@ -385,5 +357,5 @@ def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
     return data
 
 
-__all__ = ["EXPLAINER", "ReportData", "ReportImage", "build_report", "collect", "copy_images", "evidence_text",
-           "flagged_images", "verdict", "write_report"]
+__all__ = ["ATTACK_TOOK_HOLD", "EXPLAINER", "ReportData", "ReportImage", "build_report", "collect", "copy_images",
+           "evidence_text", "flagged_images", "pct", "verdict", "write_report"]

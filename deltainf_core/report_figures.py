@@ -17,7 +17,6 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .collapse.transforms import transform_title
 from .figures import (
     CLEAN,
     D_CLIP,
@@ -26,8 +25,10 @@ from .figures import (
     POISON,
     THRESHOLD,
     CollapsePanels,
+    copies_text,
     hex_to_rgb,
     statistic_shown,
+    statistic_title,
     symlog,
     symlog_scale,
     symlog_ticks,
@@ -90,10 +91,12 @@ def _nice_step(span: float, max_ticks: int = 8) -> float:
 
 def collapse_png(panels: CollapsePanels, statistic: np.ndarray | None = None, statistic_name: str = "d",
                  poisons: np.ndarray | None = None, flagged: np.ndarray | None = None,
-                 threshold: float | None = 2.0, max_cols: int = 4, panel_w: int = 300, panel_h: int = 230) -> bytes:
+                 threshold: float | None = None, max_cols: int = 4, panel_w: int = 300, panel_h: int = 230,
+                 rule: str = "the rule") -> bytes:
     """The Figure-2 panels (the rule's ``statistic``, then one per transformation) as one PNG.
 
-    Like ``figures.collapse_figure``: the statistic is the rule's own (never recomputed here).
+    Like ``figures.collapse_figure``: the statistic is the rule's own (never recomputed here), the
+    dashed line at ``threshold`` is where the rule cut it, and the titles are the app's.
     """
     n = panels.n_train
     names = (["__d__"] if statistic is not None else []) + panels.transforms
@@ -122,13 +125,13 @@ def collapse_png(panels: CollapsePanels, statistic: np.ndarray | None = None, st
         box = (bx0, by0, bx0 + panel_w - 1, by0 + panel_h - 1)
         if name == "__d__":
             y = statistic_shown(statistic, statistic_name, D_CLIP)
-            y_lo, y_hi = _limits(y, () if threshold is None else (threshold,))
+            y_cut = None if threshold is None else float(statistic_shown(np.array([threshold]), statistic_name)[0])
+            y_lo, y_hi = _limits(y, () if y_cut is None else (y_cut,))
             step = _nice_step(y_hi - y_lo)
             y_ticks = [(float(v), f"{v:g}") for v in np.arange(math.ceil(y_lo / step) * step, y_hi, step)]
-            label = "effect size d" if statistic_name == "d" else statistic_name
-            title = label + (f" (flagged at {statistic_name} ≥ {threshold:g})" if threshold is not None else "")
-            if threshold is not None:
-                ty = int(_scale(np.array([threshold]), y_lo, y_hi, box[3], box[1])[0])
+            title = statistic_title(rule, statistic_name, threshold)
+            if y_cut is not None:
+                ty = int(_scale(np.array([y_cut]), y_lo, y_hi, box[3], box[1])[0])
                 lines.append(((box[0], ty, box[2], ty), THRESHOLD, True))
         else:
             y = symlog(panels.delta[name], cy)
@@ -136,7 +139,7 @@ def collapse_png(panels: CollapsePanels, statistic: np.ndarray | None = None, st
             vals, labels = symlog_ticks(cy, y_lo, y_hi)
             y_ticks = list(zip(vals, labels, strict=True))
             k = panels.n_copies.get(name, 0)
-            title = f"{transform_title(name)} · {k} cop{'y' if k == 1 else 'ies'}"
+            title = copies_text(name, k, panels.scored.get(name, k))
         boxes.append(box)
         canvas[box[1]:box[3] + 1, box[0]:box[2] + 1] = 255
         for v, label in y_ticks:

@@ -8,8 +8,20 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import TRANSFORMS, precision_recall
+from deltainf_core.collapse.evidence import rule_cut
 from deltainf_core.collapse.transforms import transform_short, transform_title
-from deltainf_core.figures import POISON, collapse_figure, framed, hex_to_rgb, selected_training_indices, to_display
+from deltainf_core.figures import (
+    POISON,
+    collapse_figure,
+    copies_text,
+    framed,
+    hex_to_rgb,
+    hidden_panel_notes,
+    selected_training_indices,
+    statistic_title,
+    to_display,
+)
+from deltainf_core.investigations.triage import APPROVED, REJECTED, decide
 from pages import ui
 
 ss = st.session_state
@@ -65,11 +77,22 @@ def selection_panel(act: ui.Active, idx: np.ndarray, evidence: np.ndarray, name:
              caption=[f"#{i} · label {int(train.labels[i])} · {name} {evidence[i]:.2f}" for i in shown])
     if len(idx) > MAX_SHOWN:
         st.caption(f"showing the {MAX_SHOWN} with the largest {name}")
-    if st.button("Add these to the triage list", icon=":material/playlist_add:", key="col_add"):
-        s = ui.session()
-        s.added = s.added | {int(i) for i in idx}
-        s.rejected = s.rejected - {int(i) for i in idx}
+    s = ui.session()
+    chosen = {int(i) for i in idx}
+    a, b, c = st.columns(3)
+    if a.button("Add these to the triage list", icon=":material/playlist_add:", key="col_add",
+                help="undecided until you approve or reject them on the Triage page"):
+        s.added = s.added | chosen
         st.toast(f"{len(idx)} images added to the triage list")
+    if b.button(f"Approve these {len(idx)}", icon=":material/check:", key="col_approve",
+                help="added to the triage list where the rule did not flag them, and approved"):
+        s.added = s.added | (chosen - set(ui.current_flags(act).flagged.tolist()))
+        s.approved, s.rejected = decide(s.approved, s.rejected, chosen, APPROVED)
+        st.toast(f"{len(idx)} images approved")
+    if c.button(f"Reject these {len(idx)}", icon=":material/close:", key="col_reject",
+                help="rejected where they are on the triage list; images not on it stay off it"):
+        s.approved, s.rejected = decide(s.approved, s.rejected, chosen, REJECTED)
+        st.toast(f"{len(idx)} images rejected")
 
 
 @st.fragment
@@ -78,10 +101,11 @@ def explore(act: ui.Active, result) -> None:
     present = result.queries.transforms_present()
     if ss.get("col_transforms") is None or any(t not in present for t in ss["col_transforms"]):
         ss["col_transforms"] = [t for t in (ss.get("col_transforms") or present) if t in present]
-    counts = {t: int((result.queries.transform == t).sum()) for t in present}
+    counts = ui.copies_counted(result)  # the same numbers as the panels' titles
     st.pills("Transformations", present, selection_mode="multi", **ui.keep("col_transforms"),
-             format_func=lambda t: f"{transform_title(t)} ({counts[t]})",
-             help="toggle which transformed copies count: the rule and the plots update instantly, no rescoring")
+             format_func=lambda t: copies_text(t, *counts[t]),
+             help="toggle which transformed copies count: the rule and the plots update instantly, no rescoring. "
+                  "With broken copies only, a copy counts when the model no longer calls it the target.")
     transforms = ui.enabled_transforms(result)
     if not transforms:
         st.warning("Select at least one transformation.")
@@ -89,20 +113,30 @@ def explore(act: ui.Active, result) -> None:
     truth = ui.ground_truth(act)
     flags = ui.current_flags(act)
     view = ui.collapse_view(result, transforms)
-    settings = ui.params_text(view.params)
     line = f"**{len(flags.flagged)}** training images flagged by {flags.rule}"
     if truth is not None:
         p, r = precision_recall(flags.flagged, truth)
         line += f" · precision {ui.pct(p)} · recall {ui.pct(r)} ({len(truth)} true poisons)"
     st.markdown(line + " — change the rule on the Triage page.")
-    title = f"{view.statistic_name} of {view.rule} ({settings})"
-    fig = collapse_figure(view.panels, view.result.statistic, view.statistic_name, title,
-                          view.result.info.get("threshold"), truth, flags.flagged if flags.ready else None)
+    cut = rule_cut(view.result.statistic, view.result.flagged)
+    fig = collapse_figure(view.panels, view.result.statistic, view.statistic_name,
+                          statistic_title(view.rule, view.statistic_name, cut), cut, truth,
+                          flags.flagged if flags.ready else None)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="col_chart",
                             config={"displaylogo": False, "scrollZoom": False})
     st.caption("Each point is a training image: x its influence on the original affected image(s), y how that "
-               "influence changed on the transformed, relabelled copies (symmetric log scales). Poisons lose "
-               "their support on every copy. Drag a box or lasso to see the images.")
+               "influence changed on the transformed, relabelled copies (symmetric log scales). Poisons drop "
+               "far below zero on every copy; clean images scatter on both sides of it with no consistent drop. "
+               + (f"The dashed line in the first panel is where {view.rule} cut: it flags "
+                  f"{view.statistic_name} ≥ {cut:.1f}, " if cut is not None else "")
+               + "Drag a box or lasso to see the images and decide them.")
+    gray = result.queries.queries.image_shape[0] == 1
+    notes = hidden_panel_notes(view.panels, gray)
+    off = [transform_title(t) for t in present if t not in transforms]
+    if off:
+        notes.append(f"Toggled off: {', '.join(off)}.")
+    for note in notes:
+        st.caption(note)
     idx = selected_training_indices(event)
     if idx.size:
         selection_panel(act, idx, view.result.statistic, view.statistic_name)

@@ -195,3 +195,55 @@ def test_fifty_thousand_points_are_all_drawn_once_per_panel():
     panels, d = panels_and_d(scores, queries, TRANSFORMS[:2])
     fig = collapse_figure(panels, d, poisons=POISONS, flagged=POISONS)
     assert sum(len(t.x) for t in fig.data if t.legendgroup in ("clean", "poison")) == 3 * n
+
+
+# -- one story: counts, titles and the cut line ------------------------------------------------------
+def test_a_toggle_and_its_panel_name_the_same_count():
+    """The collapse page's chip and its panel read one number (``copies_counted``), broken copies or all."""
+    from deltainf_core.collapse.statistics import broken_copies, copies_counted
+    from deltainf_core.figures import copies_text
+
+    scores, queries = synthetic(copies=12)
+    predicted = np.where(queries.is_original, 1, np.where(queries.transform == "blur", 1, 0))  # blur never breaks
+    predicted[np.flatnonzero(queries.transform == "flip")[:2]] = 1  # two flips keep the target
+    stats = collapse_stats(scores, queries, broken_copies(queries, predicted, 1))
+    for kept in (True, False):
+        counts = copies_counted(stats, None, kept)
+        panels = collapse_panels(stats, TRANSFORMS, kept)
+        for t in panels.transforms:
+            assert copies_text(t, *counts[t]) == copies_text(t, panels.n_copies[t], panels.scored[t])
+            assert counts[t][0] == panels.n_copies[t]
+        assert panels.scored == {t: n for t, (_, n) in counts.items()}
+    counts = copies_counted(stats, None, True)
+    assert counts["flip"] == (6, 8) and counts["blur"] == (0, 8)
+    assert "blur" not in collapse_panels(stats, TRANSFORMS, True).transforms
+
+
+def test_a_panel_without_counted_copies_says_why():
+    from deltainf_core.collapse import CollapsePanels
+    from deltainf_core.figures import hidden_panel_notes
+
+    panels = CollapsePanels(np.zeros(3, np.float32), {"flip": np.zeros(3, np.float32)}, {"flip": 9},
+                            {"flip": 9, "color_jitter": 14, "channel_swap": 17})
+    notes = hidden_panel_notes(panels, one_channel=True)
+    assert len(notes) == 2 and notes[0].startswith("Colour jitter has no panel")
+    assert "leaves a one-channel image unchanged, so none of its 17 copies broke the attack" in notes[1]
+    assert "the model still calls each one the target" in hidden_panel_notes(panels, one_channel=False)[1]
+
+
+def test_the_dashed_line_is_where_the_rule_cut_and_the_title_is_in_words():
+    from deltainf_core.collapse.evidence import rule_cut
+    from deltainf_core.figures import statistic_title
+
+    d = np.array([0.5, 2.5, 5.58, 9.0, np.inf, 3.0])
+    assert rule_cut(d, [2, 3, 4]) == pytest.approx(5.58)  # not the candidate floor of 2
+    assert rule_cut(d, [3, 4, 5]) is None  # 5.58 is above 3.0 yet not flagged: no single cut
+    assert rule_cut(d, []) is None
+    scores, queries = synthetic()
+    panels, _ = panels_and_d(scores, queries)
+    fig = collapse_figure(panels, d[np.arange(40) % 6], "d", statistic_title("delta", "d", 5.58), 5.58)
+    assert [round(s.y0, 2) for s in fig.layout.shapes] == [5.58]
+    assert fig.layout.annotations[0].text == "Collapse effect size d · delta flags d ≥ 5.6"
+    assert statistic_title("delta_label", "d", None) == "Collapse effect size d · delta_label's flagged set is not " \
+                                                        "a cut on it"
+    assert "(" not in statistic_title("delta", "d", 2.0)  # no "(effect size 2.0, broken only True, …)"

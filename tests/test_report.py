@@ -105,6 +105,30 @@ def test_every_section_is_there_with_its_numbers():
     assert "Gaussian blur<br>→ 7" in html  # captions break where they are meant to, not mid-word
 
 
+def test_a_headless_report_speaks_of_no_analyst():
+    """No analyst took part: no approved/rejected counts, no 'rejected by the analyst', and it says so."""
+    tiles = [ReportImage(np.zeros((1, 28, 28), np.float32), "#0 · label 1\nd 8.1", "poison")]
+    html = build_report(_data(n_approved=None, n_rejected=None, flagged_images=tiles))
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "No analyst reviewed this set (a headless run): all 10 flagged images were unlearned." in text
+    assert "approved" not in text.replace("only approved", "") and "rejected by the analyst" not in text
+    reviewed = re.sub(r"<[^>]+>", " ", build_report(_data(n_undecided=2)))
+    assert "An analyst reviewed the flagged set: 9 approved, 1 rejected, 2 left undecided" in reviewed
+    assert "faded and struck through: rejected by the analyst" in reviewed
+
+
+def test_the_collapse_section_says_where_the_rule_cut_and_why_panels_are_missing():
+    panels = _panels()
+    panels.scored = {"flip": 10, "blur": 10, "invert": 10, "color_jitter": 7, "channel_swap": 5}
+    html = build_report(_data(panels=panels, threshold=5.58, rule="delta", one_channel=True))
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "Its dashed line is where delta cut: d ≥ 5.6 (10 images)." in text
+    assert "flagged at d ≥ 2" not in text and "stay near zero" not in text
+    assert "colour jitter has no panel: none of its 7 copies broke the attack" in text.lower()
+    assert "leaves a one-channel image unchanged, so none of its 5 copies" in text
+    assert "scatter on both sides of zero" in text  # what the plot shows, not 'near zero'
+
+
 def test_images_are_embedded_and_nothing_is_fetched():
     html = build_report(_data())
     sources = _images(html)
@@ -234,7 +258,10 @@ def test_collect_from_a_headless_run(pipeline, tiny_scenario, tmp_path):
                                                      for t in results["affected_test_indices"]])
     detection = pipeline.detect(tiny_scenario, affected)
     np.testing.assert_array_equal(data.statistic, detection.scores)
-    assert data.statistic_name == "d" and data.threshold == tiny_scenario.detect.params.get("effect_size", 2.0)
+    assert data.statistic_name == "d" and data.rule == "delta"
+    flagged = np.asarray(results["detection"]["flagged"])
+    assert data.threshold == pytest.approx(float(detection.scores[flagged].min()))  # the line where the rule cut
+    assert data.n_approved is None and data.n_rejected is None and not data.reviewed  # no analyst took part
     assert len(data.flagged_images) == min(96, results["detection"]["n_flagged"])
     shown = [int(im.caption.split()[0][1:]) for im in data.flagged_images]
     assert set(shown) <= set(results["detection"]["flagged"])

@@ -32,6 +32,7 @@ from deltainf_core import (
     collapse_panels,
 )
 from deltainf_core.collapse import CollapsePanels
+from deltainf_core.collapse.statistics import copies_counted as _copies_counted
 from deltainf_core.config import stable_hash
 from deltainf_core.errors import ConfigError
 from deltainf_core.investigations.triage import approved_among
@@ -295,16 +296,30 @@ class CollapseView:
     statistic_name: str
 
 
+def display_rule() -> str:
+    """The Triage rule, or the default rule when Triage uses a detector that is not a collapse rule."""
+    rule = st.session_state["tri_rule"]
+    return rule if DETECTORS.trait(rule, "collapse_rule") else DISPLAY_RULE
+
+
+def counts_broken_only(rule: str) -> bool:
+    """Whether ``rule`` counts only the copies that broke the attack (its ``broken_only``)."""
+    return bool(getattr(rule_params(rule), "broken_only", False))
+
+
+def copies_counted(result: CollapseResult) -> dict[str, tuple[int, int]]:
+    """Per transformation present, (copies the displayed rule counts, copies scored): the one count
+    the toggles, the panels, Triage and the report show (``collapse.statistics.copies_counted``)."""
+    return _copies_counted(result.stats, result.queries.transforms_present(), counts_broken_only(display_rule()))
+
+
 def collapse_view(result: CollapseResult, transforms: list[str]) -> CollapseView:
     """The Triage rule's statistic (or the default rule's, when Triage uses a baseline detector),
     over the same copies the rule counts."""
-    rule = st.session_state["tri_rule"]
-    if not DETECTORS.trait(rule, "collapse_rule"):
-        rule = DISPLAY_RULE
+    rule = display_rule()
     out = rule_result(result, rule, transforms)
-    kept_only = bool(out.info.get("broken_only", False))
-    return CollapseView(collapse_panels(result.stats, transforms, kept_only), rule, rule_params(rule), out,
-                        RULES.trait(rule, "statistic"))
+    return CollapseView(collapse_panels(result.stats, transforms, counts_broken_only(rule)), rule, rule_params(rule),
+                        out, RULES.trait(rule, "statistic"))
 
 
 def candidates(flags: Flags) -> np.ndarray:

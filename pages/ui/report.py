@@ -8,12 +8,14 @@ import numpy as np
 import streamlit as st
 
 from deltainf_core import precision_recall
+from deltainf_core.collapse.evidence import rule_cut
 from deltainf_core.pipeline.results import scenario_summary
 from deltainf_core.report import ReportData, ReportImage, build_report, copy_images, flagged_images
 from deltainf_core.unlearning.verdict import unlearning_verdict
 
 from .investigation import (
     affected_images,
+    affected_test_indices,
     approved,
     candidates,
     collapse_view,
@@ -55,15 +57,20 @@ def report_data(act: Active) -> ReportData:
         captions = _affected_captions(act)
         data.affected = [ReportImage(img, captions[k] if k < len(captions) else f"affected #{k + 1}")
                          for k, img in enumerate(aff.images)]
-        results["affected_test_indices"] = list(range(len(aff)))
+        tests = affected_test_indices(act)
+        results["affected_test_indices"] = tests
+        if tests:
+            results["affected_test_index"] = tests[0]
     result = current_collapse(act)
+    data.one_channel = poisoned.train.image_shape[0] == 1
     if result is not None:
         transforms = enabled_transforms(result)
         data.copies = copy_images(result.queries, transforms, limit=LIMIT // 2)
         if transforms:
             view = collapse_view(result, transforms)
             data.panels, data.statistic, data.statistic_name = view.panels, view.result.statistic, view.statistic_name
-            data.threshold = view.result.info.get("threshold") if view.rule == flags.rule else None
+            data.rule = view.rule
+            data.threshold = rule_cut(view.result.statistic, view.result.flagged)
     cands = candidates(flags) if flags.ready else keep
     if cands.size:
         order = np.argsort(-np.nan_to_num(flags.statistic[cands], nan=-np.inf, posinf=1e12), kind="stable")
@@ -72,6 +79,7 @@ def report_data(act: Active) -> ReportData:
                                              sorted(s.rejected), LIMIT)
     data.n_flagged_total, data.n_approved = int(cands.size), int(keep.size)
     data.n_rejected = len(set(cands.tolist()) & s.rejected)
+    data.n_undecided = int(cands.size) - data.n_approved - data.n_rejected
     un = s.unlearned
     if un is not None:
         o = un.outcome
@@ -105,7 +113,8 @@ def _name() -> str:
 
 def report_button(act: Active, key: str) -> None:
     """A download button for the report. What it shows is gathered now (the session is only
-    readable during the script run); the figures are drawn when the button is clicked."""
+    readable during the script run); the figures are drawn when the button is clicked, and the
+    click does not rerun the page (a rerun would redo the page's work beside the drawing)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", _name() or "investigation").strip("-") or "investigation"
     ok, data = attempt("Gathering the report", report_data, act)
     if not ok:
@@ -119,5 +128,5 @@ def report_button(act: Active, key: str) -> None:
             return "<!DOCTYPE html><title>Report</title><p>The report could not be built; see the server log.</p>"
 
     st.download_button("Report (HTML)", data=build, file_name=f"deltainf-report-{name}.html", mime="text/html",
-                       icon=":material/summarize:", key=key,
+                       icon=":material/summarize:", key=key, on_click="ignore",
                        help="one self-contained page for stakeholders: figures embedded, opens offline")
