@@ -13,7 +13,7 @@ import glob
 import json
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,10 +52,7 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
         raise ConfigError(f"Witches' Brew needs at least one target, got {brew_targets}")
     pipe = pipeline or Pipeline(progress=progress)
     rows: list[dict] = []
-    eu = FIGURE3_UNLEARNER
-    cells = [(a, d, eu) for a in attacks for d in detectors]
-    cells += [(a, DEFAULT_DETECTOR, u) for a in attacks for u in unlearners
-              if u != eu or DEFAULT_DETECTOR not in detectors]
+    cells = planned_cells(attacks, detectors, unlearners)
     started = time.perf_counter()
     for i, (attack, detector, unlearner) in enumerate(cells):
         progress("compare", i / len(cells), cell_message(i, len(cells), f"{attack} × {detector} × {unlearner}",
@@ -87,10 +84,18 @@ def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unl
     return save_comparison(result, out_dir)
 
 
+def planned_cells(attacks: list[str], detectors: list[str], unlearners: list[str]) -> list[tuple[str, str, str]]:
+    """The (attack, detector, unlearner) cells ``run_comparison`` runs, in its order: every detector
+    with EU (Figure 3), then every other unlearner on the default detector's set (Figure 4)."""
+    eu = FIGURE3_UNLEARNER
+    cells = [(a, d, eu) for a in attacks for d in detectors]
+    return cells + [(a, DEFAULT_DETECTOR, u) for a in attacks for u in unlearners
+                    if u != eu or DEFAULT_DETECTOR not in detectors]
+
+
 def n_cells(attacks: list[str], detectors: list[str], unlearners: list[str]) -> int:
     """How many cells ``run_comparison`` runs for these choices (what "cell i of N" counts)."""
-    extra = [u for u in unlearners if u != FIGURE3_UNLEARNER or DEFAULT_DETECTOR not in detectors]
-    return len(attacks) * (len(detectors) + len(extra))
+    return len(planned_cells(attacks, detectors, unlearners))
 
 
 def cell_message(i: int, n: int, what: str, elapsed: float) -> str:
@@ -110,16 +115,59 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_seconds(n: int, dataset: str, folders: list[str]) -> float | None:
-    """Seconds ``n`` cells took on ``dataset`` in the newest earlier comparison there (None: none).
+@dataclass
+class Estimate:
+    """What cells are likely to cost, from cells measured earlier on the same dataset.
 
-    A rough guide before a run starts: earlier cells may have been cached, or run on other hardware.
+    low: the unlearning alone (when the model, factors and scores are already cached, as after an
+        investigation of the same scenario); high: the whole cell as measured (an empty cache).
+    measured: how many of the cells had a measurement of that very (attack, detector, unlearner);
+        the rest took the median of the dataset's cells with the same unlearner (or all its cells).
     """
+
+    low: float
+    high: float
+    measured: int
+    n: int
+
+
+def estimate_cells(cells: list[tuple[str, str, str]], dataset: str, folders: list[str]) -> Estimate | None:
+    """Per-cell costs measured in earlier comparisons on ``dataset`` (newest first), summed over
+    ``cells``; None when none was measured there. A rough guide: other hardware, another load."""
+    seen: dict[tuple[str, str, str], dict] = {}
     for _, data, _ in comparisons(folders):
-        rows = data.get("rows") or []
-        if _slug(str(data.get("dataset", ""))) == _slug(dataset) and rows and data.get("seconds"):
-            return float(data["seconds"]) / len(rows) * n
-    return None
+        if _slug(str(data.get("dataset", ""))) != _slug(dataset):
+            continue
+        for r in data.get("rows") or []:
+            key = (r.get("attack"), r.get("detector"), r.get("unlearner"))
+            if isinstance(r.get("seconds"), (int, float)) and key not in seen:
+                seen[key] = r
+    if not seen or not cells:
+        return None
+    low = high = 0.0
+    measured = 0
+    for cell in cells:
+        row = seen.get(cell)
+        if row is not None:
+            measured += 1
+            rows = [row]
+        else:
+            rows = [r for k, r in seen.items() if k[2] == cell[2]] or list(seen.values())
+        high += float(np.median([r["seconds"] for r in rows]))
+        low += float(np.median([r.get("unlearn_seconds") or r["seconds"] for r in rows]))
+    return Estimate(min(low, high), high, measured, len(cells))
+
+
+def estimate_text(est: Estimate | None) -> str:
+    """"about 75s–4 min (1 of 1 cells measured before …)" for the run form; "" without an estimate."""
+    if est is None:
+        return ""
+    span = duration(est.high) if duration(est.low) == duration(est.high) else \
+        f"{duration(est.low)}–{duration(est.high)}"
+    basis = (f"{est.measured} of these {est.n} cell{'s' if est.n != 1 else ''} measured before on this dataset"
+             if est.measured else f"no such cell measured before; {est.n} like it on this dataset")
+    return (f"about {span}: the lower figure when the models, factors and scores are already cached, the "
+            f"higher from an empty cache ({basis})")
 
 
 def measure_cell(pipe: Pipeline, scn: Scenario) -> dict:
@@ -300,6 +348,14 @@ def comparisons(folders: list[str]) -> list[tuple[str, dict, int]]:
                 found.append((stamp, mtime, path, data, pos))
     found.sort(key=lambda f: (f[0], f[1]), reverse=True)
     return [(path, data, pos) for _, _, path, data, pos in found]
+
+
+def reference_comparison(folder: str, dataset: str | None = None) -> tuple[str, dict] | None:
+    """The shipped comparison a run here is read against: on ``dataset`` (any when None), the one
+    with the most cells, the newest among equals; None when the folder holds none."""
+    found = [(path, data) for path, data, _ in comparisons([folder])
+             if dataset is None or _slug(str(data.get("dataset", ""))) == _slug(dataset)]
+    return max(found, key=lambda pd: len(pd[1]["rows"])) if found else None  # max keeps the first: the newest
 
 
 def figure_path(path: str, data: dict, root: str = ".") -> str | None:

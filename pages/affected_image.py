@@ -21,13 +21,25 @@ def _toggle(index: int, key: str) -> None:
     if ss[key] and index not in selected:
         if len(selected) + len(s.uploads) >= ui.MAX_AFFECTED:
             ss[key] = False
-            s.notice = f"at most {ui.MAX_AFFECTED} affected images are scored together; unpick one first"
+            s.pick_notice = f"at most {ui.MAX_AFFECTED} affected images are scored together; unpick one first"
             return
         selected.append(index)
     elif not ss[key] and index in selected:
         selected.remove(index)
     s.picked = selected
     ui.reset_downstream("affected")
+
+
+def pick_advice() -> str:
+    """What to do next, given how many images are picked already (uploads included)."""
+    s = ui.session()
+    n, most = len(s.picked or []) + len(s.uploads), ui.MAX_AFFECTED
+    if n == 0:
+        return f"Pick one, or several (up to {most}, all scored in one pass): more images shrink the flagged set."
+    if n < most:
+        return (f"{n} picked; add up to {most - n} more (all {most} are scored in one pass): more images shrink "
+                "the flagged set.")
+    return f"{n} picked, the most scored together: untick one to use another instead."
 
 
 def gallery(act: ui.Active, indices: np.ndarray, images, labels: list[int], preds: list[int],
@@ -40,6 +52,9 @@ def gallery(act: ui.Active, indices: np.ndarray, images, labels: list[int], pred
                                            **ui.keep("aff_page"))
     page = int(ss["aff_page"]) if n_pages > 1 else 1
     start = (page - 1) * PAGE_SIZE
+    notice, ui.session().pick_notice = ui.session().pick_notice, None
+    if notice:  # beside the picker that caused it (a sixth pick), not at the top of the page
+        st.warning(notice[0].upper() + notice[1:] + ".", icon=":material/block:")
     selected = set(ui.session().picked or [])
     cols = st.columns(COLUMNS)
     for j, pos in enumerate(range(start, min(len(indices), start + PAGE_SIZE))):
@@ -66,8 +81,7 @@ def attack_gallery(act: ui.Active) -> None:
     st.markdown(
         f"**{len(cands)} of {len(poisoned.psr_set)}** triggered test images of class "
         f"{ui.class_name(classes, poisoned.victim_class)} are predicted as the attacker's target "
-        f"**{ui.class_name(classes, poisoned.target_class)}**. Pick one — or several (up to "
-        f"{ui.MAX_AFFECTED}, all scored in one pass): more images shrink the flagged set."
+        f"**{ui.class_name(classes, poisoned.target_class)}**. {pick_advice()}"
     )
     if len(cands) == 0:
         st.warning("The attack did not take hold on any test image: there is nothing to trace. Train longer, "
@@ -104,7 +118,7 @@ def misclassified_gallery(act: ui.Active) -> None:
     s = ui.session()
     s.picked = [i for i in (s.picked if s.picked is not None else idx[:1].tolist()) if pred[i] == target]
     st.markdown(f"**{len(idx)}** test images are wrongly predicted as {ui.class_name(test.classes, target)}. "
-                f"Pick the misbehaving one(s), up to {ui.MAX_AFFECTED}.")
+                + pick_advice())
     shown = test.subset(idx)
     gallery(act, idx, shown.images, shown.labels.tolist(), pred[idx].tolist(), idx.tolist(), "test")
 

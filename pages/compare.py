@@ -13,10 +13,11 @@ from deltainf_core.compare import (
     DEFAULT_DETECTOR,
     FIGURE3_UNLEARNER,
     comparisons,
-    duration,
-    estimate_seconds,
+    estimate_cells,
+    estimate_text,
     figure_path,
-    n_cells,
+    planned_cells,
+    reference_comparison,
     run_comparison,
 )
 from deltainf_core.figures_png import comparison_image
@@ -25,58 +26,78 @@ from pages import ui
 ss = st.session_state
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where this app's comparisons are written (and read first); the ones shipped with the
-# repository (bench/results/) are shown too, marked as such.
+# repository (bench/results/) are the reference a run here is read against.
 RESULTS = os.environ.get("DELTAINF_RESULTS") or os.path.join(ROOT, "results")
 SHIPPED = os.path.join(ROOT, "bench", "results")
 PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "acc_change", "oracle_acc", "oracle_psr",
            "precision", "recall")
 LABELS = {
-    "attack": "Attack", "detector": "Detector", "unlearner": "Unlearning", "psr_before": "PSR before",
-    "psr_after": "PSR after", "success": "Success (PSR < 5%)", "acc_before": "Accuracy before",
-    "acc_after": "Accuracy after", "acc_change": "Accuracy change", "oracle_acc": "Oracle accuracy",
-    "oracle_psr": "Oracle PSR", "n_flagged": "Flagged", "precision": "Precision", "recall": "Recall",
-    "rounds": "Rounds", "unlearn_seconds": "Unlearning time", "seconds": "Total time", "time_vs_eu": "Time vs EU",
-    "n_hit": "Targets hit", "n_targets": "Targets", "error": "Why it failed",
+    "origin": "Measured", "attack": "Attack", "detector": "Detector", "unlearner": "Unlearning",
+    "psr_before": "PSR before", "psr_after": "PSR after", "success": "Success (PSR < 5%)",
+    "acc_before": "Accuracy before", "acc_after": "Accuracy after", "acc_change": "Accuracy change",
+    "oracle_acc": "Oracle accuracy", "oracle_psr": "Oracle PSR", "n_flagged": "Flagged", "precision": "Precision",
+    "recall": "Recall", "rounds": "Rounds", "unlearn_seconds": "Unlearning time", "seconds": "Cell time",
+    "time_vs_eu": "Time vs EU", "n_hit": "Targets hit", "n_targets": "Targets", "error": "Why it failed",
 }
+MAIN = ("origin", "attack", "detector", "unlearner", "psr_before", "psr_after", "success", "acc_after", "acc_change",
+        "n_flagged", "precision", "recall", "seconds", "error")
+"""The columns shown at first; the rest on request (a wide table is cut at the page's edge)."""
 FORMATS = {"acc_change": "%+.1f pt", "unlearn_seconds": "%.0f s", "seconds": "%.0f s", "time_vs_eu": "%.2f×",
            "n_flagged": "%d", "rounds": "%d", "n_hit": "%d", "n_targets": "%d"}
 
 
-def table(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame([{k: v for k, v in r.items() if k != "targets"} for r in rows])  # per-target runs: JSON
+def runs(n: int) -> str:
+    return f"{n} run{'s' if n != 1 else ''}"
+
+
+def table(tables: list[tuple[str, dict]]) -> pd.DataFrame:
+    """The rows of several comparisons in one frame, each marked by where it was measured."""
+    rows = [{"origin": origin, **{k: v for k, v in r.items() if k != "targets"}}  # per-target runs: JSON only
+            for origin, data in tables for r in data["rows"]]
+    df = pd.DataFrame(rows)
     for col in PERCENT:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce") * 100.0
     return df
 
 
-def show(path: str, data: dict, shipped: bool) -> None:
-    dataset = os.path.basename(os.path.normpath(str(data.get("dataset") or "?")))  # a folder: its name
-    st.subheader(f"Most recent comparison · {dataset}" + (f" · {data['model']}" if data.get("model") else ""))
-    when = str(data.get("created", "")).replace("T", " ")
-    where = os.path.relpath(path, ROOT)
-    if shipped:
-        st.caption(f"Shipped with the repository ({where}, measured {when or 'earlier'}) · {len(data['rows'])} runs. "
-                   "A comparison run here takes its place.")
-    else:
-        st.caption(f"{where} · {when} · {len(data['rows'])} runs")
-    df = table(data["rows"])
+def origin_of(path: str, data: dict, shipped: bool) -> str:
+    when = str(data.get("created", ""))[:10] or "earlier"
+    return f"shipped reference, {when}" if shipped else f"here, {when}"
+
+
+def show(tables: list[tuple[str, str, dict, bool]]) -> None:
+    """One table of every shown comparison (origin first), then each one's figure."""
+    first = tables[0][2]
+    dataset = os.path.basename(os.path.normpath(str(first.get("dataset") or "?")))  # a folder: its name
+    st.subheader(f"{dataset}" + (f" · {first['model']}" if first.get("model") else ""))
+    for path, origin, data, shipped in tables:
+        where = os.path.relpath(path, ROOT)
+        st.caption(f"**{origin}**: {where} · {runs(len(data['rows']))}"
+                   + (" · the reference a comparison run here is read against" if shipped else ""))
+    df = table([(origin, data) for _, origin, data, _ in tables])
+    every = st.toggle("Every column", key="cmp_all_columns", help="oracle, rounds, unlearning time and more")
+    shown = [c for c in df.columns if every or c in MAIN]
     config = {c: st.column_config.NumberColumn(LABELS.get(c, c), format="%.1f%%") for c in PERCENT if c in df}
     for c, fmt in FORMATS.items():
         if c in df:
             config[c] = st.column_config.NumberColumn(LABELS.get(c, c), format=fmt)
     for c in df.columns:
         config.setdefault(c, st.column_config.Column(LABELS.get(c, c.replace("_", " "))))
-    config["success"] = st.column_config.CheckboxColumn(LABELS["success"])
-    st.dataframe(df, column_config=config, hide_index=True, width="stretch")
-    ok, image = ui.attempt("Drawing the comparison", comparison_image, data)
-    if ok:
-        st.image(image)
-    elif figure_path(path, data, ROOT):
-        st.image(figure_path(path, data, ROOT))
-    if data.get("markdown"):
-        with st.expander("As Markdown"):
-            st.code(data["markdown"], language="markdown")
+    if "success" in df:
+        config["success"] = st.column_config.CheckboxColumn(LABELS["success"])
+    st.dataframe(df[shown], column_config=config, hide_index=True, width="stretch")
+    tabs = st.tabs([origin for _, origin, _, _ in tables])
+    for tab, (path, _, data, _) in zip(tabs, tables, strict=True):
+        with tab:
+            ok, image = ui.attempt("Drawing the comparison", comparison_image, data)
+            if ok:
+                st.image(image, width="stretch" if image.width > 1000 else "content")
+            elif figure_path(path, data, ROOT):
+                st.image(figure_path(path, data, ROOT))
+            if data.get("markdown"):
+                with st.expander("As Markdown"):
+                    st.code(data["markdown"], language="markdown")
 
 
 def launcher(expanded: bool) -> bool:
@@ -100,11 +121,10 @@ def launcher(expanded: bool) -> bool:
         if any(ATTACKS.trait(a, "per_target") for a in ss.get("cmp_attacks", [])):
             st.number_input("Targets per one-target attack (one attack run each; PSR = share hit)", min_value=1,
                             max_value=20, **ui.keep("cmp_brew_targets"))
-        n = n_cells(list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]))
-        guess = estimate_seconds(n, ss["cmp_dataset"], [RESULTS, SHIPPED])
-        st.caption(f"{n} cell{'s' if n != 1 else ''} (one investigation each; cached steps are reused)"
-                   + ("" if guess is None else f" · about {duration(guess)} going by the last comparison on "
-                      "this dataset"))
+        cells = planned_cells(list(ss["cmp_attacks"]), list(ss["cmp_detectors"]), list(ss["cmp_unlearners"]))
+        guess = estimate_text(estimate_cells(cells, ss["cmp_dataset"], [RESULTS, SHIPPED]))
+        st.caption(f"{len(cells)} cell{'s' if len(cells) != 1 else ''} (one investigation each; cached steps are "
+                   "reused)" + (f" · {guess}" if guess else ""))
         if st.button("Run comparison", type="primary", icon=":material/play_arrow:", key="cmp_run"):
             ok, base = ui.attempt("Reading the settings", comparison_base)
             if not ok:
@@ -115,7 +135,7 @@ def launcher(expanded: bool) -> bool:
                     progress=pipe.progress, out_dir=RESULTS, pipeline=pipe,
                     brew_targets=int(ss["cmp_brew_targets"])))
             if ok:
-                st.success("Comparison finished; the table below is the new one.")
+                st.success("Comparison finished: its rows are in the table below, beside the shipped reference.")
             return ok
     return False
 
@@ -127,26 +147,35 @@ def comparison_base():
     return replace(scn, data=data)
 
 
+def shown() -> list[tuple[str, str, dict, bool]]:
+    """(path, origin, result, shipped): the newest comparison run here, then the shipped reference on
+    its dataset (the reference alone when nothing has run here)."""
+    here = comparisons([RESULTS])
+    out = []
+    if here:
+        path, data, _ = here[0]
+        out.append((path, origin_of(path, data, False), data, False))
+    ref = reference_comparison(SHIPPED, str(out[0][2].get("dataset")) if out else None)
+    if ref is not None:
+        out.append((ref[0], origin_of(*ref, True), ref[1], True))
+    return out
+
+
 def render() -> None:
     ui.through_app()
     st.title("Compare methods")
     st.caption("Detection methods × unlearning methods on the same attacks: poison success rate and clean "
                "accuracy before/after, flagged-set precision and recall.")
-    found = latest()
-    if launcher(expanded=found is None):
-        found = latest() or found
-    if found is None:
+    tables = shown()
+    launcher(expanded=not any(not shipped for *_, shipped in tables))
+    tables = shown()
+    if not tables:
         st.info("No comparison yet: run one above or with `python -m deltainf_core compare`; results appear "
                 "here from `results/compare-*.json`.")
         return
-    path, data, folder = found
-    show(path, data, shipped=folder == 1)
-
-
-def latest() -> tuple[str, dict, int] | None:
-    """The newest comparison here or shipped (folder 1 = shipped)."""
-    found = comparisons([RESULTS, SHIPPED])
-    return found[0] if found else None
+    if tables[0][3] is False and len(tables) == 1:
+        st.caption("No comparison shipped with the repository is on this dataset, so there is no reference beside it.")
+    show(tables)
 
 
 render()

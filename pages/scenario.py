@@ -94,10 +94,29 @@ def model_widget(col) -> None:
         st.text_input("Logits output (index or key)", **ui.keep("scn_model_output"), placeholder="1  or  logits",
                       help=HELP["train"]["model_output"])
         a, b = st.columns(2)
-        a.text_input("Input mean", **ui.keep("scn_input_mean"), placeholder="0.4914,0.4822,0.4465",
-                     help=HELP["train"]["input_mean"])
-        b.text_input("Input std", **ui.keep("scn_input_std"), placeholder="0.2470,0.2435,0.2616",
-                     help=HELP["train"]["input_std"])
+        mean, std = stats_placeholder()
+        a.text_input("Input mean", **ui.keep("scn_input_mean"), placeholder=mean,
+                     help=HELP["train"]["input_mean"] + " (one value per channel of the data)")
+        b.text_input("Input std", **ui.keep("scn_input_std"), placeholder=std,
+                     help=HELP["train"]["input_std"] + " (one value per channel of the data)")
+
+
+ONE_CHANNEL = {"mnist5k": ("0.1307", "0.3081"), "mnist": ("0.1307", "0.3081"), "fashion_mnist": ("0.2860", "0.3530")}
+"""Placeholders for the built-in grey-scale sets (their usual normalisation), until the data is loaded."""
+
+
+def stats_placeholder() -> tuple[str, str]:
+    """Example mean/std with as many values as the chosen data has channels: the loaded data's own
+    statistics when this investigation already uses it, else the usual ones for its kind."""
+    act = ui.active()
+    data = act.scenario.data if act is not None else None
+    folder = ss["scn_dataset"] == ui.FOLDER
+    same = data is not None and (bool(data.data_dir) if folder else
+                                 (not data.data_dir and data.dataset == ss["scn_dataset"]))
+    if same:
+        splits = ui.pipeline().dataset(data)
+        return (",".join(f"{float(v):.4f}" for v in splits.mean), ",".join(f"{float(v):.4f}" for v in splits.std))
+    return ONE_CHANNEL.get(ss["scn_dataset"], ("0.4914,0.4822,0.4465", "0.2470,0.2435,0.2616"))
 
 
 def model_spec() -> ModelSpec:
@@ -261,10 +280,12 @@ def results(act: ui.Active) -> None:
     left, right = st.columns([3, 1])
     left.page_link("pages/affected_image.py", label="Next: pick the affected image", icon=":material/arrow_forward:")
     short = act.scenario.train.model.replace("\\", "/").rsplit("/", 1)[-1].replace(":", "-").replace(".py", "")
+    # made once per model here, not on the click (see the Unlearn page's model download)
+    model_file = ui.memo("trained_model_file", act.model_key, lambda: checkpoint_bytes(
+        tm.model, act.scenario.train.model, splits.classes))
     right.download_button(
-        "Download this model", data=lambda: checkpoint_bytes(tm.model, act.scenario.train.model, splits.classes),
-        file_name=f"deltainf-{short}-{act.model_key.split(':')[-1][:8]}.pt",
-        mime="application/octet-stream", icon=":material/download:", key="scn_download",
+        "Download this model", data=model_file, file_name=f"deltainf-{short}-{act.model_key.split(':')[-1][:8]}.pt",
+        mime="application/octet-stream", icon=":material/download:", key="scn_download", on_click="ignore",
     )
 
 

@@ -130,14 +130,17 @@ def results(act: ui.Active) -> None:
     a, b, c, _ = st.columns([1, 1, 1, 1])
     with c:
         report_button(act, "unl_report")
-    a.download_button("Unlearned model", data=lambda: checkpoint_bytes(outcome.model, act.scenario.train.model,
-                                                                        classes),
-                      file_name=f"deltainf-unlearned-{outcome.method}.pt", mime="application/octet-stream",
-                      icon=":material/download:", key="unl_model")
+    # The file is made here, once per unlearned model, not on the click: a deferred download runs on a
+    # worker thread beside the rerun its click starts, and the first one once waited 240 s for it.
+    model_file = ui.memo("unlearned_model", outcome.key, lambda: checkpoint_bytes(
+        outcome.model, act.scenario.train.model, classes))
+    a.download_button("Unlearned model", data=model_file, file_name=f"deltainf-unlearned-{outcome.method}.pt",
+                      mime="application/octet-stream", icon=":material/download:", key="unl_model",
+                      on_click="ignore", help=f"{len(model_file) / 2**20:.1f} MB: weights and architecture")
     b.download_button("Removed images (JSON)", json.dumps({"method": outcome.method, "removed": un.forget,
                                                             "model_key": act.model_key}, indent=2),
                       file_name="removed.json", mime="application/json", icon=":material/download:",
-                      key="unl_list")
+                      key="unl_list", on_click="ignore")
 
 
 def render() -> None:

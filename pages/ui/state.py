@@ -135,6 +135,8 @@ class Session:
     memo: per-name ``Keyed`` results that are expensive to recompute on every rerun.
     oracle: ``Keyed`` {"clean_accuracy", "poison_success_rate"} of the retrain without the poisons.
     collapse_cached: (factors, scores) were served from the cache when the collapse was computed.
+    notice / pick_notice: a sentence for the Affected image page's top (a reopen retrained the
+        model) / for beside its picker (a sixth pick was refused).
     runs: every unlearning run of this investigation (``investigations.UnlearnRun``), oldest first.
     inv_id / saved / saved_stamp: the investigation on disk this session is bound to, the
         record as last written or read (to save only changes) and its ``updated`` stamp.
@@ -155,6 +157,7 @@ class Session:
     oracle: Keyed | None = None
     rounds: Rounds | None = None
     notice: str | None = None
+    pick_notice: str | None = None
     memo: dict[str, Keyed] = field(default_factory=dict)
     collapse_cached: tuple[bool, bool] | None = None
     runs: list = field(default_factory=list)

@@ -12,6 +12,8 @@ from .state import session
 
 SHOWN = 12
 """Investigations listed before "show all"."""
+WIDTHS = [2.6, 1.8, 1.5, 1.4, 1.9, 3.8]
+"""Name, last changed, dataset, model, status, actions: the actions get room for three labelled buttons."""
 
 
 def _open(inv_id: str) -> None:
@@ -60,24 +62,25 @@ def investigation_list() -> None:
             st.caption("None yet: the first model trained or loaded starts one.")
             return
         show_all = len(items) <= SHOWN or st.toggle(f"Show all {len(items)}", key="ws_all")
-        head = st.columns([3, 2, 2, 2, 2, 3])
+        head = st.columns(WIDTHS)
         for col, text in zip(head, ["Name", "Last changed", "Dataset", "Model", "Status", ""], strict=True):
             col.markdown(f"**{text}**")
         for item in items if show_all else items[:SHOWN]:
-            row = st.columns([3, 2, 2, 2, 2, 3], vertical_alignment="center")
+            row = st.columns(WIDTHS, vertical_alignment="center")
             here = item.id == current
             row[0].markdown(f"{'▶ ' if here else ''}{item.name}" + (" *(open)*" if here else ""))
             row[1].caption(item.updated.replace("T", " ")[:16])
             row[2].caption(item.dataset or "—")
             row[3].caption(item.model or "—")
             row[4].caption(item.error or STATUS_TEXT.get(item.status, item.status))
-            actions = row[5].columns(3)
-            actions[0].button("Open", key=f"ws_open_{item.id}", on_click=_open, args=(item.id,),
-                              disabled=here or item.error is not None, help=f"reopen {item.id}")
-            with actions[1].popover("Rename", disabled=item.error is not None):
+            # the buttons keep their own width and wrap onto a second line rather than being cut to "O…"
+            actions = row[5].container(horizontal=True, wrap=True, gap="small")
+            actions.button("Open", key=f"ws_open_{item.id}", on_click=_open, args=(item.id,),
+                           disabled=here or item.error is not None, help=f"reopen {item.id}")
+            with actions.popover("Rename", disabled=item.error is not None):
                 key = f"ws_name_{item.id}"
                 st.text_input("New name", value=item.name, key=key)
                 st.button("Save name", key=f"ws_rename_{item.id}", on_click=_rename, args=(item.id, key))
-            with actions[2].popover("Delete"):
+            with actions.popover("Delete"):
                 st.caption(f"Delete **{item.name}**? The cached models and scores stay; only the record goes.")
                 st.button("Delete", key=f"ws_del_{item.id}", on_click=_delete, args=(item.id,), type="primary")

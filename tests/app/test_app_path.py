@@ -14,15 +14,18 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from app_driver import errors, goto, metric, new_app, ok, pct, state, tiny_scenario
+from app_driver import ROOT, errors, goto, metric, new_app, ok, pct, state, tiny_scenario
 from PIL import Image
 
 from deltainf_core import (
     RULES,
     checkpoint_bytes,
+    compare,
     precision_recall,
 )
 from deltainf_core.collapse.rules import EffectSizeParams
+
+SHIPPED = str(ROOT / "bench" / "results")
 
 
 def test_pages_explain_what_to_do_before_a_model_exists(clear_caches):
@@ -148,10 +151,38 @@ def test_compare_page_shows_the_latest_table(clear_caches, tmp_path, monkeypatch
     at = goto(new_app(), "compare")
     assert any("mnist5k" in h.value for h in at.subheader)
     table = at.dataframe[0].value
-    assert list(table["detector"]) == ["delta", "spectral"]
-    assert table["psr_after"].tolist() == pytest.approx([1.0, 50.0])  # shown in percent
+    here = table[table["origin"].str.startswith("here")]
+    assert list(here["detector"]) == ["delta", "spectral"]
+    assert here["psr_after"].tolist() == pytest.approx([1.0, 50.0])  # shown in percent
+    # the shipped reference on the same dataset stays beside it, its rows marked as such
+    _ref_path, ref = compare.reference_comparison(SHIPPED, "mnist5k")
+    shipped = table[table["origin"].str.startswith("shipped reference")]
+    assert len(shipped) == len(ref["rows"]) >= 20 and set(ref["attacks"]) <= set(shipped["attack"])
+    assert any(f"{len(ref['rows'])} runs" in c.value for c in at.caption)
+    assert any("here, " in c.value and "· 2 runs" in c.value for c in at.caption)
+    assert next(t.label for t in at.tabs).startswith("here, ")
     (tmp_path / "compare-broken.json").write_text("{not json")
     goto(at, "compare")
+
+
+def test_compare_estimates_come_from_measured_cells(tmp_path):
+    """A one-cell run is estimated from that cell as measured, not from a 20-cell table's average."""
+    import json
+
+    rows = [{"attack": "badnet", "detector": "delta", "unlearner": "eu", "seconds": 247.0, "unlearn_seconds": 75.0},
+            {"attack": "badnet", "detector": "spectral", "unlearner": "eu", "seconds": 74.0, "unlearn_seconds": 70.0},
+            {"attack": "smooth", "detector": "delta", "unlearner": "eu", "seconds": 400.0, "unlearn_seconds": 99.0}]
+    (tmp_path / "compare-mnist5k-a.json").write_text(json.dumps(
+        {"dataset": "mnist5k", "rows": rows, "seconds": 3000.0, "created": "2026-01-01T00:00:00"}))
+    one = compare.estimate_cells([("badnet", "delta", "eu")], "mnist5k", [str(tmp_path)])
+    assert (one.low, one.high, one.measured, one.n) == (75.0, 247.0, 1, 1)
+    text = compare.estimate_text(one)
+    assert text.startswith("about 75s–4 min") and "1 of these 1 cell measured" in text
+    unseen = compare.estimate_cells([("badnet", "frequency", "eu")], "mnist5k", [str(tmp_path)])
+    assert unseen.measured == 0 and unseen.high == 247.0  # the median of the dataset's EU cells
+    assert compare.estimate_cells([("badnet", "delta", "eu")], "cifar10", [str(tmp_path)]) is None
+    assert compare.planned_cells(["badnet"], ["delta", "spectral"], ["eu", "ssd"]) == [
+        ("badnet", "delta", "eu"), ("badnet", "spectral", "eu"), ("badnet", "delta", "ssd")]
 
 
 def test_compare_page_launches_a_run_and_shows_its_table(clear_caches, tmp_path, monkeypatch):
@@ -173,14 +204,16 @@ def test_compare_page_launches_a_run_and_shows_its_table(clear_caches, tmp_path,
     monkeypatch.setattr(compare, "run_comparison", fake_run)
     monkeypatch.setenv("DELTAINF_RESULTS", str(tmp_path))
     at = goto(new_app(), "compare")
-    # a fresh clone shows the newest comparison shipped under bench/results/, marked as such
-    assert any("Shipped with the repository" in c.value for c in at.caption)
+    # a fresh clone shows the shipped reference under bench/results/, marked as such
+    assert any("shipped reference" in c.value and "read against" in c.value for c in at.caption)
     assert not [m for m in at.markdown if "Where `compare-*.json`" in m.value]  # no code comment as page text
     at.multiselect(key="cmp_detectors").set_value(["delta", "spectral"])
     at.button(key="cmp_run").click().run(timeout=60)
     assert calls == [(["badnet"], ["delta", "spectral"], ["eu"], str(tmp_path))]
     assert any("Comparison finished" in m.value for m in at.success)
-    assert list(at.dataframe[0].value["detector"]) == ["delta", "spectral"]
+    table = at.dataframe[0].value
+    assert list(table[table["origin"].str.startswith("here")]["detector"]) == ["delta", "spectral"]
+    assert (table["origin"].str.startswith("shipped reference")).sum() >= 20  # the reference stays
 
 
 class _Payload:

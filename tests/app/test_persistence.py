@@ -32,12 +32,15 @@ def test_an_investigation_reopens_where_it_was(clear_caches, cache_dir):
     at.button(key="col_compute").click().run()
     ok(at)
     goto(at, "triage")
-    shown = [int(c.key.split("_")[-1]) for c in at.checkbox if c.key and c.key.startswith("tri_ok_")]
+    at.button(key="tri_all_yes").click().run()  # approve every candidate shown, then reject two tiles
+    shown = [int(b.key.split("_")[-1]) for b in at.button_group if b.key and b.key.startswith("tri_dec_")]
     assert len(shown) >= 2
     rejected = sorted(shown[:2])
     for i in rejected:
-        at.checkbox(key=f"tri_ok_{i}").uncheck().run()
+        at.button_group(key=f"tri_dec_{i}").set_value("reject").run()
     approved = metric(ok(at), "Approved")
+    approved_set = set(state(at).approved)
+    assert approved == f"{len(approved_set):,}" and not approved_set & set(rejected)
     goto(at, "unlearn")
     at.button(key="unl_run").click().run()
     ok(at)
@@ -47,7 +50,7 @@ def test_an_investigation_reopens_where_it_was(clear_caches, cache_dir):
     again = reopen(inv_id)
     s = state(again)
     assert s.inv_id == inv_id and s.active.model_key == before.active.model_key
-    assert s.picked == before.picked and s.rejected == set(rejected)
+    assert s.picked == before.picked and s.rejected == set(rejected) and s.approved == approved_set
     assert s.collapse is not None
     np.testing.assert_array_equal(s.collapse.value.scores, before.collapse.value.scores)
     assert s.unlearned.forget == before.unlearned.forget and s.unlearned.method == before.unlearned.method
@@ -75,6 +78,7 @@ def test_an_investigation_reopens_where_it_was(clear_caches, cache_dir):
     assert state(other).inv_id not in (None, inv_id)
     store = InvestigationStore(f"{cache_dir}/investigations")
     assert store.load(inv_id).rejected == rejected and store.load(state(other).inv_id).rejected == []
+    assert store.load(inv_id).approved == sorted(approved_set) and store.load(state(other).inv_id).approved == []
     listed = {item.id: item for item in store.list()}
     assert listed[inv_id].status == "unlearned" and listed[state(other).inv_id].status == "model"
 

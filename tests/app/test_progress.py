@@ -80,12 +80,6 @@ def test_a_comparison_says_which_cell_and_how_long_is_left(bar, monkeypatch, tin
     assert [f for f, _ in inner] == sorted(f for f, _ in inner) and inner[0][0] == 0.0  # the cells' bar
 
 
-def test_estimates_before_a_comparison_starts(tmp_path):
-    import json
-
-    (tmp_path / "compare-mnist5k-a.json").write_text(json.dumps(
-        {"dataset": "mnist5k", "rows": [{}, {}, {}, {}], "seconds": 400.0, "created": "2026-01-01T00:00:00"}))
-    assert compare.estimate_seconds(2, "mnist5k", [str(tmp_path)]) == pytest.approx(200.0)
-    assert compare.estimate_seconds(2, "cifar10", [str(tmp_path)]) is None
+def test_the_running_estimate_follows_the_cells_done():
     assert compare.cell_message(0, 4, "badnet × delta × eu", 0.0) == "cell 1 of 4: badnet × delta × eu"
     assert compare.cell_message(2, 4, "x", 120.0).endswith("about 2 min left")
