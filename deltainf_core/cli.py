@@ -83,7 +83,8 @@ def _pipeline(args: argparse.Namespace, cache: str, progress: TerminalProgress):
     from .scaleout.executor import executor_for
     from .store import Store
 
-    return Pipeline(Store(cache), progress, executor=executor_for(compute_from_args(args, args.compute_flags), cache))
+    executor = executor_for(compute_from_args(args, args.compute_flags), cache)  # before the store is opened
+    return Pipeline(Store(cache), progress, executor=executor)
 
 
 def build_parser() -> argparse.ArgumentParser:

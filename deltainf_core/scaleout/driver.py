@@ -124,6 +124,7 @@ class UnitDriver:
     def __init__(self, backend: Backend, threads: int = 1, on_status: StatusSink | None = None) -> None:
         self.backend, self.threads, self.on_status = backend, threads, on_status
         self._data_keys: dict[int, tuple[object, str]] = {}
+        self._saved: dict[tuple[str, str], str] = {}
 
     # -- inputs ---------------------------------------------------------------------------
     def _data_key(self, data) -> str:
@@ -135,13 +136,20 @@ class UnitDriver:
             self._data_keys[id(data)] = held
         return held[1]
 
+    def _saved_once(self, kind: str, key: str, save: Callable[[], str]) -> str:
+        """A model's or image set's folder, written (or verified) once per key by this driver."""
+        if (kind, key) not in self._saved or not os.path.isdir(self._saved[kind, key]):
+            self._saved[kind, key] = save()
+        return self._saved[kind, key]
+
     def _job(self, engine, step: str, **kw: object) -> UnitJob:
         from .. import influence
 
-        cache = engine.root
+        cache, data = engine.root, self._data_key(engine.train)
         return UnitJob(cache=cache, step=step, content=engine.content, influence=config_dict(engine.cfg),
-                       model=save_model(cache, engine.content, engine.model),
-                       train=save_image_set(cache, self._data_key(engine.train), engine.train),
+                       model=self._saved_once("model", engine.content,
+                                              lambda: save_model(cache, engine.content, engine.model)),
+                       train=self._saved_once("data", data, lambda: save_image_set(cache, data, engine.train)),
                        factors=engine.factor_dir(), chunk=influence.CHUNK, threads=self.threads, **kw)
 
     # -- factors --------------------------------------------------------------------------
@@ -192,7 +200,8 @@ class UnitDriver:
     def score_chunks(self, engine, queries, chunks: list[tuple[str, int, int]]) -> None:
         from ..influence import data_fingerprint
 
-        qpath = save_image_set(engine.root, f"q-{data_fingerprint(queries)}", queries)
+        qkey = f"q-{data_fingerprint(queries)}"
+        qpath = self._saved_once("data", qkey, lambda: save_image_set(engine.root, qkey, queries))
         jobs = [self._job(engine, "scores", queries=qpath, score_key=key, start=a, stop=b, images=float(b - a),
                           work=scaleout_dir(engine.root, "work", f"scores-{stable_hash(key)}"))
                 for key, a, b in chunks]

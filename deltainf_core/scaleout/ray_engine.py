@@ -112,10 +112,7 @@ def connect(compute: ComputeConfig, cache: str) -> RayBackend:
     address = compute.ray_address
     if address:
         _reachable(address)
-    if not ray.is_initialized():
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        if not address:  # a local cluster's workers inherit this environment: let them import this checkout
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    if not ray.is_initialized():  # a local cluster's workers start in this folder, with this sys.path
         try:
             ray.init(address=address or None, log_to_driver=False,  # the dashboard: Ray Train needs its state API
                      logging_level=logging.WARNING, configure_logging=False)

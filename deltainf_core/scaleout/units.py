@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import InfluenceConfig
-from ..integrity import write_json
 from ..memory import trimming
 from .files import ProgressFile, ScaleOutError, committed, link, load_image_set, load_model, staged
 
@@ -157,9 +156,3 @@ def _score(job: UnitJob, engine, board: ProgressFile) -> None:
             store.set(job.score_key, out)
     finally:
         store.close()
-
-
-def note_failure(job: UnitJob, message: str) -> None:
-    """Leave why a unit failed beside its attempts (the driver's one line names it too)."""
-    os.makedirs(job.work, exist_ok=True)
-    write_json(os.path.join(job.work, "failed.json"), {"unit": job.name, "error": message})
