@@ -21,7 +21,8 @@ from pages.ui.triage_desk import Desk, bulk_controls, counted_only, desk, value_
 from pages.ui.triage_scatter import evidence_scatter
 
 ss = st.session_state
-PAGE_SIZE = 48
+PAGE_SIZES = (8, 24, 48, 96)
+"""Tiles per page (``Widgets.tri_page_size``: 48, six rows of eight, by default)."""
 COLUMNS = 8
 REJECTED_FRAME = (150, 150, 150)  # grey frame of a rejected tile (the image itself is washed out)
 TILE_STATUS = {"approve": APPROVED, "reject": REJECTED}
@@ -94,17 +95,22 @@ def grid(act: ui.Active, dk: Desk, flags: ui.Flags, truth: np.ndarray | None) ->
     classes = ui.pipeline().dataset(act.scenario.data).classes
     poison = set(truth.tolist()) if (truth is not None and ss["tri_show_truth"]) else set()
     flagged = set(flags.flagged.tolist())
-    on_page, page, n_pages = page_of(dk.order, int(ss["tri_page"]), PAGE_SIZE)
+    if ss.get("tri_page_size") not in PAGE_SIZES:
+        ss["tri_page_size"] = 48
+    size = int(ss["tri_page_size"])
+    on_page, page, n_pages = page_of(dk.order, int(ss["tri_page"]), size)
     ss["tri_page"] = page
+    a, b, _ = st.columns([1, 1, 2])
+    b.selectbox("Tiles per page", PAGE_SIZES, **ui.keep("tri_page_size"))
     if n_pages > 1:
-        st.columns([1, 3])[0].number_input(f"Page (of {n_pages}, in the order above)", min_value=1,
-                                           max_value=n_pages, step=1, **ui.keep("tri_page"))
+        a.number_input(f"Page (of {n_pages}, in the order above)", min_value=1, max_value=n_pages, step=1,
+                       **ui.keep("tri_page"))
     s = ui.session()
     cut = int(ss.get("tri_cut") or 0)
-    first = (page - 1) * PAGE_SIZE
+    first = (page - 1) * size
     if first < cut:
         st.caption(f"Tiles 1–{cut} of this order are above the cut (the slider above); "
-                   f"{'the cut falls on this page' if cut < first + PAGE_SIZE else 'it falls on a later page'}.")
+                   f"{'the cut falls on this page' if cut < first + size else 'it falls on a later page'}.")
     cols = st.columns(COLUMNS)
     for j, i in enumerate(int(x) for x in on_page):
         key = f"tri_dec_{i}"

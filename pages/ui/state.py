@@ -66,6 +66,7 @@ class Widgets:
     col_transforms: list[str] | None = None
     tri_rule: str = DetectConfig.detector
     tri_page: int = 1
+    tri_page_size: int = 48
     tri_show_truth: bool = True
     tri_sort: str = "statistic"
     tri_status: str = "all"
