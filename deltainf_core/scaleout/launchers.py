@@ -103,14 +103,17 @@ class DDPLauncher:
 
 
 class TorchrunLauncher(DDPLauncher):
-    """``torchrun --standalone --nproc-per-node N``: one machine, gloo on CPUs, NCCL on GPUs."""
+    """``torchrun --standalone --nproc-per-node N``: one machine, gloo on CPUs, NCCL on GPUs.
+
+    A rank that dies restarts the whole job (``--max-restarts``): deterministic, so the same weights."""
 
     engine = "torchrun"
+    MAX_RESTARTS = 2
 
     def launch(self, job: str, progress_path: str, progress: Progress) -> None:
         log = os.path.join(os.path.dirname(job), "torchrun.log")
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.world}",
-               "-m", "deltainf_core.scaleout.replica", job]
+               f"--max-restarts={self.MAX_RESTARTS}", "-m", "deltainf_core.scaleout.replica", job]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
