@@ -118,10 +118,14 @@ def measure(data_dir: str, n: int, base: str, cache: str, engine: str, workers: 
             "flagged": [int(i) for i in np.asarray(detection.flagged)], "unit_costs": costs}
 
 
-def _child(*args: str) -> dict:
-    """Run one step in a fresh process (its own kronfluence state and Ray driver); its JSON from stdout."""
+def _child(work: str, *args: str) -> dict:
+    """Run one step in a fresh process (its own kronfluence state and Ray driver); its JSON from stdout.
+
+    The decoded images are shared by every step through ``DELTAINF_CACHE`` (default: under ``work``),
+    so each fresh cache does not decode the ImageFolder again."""
+    env = {**os.environ, "DELTAINF_CACHE": os.environ.get("DELTAINF_CACHE", os.path.join(work, "decoded"))}
     out = subprocess.run([sys.executable, "-m", "bench.scaleout", *args], cwd=ROOT, capture_output=True,
-                         text=True)
+                         text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"step {args[0]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -133,12 +137,12 @@ def run(sizes: list[int], data_dir: str, workers: int, out_path: str, work: str)
     results = []
     for n in sizes:
         base = os.path.join(work, f"base-{n}")
-        prep = _child("prepare", "--n", str(n), "--data-dir", data_dir, "--cache", base, "--workers", str(workers))
+        common = ("--n", str(n), "--data-dir", data_dir, "--workers", str(workers))
+        prep = _child(work, "prepare", *common, "--cache", base)
         runs = {}
         for engine in ("local", "ray"):
             cache = os.path.join(work, f"{engine}-{n}-{int(time.time())}")
-            runs[engine] = _child("measure", "--n", str(n), "--data-dir", data_dir, "--base", base, "--cache", cache,
-                                  "--engine", engine, "--workers", str(workers))
+            runs[engine] = _child(work, "measure", *common, "--base", base, "--cache", cache, "--engine", engine)
         local, ray = runs["local"], runs["ray"]
         ratio = (ray["factors_s"] + ray["scores_s"]) / (local["factors_s"] + local["scores_s"])
         row = {"n_train": n, "prepare": prep, "local": local, "ray": ray, "overhead_ratio": ratio,

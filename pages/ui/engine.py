@@ -2,8 +2,9 @@
 
 One call wires it into a page: ``engine_panel(pipeline())``. The widgets read their labels' help
 from ``ComputeConfig`` (the same text as ``--engine``, ``--ray-address``, ``--train-workers``), so
-the app and the CLI cannot drift. Choosing ``ray`` joins the cluster at once: an address that
-does not answer is one ``st.error`` naming it, and the pipeline keeps the engine it had.
+the app and the CLI cannot drift. Choosing ``ray`` joins the cluster: an address that
+does not answer is one ``st.error`` naming it, and the pipeline keeps the engine it had. A choice
+is applied by its button, not on every edit.
 
 While a job runs on Ray, the core's progress line already says "3/9 units, 2 running, 1 retried
 after a lost worker (lambda1), ETA 40s" (the driver reports through the stage's progress sink,
@@ -44,19 +45,21 @@ class UnitProgress:
 
 
 def engine_settings(pipe: Pipeline, key: str = "engine") -> ComputeConfig:
-    """The engine widgets; a changed choice is applied to ``pipe`` (Ray is joined now). Returns what runs."""
+    """The engine widgets; "Use this engine" applies a changed choice to ``pipe`` (Ray is joined then).
+    Returns what runs."""
     from deltainf_core.scaleout.executor import executor_for
 
     now = pipe.executor.compute
     engine = st.radio("Engine", ENGINES, index=ENGINES.index(now.engine), horizontal=True, help=_help("engine"),
                       key=f"{key}.engine")
-    address = st.text_input("Ray address", value=now.ray_address or "", placeholder="a local cluster",
-                            help=_help("ray_address"), disabled=engine != "ray", key=f"{key}.address")
+    address = st.text_input("Ray address (ray engine)", value=now.ray_address or "", placeholder="a local cluster",
+                            help=_help("ray_address"), key=f"{key}.address")
     workers = st.number_input("Training workers", min_value=1, max_value=256, value=now.train_workers,
                               help=_help("train_workers"), key=f"{key}.workers")
     wanted = ComputeConfig(engine, (address.strip() or None) if engine == "ray" else None, now.unit_cpus,
                            int(workers))
-    if wanted != now:
+    # applied on a click, not on every edit: choosing ray with no address yet would start a local cluster
+    if st.button("Use this engine", disabled=wanted == now, key=f"{key}.apply"):
         with st.spinner("joining the Ray cluster…" if engine == "ray" else "switching engine…"):
             try:
                 pipe.executor = executor_for(wanted, pipe.store.directory)
