@@ -52,8 +52,8 @@ STATISTIC_WORDS = {"d": "collapse effect size d", "votes": "copies whose score d
 
 def copies_text(transform: str, counted: int, scored: int) -> str:
     """"Invert · 11 of 19 copies counted": a transformation's toggle, panel and reports say it alike."""
-    one = "copy" if counted == 1 else "copies"
-    n = f"{counted} of {scored} copies counted" if counted != scored else f"{counted} {one}"
+    noun = "copy" if (scored if counted != scored else counted) == 1 else "copies"
+    n = f"{counted} of {scored} {noun} counted" if counted != scored else f"{counted} {noun}"
     return f"{transform_title(transform)} · {n}"
 
 

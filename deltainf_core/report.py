@@ -136,7 +136,8 @@ def _collapse(data: ReportData) -> str:
         else "no ground truth: every training image in grey"
     caption = ("Each point is a training image: across, its influence on the original affected image; down, how "
                "that influence changed on the altered copies (both on a symmetric log scale, labelled in powers of "
-               "ten). Poisoned images sit far right and far below zero on every panel; ordinary ones scatter on "
+               "ten). Poisoned images sit on the lower right of every panel: they supported the original and lose "
+               "that support on every copy (down by about as much as they were across); ordinary ones scatter on "
                f"both sides of zero.{_first_panel(data, rule)} {known[0].upper() + known[1:]}; rings mark what "
                "the rule flagged.")
     notes = hidden_panel_notes(data.panels, data.one_channel)

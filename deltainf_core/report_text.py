@@ -20,8 +20,8 @@ EXPLAINER = (
     "different label. The alterations break the attacker's hidden trigger. An ordinary training image's "
     "influence goes up on some copies and down on others, with no consistent direction; a poisoned image "
     "loses its influence on every copy at once, because the trigger was its only link to the clue. This "
-    "consistent loss is the influence collapse: in the plots below, poisoned images drop far below zero on "
-    "every kind of copy, while ordinary ones scatter on both sides of zero.",
+    "consistent loss is the influence collapse: in the plots below, poisoned images lose on every kind of "
+    "copy the influence they had on the clue, while ordinary ones scatter on both sides of zero.",
     "Images whose influence collapses consistently are flagged; an analyst may review the flagged set; then "
     "their effect is removed from the model (unlearning). It worked when the attack stops succeeding — the "
     "poison success rate falls below 5% — while accuracy on ordinary images stays about the same.",

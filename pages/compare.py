@@ -39,9 +39,9 @@ LABELS = {
     "recall": "Recall", "rounds": "Rounds", "unlearn_seconds": "Unlearning time", "seconds": "Cell time",
     "time_vs_eu": "Time vs EU", "n_hit": "Targets hit", "n_targets": "Targets", "error": "Why it failed",
 }
+# The columns shown at first; the rest on request (a wide table is cut at the page's edge).
 MAIN = ("origin", "attack", "detector", "unlearner", "psr_before", "psr_after", "success", "acc_after", "acc_change",
         "n_flagged", "precision", "recall", "seconds", "error")
-"""The columns shown at first; the rest on request (a wide table is cut at the page's edge)."""
 FORMATS = {"acc_change": "%+.1f pt", "unlearn_seconds": "%.0f s", "seconds": "%.0f s", "time_vs_eu": "%.2f×",
            "n_flagged": "%d", "rounds": "%d", "n_hit": "%d", "n_targets": "%d"}
 

@@ -125,10 +125,11 @@ def explore(act: ui.Active, result) -> None:
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="col_chart",
                             config={"displaylogo": False, "scrollZoom": False})
     st.caption("Each point is a training image: x its influence on the original affected image(s), y how that "
-               "influence changed on the transformed, relabelled copies (symmetric log scales). Poisons drop "
-               "far below zero on every copy; clean images scatter on both sides of it with no consistent drop. "
+               "influence changed on the transformed, relabelled copies (symmetric log scales). Poisons sit on "
+               "the lower right of every panel: they lose on every copy the support they gave the original; clean "
+               "images scatter on both sides of zero with no consistent drop. "
                + (f"The dashed line in the first panel is where {view.rule} cut: it flags "
-                  f"{view.statistic_name} ≥ {cut:.1f}, " if cut is not None else "")
+                  f"{view.statistic_name} ≥ {cut:.1f}. " if cut is not None else "")
                + "Drag a box or lasso to see the images and decide them.")
     gray = result.queries.queries.image_shape[0] == 1
     notes = hidden_panel_notes(view.panels, gray)

@@ -101,8 +101,8 @@ def model_widget(col) -> None:
                      help=HELP["train"]["input_std"] + " (one value per channel of the data)")
 
 
+# Placeholders for the built-in grey-scale sets (their usual normalisation), until the data is loaded.
 ONE_CHANNEL = {"mnist5k": ("0.1307", "0.3081"), "mnist": ("0.1307", "0.3081"), "fashion_mnist": ("0.2860", "0.3530")}
-"""Placeholders for the built-in grey-scale sets (their usual normalisation), until the data is loaded."""
 
 
 def stats_placeholder() -> tuple[str, str]:

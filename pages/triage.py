@@ -17,17 +17,16 @@ from deltainf_core.report import evidence_text
 from pages import ui
 from pages.ui.evidence import render_flagged_evidence
 from pages.ui.report import report_button
-from pages.ui.triage_desk import Desk, bulk_controls, counted_only, desk, value_text
+from pages.ui.triage_desk import Desk, bulk_controls, counted_only, desk, page_label_breaks, value_text
 from pages.ui.triage_scatter import evidence_scatter
 
 ss = st.session_state
-PAGE_SIZES = (8, 24, 48, 96)
-"""Tiles per page (``Widgets.tri_page_size``: 48, six rows of eight, by default)."""
+PAGE_SIZES = (8, 24, 48, 96)  # tiles per page; 48 (six rows of eight) by default (Widgets.tri_page_size)
 COLUMNS = 8
 REJECTED_FRAME = (150, 150, 150)  # grey frame of a rejected tile (the image itself is washed out)
-TILE_STATUS = {"approve": APPROVED, "reject": REJECTED}
-"""A tile's two buttons; neither pressed = undecided."""
+TILE_STATUS = {"approve": APPROVED, "reject": REJECTED}  # a tile's two buttons; neither pressed = undecided
 TILE_LABEL = {v: k for k, v in TILE_STATUS.items()}
+TILE_TEXT = {"approve": "✓", "reject": "✗"}  # what fits under a tile at 1,280 px (the help says the words)
 
 
 def _tile(index: int, key: str) -> None:
@@ -64,7 +63,8 @@ def rule_controls(act: ui.Active) -> None:
         run_detector(act, rule)
 
 
-def caption(dk: Desk, flags: ui.Flags, i: int, flagged: set[int], classes: tuple[str, ...]) -> str:
+def caption(dk: Desk, flags: ui.Flags, i: int, flagged: set[int], classes: tuple[str, ...],
+            breaks: dict[int, float]) -> str:
     """A tile's evidence in words: the rule's statistic, the label-break rate, the sort key's value."""
     s = ui.session()
     table = dk.table
@@ -73,8 +73,8 @@ def caption(dk: Desk, flags: ui.Flags, i: int, flagged: set[int], classes: tuple
     if name == "votes":
         name = f"votes of {int(flags.info.get('n_copies', 0))}" if flags.info.get("n_copies") else "votes"
     parts = [f"#{i}", evidence_text(name, float(table.statistic[row]))]
-    if table.label_break is not None and np.isfinite(table.label_break[row]):
-        parts.append(f"label lost {table.label_break[row]:.0%}")
+    if i in breaks and np.isfinite(breaks[i]):
+        parts.append(f"label lost {breaks[i]:.0%}")
     if dk.view.sort.startswith(TRANSFORM_PREFIX):
         parts.append(f"{transform_short(dk.view.sort[len(TRANSFORM_PREFIX):])} "
                      f"{value_text(table, dk.view.sort, i)}")
@@ -111,6 +111,7 @@ def grid(act: ui.Active, dk: Desk, flags: ui.Flags, truth: np.ndarray | None) ->
     if first < cut:
         st.caption(f"Tiles 1–{cut} of this order are above the cut (the slider above); "
                    f"{'the cut falls on this page' if cut < first + size else 'it falls on a later page'}.")
+    breaks = page_label_breaks(act, flags, on_page)
     cols = st.columns(COLUMNS)
     for j, i in enumerate(int(x) for x in on_page):
         key = f"tri_dec_{i}"
@@ -122,11 +123,12 @@ def grid(act: ui.Active, dk: Desk, flags: ui.Flags, truth: np.ndarray | None) ->
             tile = framed(train.float_batch([i])[0], hex_to_rgb(POISON) if i in poison else None)
         rank = first + j + 1
         with cols[j % COLUMNS]:
-            st.image(tile, width="stretch", caption=caption(dk, flags, i, flagged, classes)
+            st.image(tile, width="stretch", caption=caption(dk, flags, i, flagged, classes, breaks)
                      + (" · ▲ the cut falls below this tile" if rank == cut else ""))
-            st.segmented_control("decision", list(TILE_STATUS), key=key, on_change=_tile, args=(i, key),
-                                 label_visibility="collapsed",
-                                 help=f"training image #{i}, label {int(train.labels[i])}; press again to undo")
+            st.segmented_control(f"Decision on #{i}", list(TILE_STATUS), key=key, on_change=_tile, args=(i, key),
+                                 label_visibility="collapsed", format_func=TILE_TEXT.get,
+                                 help=f"training image #{i}, label {int(train.labels[i])}: approve (✓) or reject "
+                                      "(✗); press again to undo")
     return on_page
 
 
@@ -187,7 +189,7 @@ def metrics(act: ui.Active, flags: ui.Flags, approved: np.ndarray, truth: np.nda
     cands = ui.candidates(flags)
     n_train = len(ui.pipeline().poisoned(act.scenario).train)
     rejected = int(np.isin(cands, list(s.rejected)).sum())
-    m = st.columns(7 if truth is not None else 5)
+    m = st.columns(6 if truth is not None else 5)
     m[0].metric("Flagged", f"{len(flags.flagged):,}", help=f"{len(flags.flagged) / n_train:.1%} of the training set")
     m[1].metric("Approved", f"{len(approved):,}", help="only approved images are unlearned")
     m[2].metric("Rejected", f"{rejected:,}")
@@ -196,9 +198,8 @@ def metrics(act: ui.Active, flags: ui.Flags, approved: np.ndarray, truth: np.nda
     if truth is not None:
         pf, rf = precision_recall(flags.flagged, truth)
         pa, ra = precision_recall(approved, truth) if len(approved) else (None, 0.0)
-        m[4].metric("Precision (approved)", ui.pct(pa), help=f"flagged set: {ui.pct(pf)}")
-        m[5].metric("Recall (approved)", ui.pct(ra), help=f"flagged set: {ui.pct(rf)}")
-        m[6].toggle("Known poisons", **ui.keep("tri_show_truth"), help="orange frame = a true poison")
+        m[4].metric("Precision", ui.pct(pa), help=f"of the approved images (the flagged set's: {ui.pct(pf)})")
+        m[5].metric("Recall", ui.pct(ra), help=f"of the approved images (the flagged set's: {ui.pct(rf)})")
     else:
         m[4].metric("Precision", "no ground truth")
 
@@ -226,7 +227,10 @@ def render() -> None:
     for said in describe_checks(flags.info).values():
         st.caption(said)
     classes = ui.pipeline().dataset(act.scenario.data).classes
-    st.subheader("Sort, filter and decide")
+    head, toggle = st.columns([3, 1], vertical_alignment="bottom")
+    head.subheader("Sort, filter and decide")
+    if truth is not None:
+        toggle.toggle("Show known poisons", **ui.keep("tri_show_truth"), help="orange frame = a true poison")
     dk = desk(act, flags, classes)
     bulk_controls(dk)
     evidence_scatter(dk, flags, truth)

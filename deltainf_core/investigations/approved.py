@@ -169,10 +169,9 @@ def _csv_indices(text: str, name: str) -> tuple[list[int], list[int | None] | No
 
 
 def decisions_for(candidates: np.ndarray | list[int], approved: np.ndarray | list[int]) -> tuple[list[int], list[int]]:
-    """``(added, rejected)`` that make Triage's approved set equal ``approved`` (an imported list).
-
-    Triage approves candidates (flagged ∪ added ∪ prior) minus rejected: imported indices
-    that are not candidates are added, candidates that are not imported are rejected.
+    """``(added, rejected)`` that, with every listed image approved, make Triage's approved set equal
+    ``approved`` (an imported list): listed indices that are not candidates (flagged ∪ added ∪ prior)
+    are added, candidates that are not listed are rejected, so none is left undecided.
     """
     cands = {int(i) for i in np.asarray(candidates).ravel().tolist()}
     keep = {int(i) for i in np.asarray(approved).ravel().tolist()}

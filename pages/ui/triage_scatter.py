@@ -90,15 +90,15 @@ def evidence_scatter(dk: Desk, flags, truth: np.ndarray | None) -> None:
         rest = [int(i) for i in dk.order if int(i) not in set(chosen.tolist())]
         st.markdown(f"**{chosen.size} selected** of the {dk.order.size} shown"
                     + (f" ({int(np.isin(chosen, truth).sum())} known poisons)" if truth is not None else ""))
-        a, b, c = st.columns(3)
-        if a.button(f"Approve the {chosen.size} selected, reject the other {len(rest)}", type="primary",
+        row = st.container(horizontal=True, wrap=True, gap="small")
+        if row.button(f"Approve the {chosen.size} selected, reject the other {len(rest)}", type="primary",
                     key="tri_sel_split", icon=":material/rule:"):
             s.approved, s.rejected = decide(s.approved, s.rejected, chosen.tolist(), APPROVED)
             s.approved, s.rejected = decide(s.approved, s.rejected, rest, REJECTED)
             st.rerun()
-        if b.button(f"Approve the {chosen.size} selected", key="tri_sel_yes", icon=":material/check:"):
+        if row.button(f"Approve the {chosen.size} selected", key="tri_sel_yes", icon=":material/check:"):
             s.approved, s.rejected = decide(s.approved, s.rejected, chosen.tolist(), APPROVED)
             st.rerun()
-        if c.button(f"Reject the {chosen.size} selected", key="tri_sel_no", icon=":material/close:"):
+        if row.button(f"Reject the {chosen.size} selected", key="tri_sel_no", icon=":material/close:"):
             s.approved, s.rejected = decide(s.approved, s.rejected, chosen.tolist(), REJECTED)
             st.rerun()
