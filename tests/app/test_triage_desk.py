@@ -8,7 +8,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 from app_driver import errors, goto, metric, new_app, ok, state
 
 from deltainf_core.collapse import transform_collapse
@@ -117,33 +116,10 @@ def test_the_desk_from_a_flagged_set_to_a_decided_one(clear_caches, media):
     assert not any(c in frame.columns for c in ("n_copies", "effect_size", "mean_delta"))
 
     # the exported list names the affected test images and the attack's classes
-    payload = json.loads(downloaded(at, "Approved list (JSON)", media))
+    payload = json.loads(media.downloaded(at, "Approved list (JSON)"))
     assert payload["affected_test_index"] and payload["affected_test_index"] == payload["scenario"][
         "affected_test_index"]
     assert len(payload["affected_test_index"]) == len(state(at).picked)
     attack = payload["scenario"]["attack"]
     assert payload["victim_class"] == attack["victim_class"] is not None and attack["target_class"] is not None
     assert payload["approved"] == sorted(state(at).approved) and payload["params"]["effect_size"] == 2.0
-
-
-def downloaded(at, label: str, media: list) -> bytes:
-    """A download button's bytes, from the media store of the run that drew it."""
-    button = next(b for b in at.get("download_button") if b.proto.label == label)
-    return media[-1]._storage.get_file(button.proto.url.rsplit("/", 1)[-1]).content
-
-
-@pytest.fixture
-def media(monkeypatch):
-    """Every media store AppTest makes (one per run), so a test can read what a download button holds."""
-    import streamlit.testing.v1.app_test as app_test
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    made: list = []
-
-    class Recording(MediaFileManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(app_test, "MediaFileManager", Recording)
-    return made

@@ -1,7 +1,7 @@
 """End to end in a real browser: ``streamlit run app.py`` driven by headless Chromium.
 
-Clicks through the analyst's path (train → pick → collapse → select points → triage with two
-images rejected by hand → unlearn → reports → compare) on a tiny built-in scenario; then the
+Clicks through the analyst's path (train → pick → collapse → select points → triage with a cut
+and two images rejected by hand → unlearn → reports → compare) on a tiny built-in scenario; then the
 same investigation — triage decisions and unlearning numbers — must come back after a reload,
 at the same address in a second browser, and after a server restart whose first request is a
 sub-page's address, while a second investigation keeps its own. Saves a screenshot of every page to
@@ -10,8 +10,11 @@ to refresh the README's). Skips cleanly when Chromium or Playwright is missing.
 
     pytest -m e2e tests/e2e
 
-For README-quality screenshots of the *default* investigation (4,000 digits, EK-FAC,
-5 affected images) point it at a cache that already holds the CLI's default run:
+With ``DELTAINF_E2E_SCENARIO=default`` it drives the *default* investigation (4,000 digits, BadNet
+1 %, EK-FAC, 5 affected images) instead, and ``test_default_scenario_reaches_the_poisons_in_three_actions``
+takes its flagged set to exactly the 40 poisons in three actions with the Triage tools (sort by one
+transformation's collapse, drag the cut, apply it). It trains a model: minutes on a CPU, unless the
+cache already holds the default run. That is also how the README's screenshots are made:
 
     DELTAINF_E2E_SCENARIO=default DELTAINF_E2E_CACHE=cache DELTAINF_SCREENSHOTS=assets/screenshots \
         pytest -m e2e tests/e2e
@@ -19,240 +22,31 @@ For README-quality screenshots of the *default* investigation (4,000 digits, EK-
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from io import BytesIO
-from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlparse
-
 import pytest
+from browser_driver import (
+    FULL,
+    LONG_MS,
+    SHOTS,
+    chips_name_their_panels,
+    download_report,
+    drag_slider,
+    goto,
+    idle,
+    inv_id,
+    investigation_view,
+    metric,
+    no_exception,
+    rejected_tile_shows_image,
+    shot,
+    three_actions,
+    tile_buttons,
+    tiny_settings,
+    train,
+    triage_view,
+    unlearn_view,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = Path(os.environ.get("DELTAINF_SCREENSHOTS", ROOT / "tests" / "e2e" / "screenshots"))
-FULL = os.environ.get("DELTAINF_E2E_SCENARIO", "tiny") == "default"
-"""Drive the app's default scenario instead of the tiny one (slow unless its cache is warm)."""
-CHROMIUM = os.environ.get("DELTAINF_CHROMIUM", "/usr/bin/chromium")
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"]
-WIDTH, HEIGHT = 1400, 900
-LONG_MS = int(os.environ.get("DELTAINF_E2E_LONG_MS", 600_000))
-"""Training and scoring on a busy 2-core CPU can take minutes."""
-
-TINY = [("Max training images (0 = all)", "400"), ("Max test images (0 = all)", "200"),
-        ("Epochs (0 = auto)", "12"), ("Attack parameters (JSON)", '{"size": 5}'),
-        ("Poisoned fraction", "0.05"), ("Copies of the first affected image", "8"),
-        ("Copies of each further affected image", "4"), ("Affected images used by default", "2")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    return sync_api
-
-
-class Server:
-    """``streamlit run app.py`` on a free port with the test session's private artefact cache."""
-
-    def __init__(self, cache: str, log: Path) -> None:
-        self.cache, self.log, self.proc, self.url = cache, log, None, ""
-
-    def start(self) -> str:
-        port = _free_port()
-        env = {**os.environ, "DELTAINF_CACHE": self.cache, "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                 "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-                 "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        return self.url
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.proc = None
-
-
-@pytest.fixture(scope="module")
-def server(playwright_api, cache_dir, tmp_path_factory):
-    srv = Server(os.environ.get("DELTAINF_E2E_CACHE") or cache_dir, tmp_path_factory.mktemp("e2e-log") / "server.log")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-NO_RAW_NAV = """window.__rawNav = false;
-new MutationObserver(() => { if (document.querySelector('[data-testid="stSidebarNav"]')) window.__rawNav = true; })
-    .observe(document, {subtree: true, childList: true});"""
-"""Records whether Streamlit's automatic page list (the raw files of pages/) ever appears."""
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_api):
-    """``open(url)``: a page in a new browser with a fresh profile (a separate 'browser session')."""
-    profiles, contexts = [], []
-    with playwright_api.sync_playwright() as p:
-        def open_page(url: str):
-            profile = tempfile.mkdtemp(prefix="deltainf-chromium-")
-            profiles.append(profile)
-            ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                       args=BROWSER_ARGS, viewport={"width": WIDTH, "height": HEIGHT},
-                                                       accept_downloads=True)
-            contexts.append(ctx)
-            ctx.set_default_timeout(60_000)
-            ctx.add_init_script(NO_RAW_NAV)
-            pg = ctx.new_page()
-            pg.goto(url)
-            return pg
-
-        yield open_page
-        for ctx in contexts:
-            ctx.close()
-    for profile in profiles:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def page(browser, server):
-    return browser(server.url)
-
-
-SETTLED = """() => { const app = document.querySelector('[data-testid="stApp"]');
-    const main = document.querySelector('[data-testid="stMain"]');
-    if (!app || !main || app.getAttribute('data-test-script-state') !== 'notRunning') {
-        window.__settled = null; return false; }
-    const size = main.getElementsByTagName('*').length + ':' + main.innerText.length, now = Date.now();
-    if (!window.__settled || window.__settled.size !== size) { window.__settled = {size, since: now}; return false; }
-    return now - window.__settled.since > 1000; }"""
-"""The app has run (a fresh page starts 'initial'), no run is going on or requested, and the page
-has stopped changing for a second (elements are still drawn for a moment after a run ends)."""
-
-
-def idle(page, timeout_ms: int = LONG_MS) -> None:
-    """Wait until Streamlit has finished the current script run and drawn its result."""
-    page.wait_for_timeout(400)
-    page.evaluate("window.__settled = null")
-    page.wait_for_function(SETTLED, timeout=timeout_ms, polling=200)
-
-
-def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
-        '[data-testid="stException"]').first.inner_text()
-
-
-def shot(page, name: str) -> Path:
-    """Screenshot the whole page (Streamlit scrolls inside its main block), saved small."""
-    from PIL import Image
-
-    idle(page)
-    page.wait_for_timeout(1200)  # let images and WebGL finish painting
-    height = page.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
-                                      const b = m && m.querySelector('[data-testid="stMainBlockContainer"]');
-                                      return Math.ceil((b || m || document.body).scrollHeight) + 120; }""")
-    page.set_viewport_size({"width": WIDTH, "height": int(min(max(HEIGHT, height), 3200))})
-    page.wait_for_timeout(800)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
-    with Image.open(path) as im:  # 256-colour PNGs keep the repository small
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-    return path
-
-
-def choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the select box ``label`` (scrolled into view first: its list opens below it)."""
-    box = page.get_by_role("combobox", name=label)
-    box.scroll_into_view_if_needed()
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    idle(page)
-    assert box.input_value() == option
-
-
-def goto(page, title: str) -> None:
-    page.get_by_role("link", name=title).click()
-    idle(page)
-
-
-def tiny_settings(page) -> None:
-    """The tiny knobs from the Scenario page's advanced expander (a fresh session starts at the defaults)."""
-    if FULL:
-        return
-    if not page.get_by_label(TINY[0][0], exact=True).is_visible():
-        page.get_by_text("Advanced: size, speed and attack parameters").click()
-        idle(page)
-    for label, value in TINY:
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        idle(page)
-    choose(page, "Influence strategy", "diagonal")
-
-
-def train(page) -> None:
-    page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("Clean accuracy", exact=True).wait_for(timeout=LONG_MS)
-    idle(page)
-    no_exception(page)
-
-
-def inv_id(page) -> str:
-    """The investigation id in the page's address (every page puts it back after a page link)."""
-    page.wait_for_function("() => new URLSearchParams(location.search).get('investigation')")
-    return parse_qs(urlparse(page.url).query)["investigation"][0]
-
-
-def download_report(page, path: Path, browser, name: str | None = None) -> None:
-    """Download the report from the current page, open it offline in a browser of its own (screenshot ``name``)."""
-    with page.expect_download(timeout=LONG_MS) as download:
-        page.get_by_role("button", name="Report (HTML)").click()
-    download.value.save_as(path)
-    html = path.read_text()
-    assert html.count("data:image/png;base64,") >= 4 and "http://" not in html.split("<body", 1)[1]
-    view = browser("about:blank")  # offline (the app's own connection stays up)
-    view.context.set_offline(True)
-    view.goto(path.as_uri())
-    assert view.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    if name:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        view.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
-    view.context.close()
 
 
 def test_analyst_path_in_chromium(page, browser, server, tmp_path):
@@ -264,6 +58,7 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     tiny_settings(page)
     train(page)
     assert page.get_by_text("Poison success rate", exact=True).count() >= 1
+    poisons = int(metric(page, "Poisoned images").replace(",", ""))
     shot(page, "1-scenario")
     first = inv_id(page)
 
@@ -282,6 +77,7 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     idle(page)
     page.get_by_text("training images flagged by").wait_for()
     no_exception(page)
+    chips_name_their_panels(page)
     shot(page, "3-influence-collapse")
     drag = chart.locator(".nsewdrag").first
     box = drag.bounding_box()
@@ -296,22 +92,27 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     no_exception(page)
     shot(page, "3b-selection")
 
-    # 4 · Triage: the tiny model's flagged set swallows a whole class, so keep the strongest page there,
-    # then reject two of its images by hand
+    # 4 · Triage: nothing is approved until the analyst says so. The default scenario: three actions to
+    # its 40 poisons. The tiny one: a cut through the rule's order, then two tiles rejected by hand.
     goto(page, "4 · Triage")
     page.get_by_text("Approved", exact=True).wait_for()
-    if not FULL:
-        page.get_by_role("button", name="Reject all").click()
+    assert metric(page, "Approved") == "0" and metric(page, "Undecided") == metric(page, "Flagged")
+    if FULL:
+        three_actions(page, poisons)
+    else:
+        n = int(metric(page, "Flagged").replace(",", ""))
+        assert drag_slider(page, "Cut: approve", n // 2) == n // 2
+        page.get_by_role("button", name=f"Approve the top {n // 2}, reject the other {n - n // 2}").click()
         idle(page)
-        page.get_by_role("button", name="Approve page").click()
-        idle(page)
-    for tick in page.locator('[data-testid="stCheckbox"]').filter(has_text="approve").all()[:2]:
-        tick.locator("label").click()
-        idle(page)
+        for j in range(2):  # the first two tiles (above the cut, approved) rejected on their own buttons
+            tile_buttons(page).nth(j).get_by_role("radio", name="✗").click()
+            idle(page)
     no_exception(page)
     decisions = triage_view(page)
-    assert len(decisions[2]) == 2 and int(decisions[1]) < int(decisions[0]), decisions
-    assert rejected_tile_shows_image(page)
+    assert int(decisions[1]) < int(decisions[0]), decisions
+    if not FULL:  # the cut's top half less the two rejected by hand; the rest rejected, a faded tile each
+        assert decisions[1] == f"{n // 2 - 2}" and metric(page, "Rejected") == f"{n - n // 2 + 2}", decisions
+        assert metric(page, "Undecided") == "0" and rejected_tile_shows_image(page)
     shot(page, "4-triage")
     download_report(page, tmp_path / "triage.html", browser)
 
@@ -369,7 +170,7 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     goto(other, "4 · Triage")
     other.get_by_text("Approved", exact=True).wait_for()
     fresh = triage_view(other)
-    assert fresh[0] == fresh[1] and fresh[2] == (), fresh  # nothing rejected here: every flagged image approved
+    assert fresh[1] == "0" and fresh[2] == (), fresh  # nothing decided here: nothing approved, nothing rejected
     assert unlearn_view(other) is None
     assert investigation_view(page) == seen  # the first browser still shows its own
     other.context.close()
@@ -391,59 +192,26 @@ def test_analyst_path_in_chromium(page, browser, server, tmp_path):
     no_exception(after)
 
 
-def metric(page, label: str) -> str:
-    box = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(label, exact=True)).first
-    return box.locator('[data-testid="stMetricValue"]').inner_text()
-
-
-TILES_DRAWN = """() => { const all = s => Array.from(document.querySelectorAll(`[data-testid="${s}"]`));
-    const ticks = all('stCheckbox').filter(e => e.innerText.trim() === 'approve').length;
-    return ticks > 0 && all('stImageCaption').length >= ticks; }"""
-"""Every tile on the Triage page has its caption (the image list is drawn by a component loaded on demand)."""
-
-
-def triage_view(page) -> tuple[str, str, tuple[str, ...]]:
-    """The Triage page's counts and the tiles shown as rejected on its first page ('#i')."""
-    if urlparse(page.url).path.rstrip("/") != "/triage":
-        goto(page, "4 · Triage")
+def test_default_scenario_reaches_the_poisons_in_three_actions(browser, server):
+    """The default digits (BadNet 1 %): from the rule's flagged set to exactly the 40 poisons in three actions
+    on Triage, and the collapse page's toggles and panels naming the same counts."""
+    if not FULL:
+        pytest.skip("the default scenario only (DELTAINF_E2E_SCENARIO=default); the tiny one's poisons need not "
+                    "stand apart on any one piece of evidence")
+    page = browser(server.url)
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=120_000)
+    train(page)
+    poisons = int(metric(page, "Poisoned images").replace(",", ""))
+    goto(page, "2 · Affected image")
+    page.get_by_text("Using 5 affected images").wait_for()
+    goto(page, "3 · Influence collapse")
+    page.get_by_role("button", name="Compute influence collapse").click()
+    page.get_by_text("training images flagged by").wait_for(timeout=LONG_MS)
+    idle(page)
+    chips_name_their_panels(page)
+    goto(page, "4 · Triage")
     page.get_by_text("Approved", exact=True).wait_for(timeout=LONG_MS)
+    flagged = int(metric(page, "Flagged").replace(",", ""))
+    assert flagged > 2 * poisons and metric(page, "Approved") == "0", flagged  # a set worth triaging, undecided
+    three_actions(page, poisons)
     no_exception(page)
-    page.wait_for_function(TILES_DRAWN)
-    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
-    rejected = tuple(c.split(" ", 1)[0] for c in captions if c.endswith("· rejected"))
-    return metric(page, "Flagged"), metric(page, "Approved"), rejected
-
-
-def rejected_tile_shows_image(page) -> bool:
-    """The first rejected tile still shows its image, washed out (not a blank square)."""
-    from PIL import Image, ImageStat
-
-    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
-    k = next(j for j, c in enumerate(captions) if c.endswith("· rejected"))
-    src = page.locator('[data-testid="stImage"] img').nth(k).get_attribute("src")
-    with Image.open(BytesIO(page.request.get(urljoin(page.url, src)).body())) as im:
-        inner = im.convert("L").crop((6, 6, im.width - 6, im.height - 6))  # inside the grey frame
-        return ImageStat.Stat(inner).stddev[0] > 10 and ImageStat.Stat(inner).mean[0] < 250
-
-
-def unlearn_view(page) -> tuple[str, str, str] | None:
-    """The Unlearn page's result (accuracy, poison success rate, images removed), None when there is none."""
-    goto(page, "5 · Unlearn")
-    page.get_by_role("heading", name="Unlearn").wait_for(timeout=LONG_MS)
-    no_exception(page)
-    if page.get_by_text("Clean accuracy after").count() == 0:
-        return None
-    return metric(page, "Clean accuracy after"), metric(page, "Poison success rate after"), metric(
-        page, "Images removed")
-
-
-def investigation_view(page) -> tuple:
-    """What a reopened investigation must show again: the triage decisions and the unlearning result."""
-    try:
-        idle(page)
-        return triage_view(page), unlearn_view(page)
-    except Exception:
-        failed = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored, never the README's folder
-        failed.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(failed / "failed-reopen.png"), full_page=True)
-        raise
