@@ -112,10 +112,14 @@ def connect(compute: ComputeConfig, cache: str) -> RayBackend:
     address = compute.ray_address
     if address:
         _reachable(address)
-    if not ray.is_initialized():  # a local cluster's workers start in this folder, with this sys.path
+    if not ray.is_initialized():
+        # this checkout on the workers' path: found where it exists (this machine, a shared filesystem)
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
         try:
             ray.init(address=address or None, log_to_driver=False,  # the dashboard: Ray Train needs its state API
-                     logging_level=logging.WARNING, configure_logging=False)
+                     logging_level=logging.WARNING, configure_logging=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
         except Exception as err:  # noqa: BLE001 - Ray raises several types here; all mean "no cluster"
             where = f"at {address}" if address else "on this machine"
             raise ScaleOutError(f"cannot start or join the Ray cluster {where}: {_one_line(err)}") from None
