@@ -20,13 +20,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import config_dict, stable_hash
+from ..influence import LAMBDA_COST
 from ..integrity import StepManifest
 from .files import ScaleOutError, committed, link, read_progress, save_image_set, save_model, scaleout_dir
 from .plan import split_step
 from .units import UnitJob, attempts
-
-LAMBDA_COST = 3.0
-"""Progress weight of an image in a lambda partition against one in a covariance partition (as ``influence``)."""
 
 
 @dataclass
@@ -65,13 +63,16 @@ class Board:
     def __init__(self, jobs: list[UnitJob], label: str, progress: Callable[[float, str], None],
                  on_status: StatusSink | None = None, every: float = 0.5) -> None:
         self.jobs, self.progress, self.on_status, self.every = jobs, progress, on_status, every
-        self.weights = [max(j.images, 0.0) for j in jobs]
+        self.weights = [max(j.images, 0.0) * (LAMBDA_COST if j.step.startswith("lambda") else 1.0) for j in jobs]
         self.status = UnitStatus(label, len(jobs))
         self.finished: set[int] = set()
+        self._index = {job.work: i for i, job in enumerate(jobs)}
         self.start = time.perf_counter()
         self.last = -math.inf
 
-    def finish(self, i: int, attempt: int) -> None:
+    def finish(self, job: UnitJob, attempt: int) -> None:
+        """``job`` committed, at its ``attempt``-th try (0: an earlier try had committed it)."""
+        i = self._index[job.work]
         self.finished.add(i)
         if attempt > 1:
             self._retried(i)
@@ -95,9 +96,9 @@ class Board:
             if len(tries) > 1:
                 self._retried(i)
             seen = read_progress(os.path.join(tries[-1], "progress.json")) if tries else None
-            if seen is not None:
+            if seen is not None:  # a unit that has read all its images is still saving: never quite done
                 running += 1
-                done_w += min(self.weights[i], float(seen.get("done", 0.0)))
+                done_w += self.weights[i] * min(0.99, float(seen.get("done", 0.0)) / max(job.images, 1.0))
         total_w = sum(self.weights)
         frac = done_w / total_w if total_w > 0 else len(self.finished) / max(1, len(self.jobs))
         st = self.status
@@ -163,14 +164,15 @@ class UnitDriver:
         steps = plan.steps()
         phases = [[s for s in steps if s.startswith("covariance")], ["eigen"],
                   [s for s in steps if s.startswith("lambda")]]
-        label = f"fitting {engine.cfg.strategy} factors on {len(engine.train)} images:"
+        todo = {s: self._job(engine, s, commit=os.path.join(units, s), work=os.path.join(work, s),
+                             images=plan.images(s))
+                for s in steps if not parts.has(s) and not committed(os.path.join(units, s))}
+        board = Board(list(todo.values()), f"fitting {engine.cfg.strategy} factors on {len(engine.train)} images:",
+                      engine.progress, self.on_status)  # one bar for the three phases, as the local engine's
         for phase in phases:
-            todo = [s for s in phase if not parts.has(s) and not committed(os.path.join(units, s))]
-            jobs = [self._job(engine, s, commit=os.path.join(units, s), work=os.path.join(work, s),
-                              images=plan.images(s) * (LAMBDA_COST if s.startswith("lambda") else 1.0))
-                    for s in todo]
+            jobs = [todo[s] for s in phase if s in todo]
             if jobs:
-                self.backend.run(jobs, Board(jobs, label, engine.progress, self.on_status))
+                self.backend.run(jobs, board)
             self._merge(engine, parts, phase, units, plan)
         parts.finish()
         shutil.rmtree(units, ignore_errors=True)

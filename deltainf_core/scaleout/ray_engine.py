@@ -16,11 +16,12 @@ import contextlib
 import logging
 import os
 import socket
+import uuid
 from urllib.parse import urlsplit
 
 from ..config import ComputeConfig
 from .driver import Board
-from .files import ScaleOutError
+from .files import ScaleOutError, scaleout_dir
 from .units import UnitJob, run_unit
 
 RETRIES = 3
@@ -56,11 +57,11 @@ def _reachable(address: str) -> None:
                             "ray start --head, or leave --ray-address out for a local one") from None
 
 
-def _probe(cache: str) -> tuple[bool, str]:
-    """Runs on a worker: can it see the cache folder, and which deltainf does it import."""
+def _probe(token: str) -> tuple[bool, str]:
+    """Runs on a worker: does it see the driver's token file in the cache, and which deltainf does it import."""
     import deltainf_core
 
-    return os.path.isdir(cache), os.path.dirname(os.path.dirname(os.path.abspath(deltainf_core.__file__)))
+    return os.path.isfile(token), os.path.dirname(os.path.dirname(os.path.abspath(deltainf_core.__file__)))
 
 
 def _unit_task(job: UnitJob) -> tuple[str, int]:
@@ -93,7 +94,7 @@ class RayBackend:
                     except ray.exceptions.RayError as err:  # its worker lost more often than Ray retries
                         raise ScaleOutError(f"unit {jobs[i].name} lost its worker {RETRIES + 1} times "
                                             f"({type(err).__name__}); finished units are kept") from None
-                    board.finish(i, attempt)
+                    board.finish(jobs[i], attempt)
                 board.poll()
         finally:
             for ref in pending:  # a failure or Ctrl-C: stop the rest, keep what committed
@@ -123,11 +124,16 @@ def connect(compute: ComputeConfig, cache: str) -> RayBackend:
         except Exception as err:  # noqa: BLE001 - Ray raises several types here; all mean "no cluster"
             where = f"at {address}" if address else "on this machine"
             raise ScaleOutError(f"cannot start or join the Ray cluster {where}: {_one_line(err)}") from None
+    token = scaleout_dir(cache, f"probe-{uuid.uuid4().hex}")  # a file only this driver wrote: a shared cache
+    os.makedirs(os.path.dirname(token), exist_ok=True)
+    open(token, "w").close()
     try:
-        visible, where = ray.get(ray.remote(_probe).options(num_cpus=0).remote(cache), timeout=300)
+        visible, _ = ray.get(ray.remote(_probe).options(num_cpus=0).remote(token), timeout=300)
     except ray.exceptions.RayError as err:
         raise ScaleOutError(f"the Ray workers cannot run deltainf ({_one_line(err)}); install it on every "
                             "node (pip install 'deltainf[ray]')") from None
+    finally:
+        os.remove(token)
     if not visible:
         raise ScaleOutError(f"the Ray workers cannot see the cache folder {cache}; put --cache-dir on a "
                             "filesystem every node mounts")

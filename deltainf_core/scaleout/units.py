@@ -36,7 +36,7 @@ class UnitJob:
     model/train/queries: folders written by ``files.save_model``/``save_image_set``.
     factors: the driver's factor folder, read for inputs. commit: where a factor unit commits.
     work: this unit's working folder (an attempt folder per try). chunk: images per partition.
-    images: what the unit reads, for progress.
+    images: the images the unit reads (its progress file counts them).
     """
 
     cache: str

@@ -32,10 +32,10 @@ class SerialBackend:
     def run(self, jobs: list[UnitJob], board: Board) -> None:
         threads = torch.get_num_threads()
         try:
-            for i, job in enumerate(jobs):
+            for job in jobs:
                 _step, attempt = run_unit(job)
                 self.ran.append(job.name)
-                board.finish(i, attempt)
+                board.finish(job, attempt)
         finally:
             torch.set_num_threads(threads)  # run_unit sets the unit's thread count
 
