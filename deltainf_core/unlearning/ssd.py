@@ -25,8 +25,9 @@ Model protection (ours, the one departure): if the paper's alpha costs more than
 alpha is doubled until it does not (at most ``max_backoffs`` times) and the note says
 so; ``info["alpha"]`` is the alpha applied.
 
-Measured (mnist5k and the CIFAR subset, 2026-11; git history before 42bdad0): with the paper's alpha the forget set's importance almost
-never reaches 10x the training set's on the max-pool small CNN — 1 weight dampened on
+Measured (mnist5k and the CIFAR subset, 2026-11; git history before 42bdad0): with the
+paper's alpha the forget set's importance almost never reaches 10x the training set's on the
+max-pool small CNN — 1 weight dampened on
 mnist5k BadNet (194 flagged; the batch importances of the paper's code: also 1), none on
 the CIFAR subset — so the backdoor stays (PSR 99 %, 98 %). SSD is reported as it is.
 """
