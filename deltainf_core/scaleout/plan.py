@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -17,7 +17,6 @@ from kronfluence.arguments import FactorArguments
 if TYPE_CHECKING:
     from ..config import InfluenceConfig
     from ..data.base import ImageSet
-    from ..influence import InfluenceEngine
 
 LAMBDA_SEED = 10_000
 """Lambda partition ``p`` samples its labels with seed ``LAMBDA_SEED + p`` (covariance partition ``p``: ``p``)."""
@@ -74,9 +73,10 @@ def split_step(step: str) -> tuple[str, int]:
 
 
 class UnitRunner(Protocol):
-    """Runs an engine's units elsewhere (``scaleout``): fills its factor folder, commits score chunks."""
+    """Runs an engine's units elsewhere (``scaleout``): fills its factor folder, commits score chunks.
+    ``engine`` is an ``influence.InfluenceEngine``, left untyped here so this module imports no engine."""
 
-    def fit_factors(self, engine: InfluenceEngine) -> None: ...
+    def fit_factors(self, engine: Any) -> None: ...
 
-    def score_chunks(self, engine: InfluenceEngine, queries: ImageSet, chunks: list[tuple[str, int, int]]) -> None:
+    def score_chunks(self, engine: Any, queries: ImageSet, chunks: list[tuple[str, int, int]]) -> None:
         ...

@@ -8,6 +8,8 @@ rate — against the oracle retrain's own floor (SPEC §3).
 
 from __future__ import annotations
 
+from ..registry import FAMILIES
+
 SUCCESS_PSR = 0.05
 """The paper's bar: an unlearning run succeeds when PSR falls below 5 %."""
 
@@ -60,7 +62,8 @@ def unlearning_verdict(method: str, info: dict, psr_after: float | None, psr_bef
 
 
 def known_limit(method: str) -> str:
-    """The registered reason ``method`` can leave a backdoor in place ("" for an unknown method)."""
-    from . import UNLEARNERS  # the registry imports this module
+    """The registered reason ``method`` can leave a backdoor in place ("" for an unknown method).
 
-    return str(UNLEARNERS.trait(method, "fails_because")) if method in UNLEARNERS else ""
+    Read through ``FAMILIES``, so this module never imports the package that imports it."""
+    unlearners = FAMILIES["unlearner"]
+    return str(unlearners.trait(method, "fails_because")) if method in unlearners else ""
