@@ -38,6 +38,7 @@ from deltainf_core import (
     precision_recall,
 )
 from deltainf_core.collapse.rules import EffectSizeParams, PublishedVoteParams
+from deltainf_core.pipeline import run_results
 
 
 def rule_table(pipe: Pipeline, scn: Scenario, affected_idx: np.ndarray, truth: np.ndarray,
@@ -91,7 +92,7 @@ def main() -> None:
                            collapse=CollapseConfig(seed=seed), unlearn=UnlearnConfig(method=args.unlearn, seed=seed))
             pipe = Pipeline()
             t = time.perf_counter()
-            r = pipe.run(scn)
+            r = run_results(pipe, scn)
             wall = time.perf_counter() - t
             truth = pipe.poisoned(scn).poison_indices
             dump = os.path.join(args.dump, f"collapse-{ds}-{seed}.npz") if args.dump else None

@@ -1,7 +1,7 @@
 """The paper's grid on real data, cell by cell: attacks × seeds × affected images × detectors (each
 unlearned with EU), plus the other unlearners on the default detector's set.
 
-A cell is one default investigation (``Pipeline.run``, the CLI's ``run``) and is written to its own
+A cell is one default investigation (``run_results``, the CLI's ``run``) and is written to its own
 file under ``--out`` the moment it finishes, with the device, threads, seconds per stage and code
 versions; a grid can stop anywhere and the next invocation runs only the cells whose files are
 missing. Cells share one artefact cache, so the poisoned model, factors and scores of an
@@ -139,6 +139,7 @@ def run_cell(pipe, cell: Cell, scn) -> dict:
     """
     from bench.provenance import provenance
     from deltainf_core.errors import DeltaInfError
+    from deltainf_core.pipeline import run_results
 
     started, cpu0 = time.perf_counter(), _cpu_seconds()
     record: dict = {"cell": asdict(cell), "id": cell.id, "machine": machine(),
@@ -151,7 +152,7 @@ def run_cell(pipe, cell: Cell, scn) -> dict:
             record["attack_failed"] = (f"the attack did not implant (PSR {tm.poison_success_rate:.0%} < 50 %): "
                                        "no detector is judged on it")
         else:
-            res = pipe.run(scn)
+            res = run_results(pipe, scn)
             oracle = pipe.oracle(scn)
             record.update({
                 "scenario": res["scenario"], "poisoned": {**record["poisoned"], **res["poisoned"]},

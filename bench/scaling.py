@@ -35,6 +35,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from deltainf_core.pipeline import run_results
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SUBSET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
                       "cifar10-subset")
@@ -94,7 +96,7 @@ def _run_one(data_dir: str, cache: str) -> dict:
     t, load = time.perf_counter(), os.getloadavg()[0]
     pipe = Pipeline(Store(cache))
     scn = Scenario(data=DataConfig(data_dir=data_dir))
-    result = pipe.run(scn)
+    result = run_results(pipe, scn)
     wall = time.perf_counter() - t
     rss_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timings = result["timings_s"]

@@ -30,10 +30,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".data": ("DATASETS", "DatasetSplits", "ImageSet", "load_dataset"),
     ".detectors": ("DETECTORS", "Detection"),
     ".errors": ("DeltaInfError",),
-    ".metrics": ("SUCCESS_PSR", "clean_accuracy", "poison_success_rate", "precision_recall"),
+    ".metrics": ("SUCCESS_PSR", "clean_accuracy", "poison_success_rate", "precision_recall", "still_affected"),
     ".models": ("MODELS", "build_model"),
     ".pipeline": (
-        "CollapseResult", "Investigation", "Pipeline", "Rounds", "TrainedModel", "UnlearnOutcome", "investigate"
+        "CollapseResult", "Investigation", "Pipeline", "Rounds", "TrainedModel", "UnlearnOutcome", "investigate",
+        "run_results",
     ),
     ".store": ("Store",),
     ".training": ("predict", "predict_logits"),

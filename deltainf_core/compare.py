@@ -22,7 +22,7 @@ from .config import DetectConfig, Scenario
 from .detectors import DETECTORS
 from .errors import ConfigError, DeltaInfError
 from .metrics import SUCCESS_PSR
-from .pipeline import Pipeline, StageProgress, quiet
+from .pipeline import Pipeline, StageProgress, investigate, quiet
 from .unlearning import UNLEARNERS
 
 DEFAULT_DETECTOR = DetectConfig().detector
@@ -178,7 +178,7 @@ def measure_cell(pipe: Pipeline, scn: Scenario) -> dict:
         tm = pipe.trained(scn)
         # Recorded first, so a cell whose attack never took hold still shows its PSR.
         row.update({"psr_before": tm.poison_success_rate, "acc_before": tm.clean_accuracy})
-        inv = pipe.investigate(scn)
+        inv = investigate(pipe, scn)
         out = inv.outcome
         row.update({
             "psr_after": out.poison_success_rate if out else None,

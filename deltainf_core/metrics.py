@@ -24,6 +24,13 @@ def clean_accuracy(model: nn.Module, test: ImageSet) -> float:
     return accuracy(model, test)
 
 
+def still_affected(model: nn.Module, affected: ImageSet, target: int | None) -> int:
+    """How many affected images the model still predicts as the attack target (whether another round is due)."""
+    if target is None or len(affected) == 0:
+        return 0
+    return int((predict(model, affected.images).numpy() == target).sum())
+
+
 def precision_recall(flagged: np.ndarray, poisons: np.ndarray | None) -> tuple[float | None, float | None]:
     """Detection precision and recall against known poison indices (None without ground truth).
 

@@ -311,7 +311,7 @@ def flagged_images(train: Any, indices: Sequence[int], evidence: np.ndarray | No
 
 
 def collect(pipe: Any, scn: Any, results: dict, limit: int = 96) -> ReportData:
-    """``ReportData`` for a finished headless run (``results = pipe.run(scn)``).
+    """``ReportData`` for a finished headless run (``results = run_results(pipe, scn)``).
 
     The scores come from the pipeline's cache (the run just computed them), so this
     adds seconds, not a second influence pass.

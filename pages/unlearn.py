@@ -7,8 +7,9 @@ from dataclasses import asdict, replace
 
 import streamlit as st
 
-from deltainf_core import SUCCESS_PSR, UNLEARNERS, Pipeline, checkpoint_bytes
+from deltainf_core import SUCCESS_PSR, UNLEARNERS, checkpoint_bytes
 from deltainf_core.figures import before_after_figure
+from deltainf_core.metrics import still_affected
 from deltainf_core.unlearning.verdict import unlearning_verdict
 from pages import ui
 from pages.ui.report import report_button
@@ -114,7 +115,7 @@ def results(act: ui.Active) -> None:
         )
     aff = ui.affected_images(act)
     if aff is not None:
-        still = Pipeline.still_affected(outcome.model, aff, ui.affected_target(act))
+        still = still_affected(outcome.model, aff, ui.affected_target(act))
         rounds = ui.rounds(act)
         if still:
             st.warning(f"{still} of {len(aff)} affected image{'s are' if len(aff) > 1 else ' is'} still predicted "

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deltainf_core.metrics import still_affected
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -65,7 +67,7 @@ def trajectory(pipe: Pipeline, cell: str, cifar_subset: Path) -> dict:
 
     def measure(m: torch.nn.Module) -> dict:
         return {"guard": accuracy(m, guard), "flagged": accuracy(m, forget_set),
-                "affected_target": pipe.still_affected(m, affected, target),
+                "affected_target": still_affected(m, affected, target),
                 "psr": poison_success_rate(m, poisoned), "acc": clean_accuracy(m, splits.test)}
 
     base = measure(model)

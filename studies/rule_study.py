@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deltainf_core.metrics import still_affected
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "studies"))  # rule_candidates
@@ -205,7 +207,7 @@ def unlearn(args: argparse.Namespace) -> None:
                 continue
             out = pipe.unlearn(scn, forget)
         tm = pipe.trained(scn)
-        still = pipe.still_affected(out.model, pipe.affected_set(scn, sv.affected_idx[:n or 5]), sv.target)
+        still = still_affected(out.model, pipe.affected_set(scn, sv.affected_idx[:n or 5]), sv.target)
         done[key] = {"n_forget": len(forget), "clean_accuracy": out.clean_accuracy, "psr": out.poison_success_rate,
                      "acc_before": tm.clean_accuracy, "psr_before": tm.poison_success_rate, "still_target": int(still)}
         merged = json.loads(path.read_text()) if path.exists() else {}  # another unlearn job may share the file

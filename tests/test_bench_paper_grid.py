@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from deltainf_core.pipeline import run_results
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -90,7 +92,7 @@ def test_a_real_tiny_cell_records_the_investigation_its_costs_and_its_code(tmp_p
     cell = Cell("badnet", 0, 2, "delta")
     assert run_grid([cell], tmp_path, tiny_scenario, pipe=pipeline, progress=lambda m: None) == [cell.id]
     record = json.loads((tmp_path / f"{cell.id}.json").read_text())
-    ran = pipeline.run(scenario(cell, tiny_scenario))  # the CLI's own results for the same scenario
+    ran = run_results(pipeline, scenario(cell, tiny_scenario))  # the CLI's own results for the same scenario
     assert record["detection"]["flagged"] == ran["detection"]["flagged"]
     assert record["unlearned"]["clean_accuracy"] == ran["unlearned"]["clean_accuracy"]
     assert record["poisoned"]["poison_success_rate"] >= 0.5

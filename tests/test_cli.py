@@ -11,6 +11,8 @@ import pytest
 from cli_helpers import run_cli
 from PIL import Image
 
+from deltainf_core.pipeline import run_results
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
@@ -122,7 +124,7 @@ def test_whole_class_flagged_is_reported_not_crashed(pipeline, tiny_scenario):
     DETECTORS.register("whole_class", lambda ctx: Detection("whole_class", everything, np.zeros(len(labels))),
                        "flags all of class 1")
     try:
-        r = pipeline.run(replace(tiny_scenario, detect=DetectConfig(detector="whole_class")))
+        r = run_results(pipeline, replace(tiny_scenario, detect=DetectConfig(detector="whole_class")))
     finally:
         DETECTORS.unregister("whole_class")
     assert r["unlearned"] is None

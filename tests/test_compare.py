@@ -9,6 +9,7 @@ import pytest
 
 from deltainf_core.compare import latest_comparison, run_comparison
 from deltainf_core.metrics import SUCCESS_PSR
+from deltainf_core.pipeline import investigate
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_every_cell_is_measured_and_consistent(comparison, tiny_scenario, pipeli
         assert r["oracle_acc"] == pytest.approx(oracle)
         assert 0 <= r["recall"] <= 1 and r["n_flagged"] > 0
     # the Δ-Influence cell is the same investigation the pipeline runs on its own
-    inv = pipeline.investigate(tiny_scenario)
+    inv = investigate(pipeline, tiny_scenario)
     assert rows["delta"]["n_flagged"] == inv.flagged.size
     assert rows["delta"]["psr_after"] == pytest.approx(inv.outcome.poison_success_rate)
 

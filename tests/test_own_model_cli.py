@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from deltainf_core.cli import main
+from deltainf_core.pipeline import run_results
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -252,6 +253,6 @@ def test_affected_test_index_in_training_mode(pipeline, tiny_scenario):
     test = pipeline.dataset(tiny_scenario.data).test
     predicted = pipeline.predict(tiny_scenario, test)
     pick = int(np.flatnonzero(predicted == 1)[0])
-    r = pipeline.run(replace(tiny_scenario, affected_test_index=(pick,)))
+    r = run_results(pipeline, replace(tiny_scenario, affected_test_index=(pick,)))
     assert r["affected_test_indices"] == [pick] and r["affected_target_class"] == 1
     assert r["poisoned"]["n_poisons"] > 0 and r["detection"]["recall"] is not None

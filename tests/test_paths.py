@@ -17,6 +17,7 @@ from cli_helpers import TINY_FLAGS, run_cli
 
 from deltainf_core import store
 from deltainf_core.errors import CacheError
+from deltainf_core.pipeline import run_results
 
 TINY = TINY_FLAGS
 
@@ -121,7 +122,7 @@ def test_a_good_out_path_is_created_with_its_folders(tmp_path):
 def test_a_read_only_cache_that_holds_every_stage_serves_the_results(capsys, pipeline, tiny_scenario, cache_dir,
                                                                      monkeypatch, tmp_path):
     """Written once, then opened as a read-only mount would be: the same results, nothing written."""
-    pipeline.run(tiny_scenario)  # every stage in the cache (instant when an earlier test ran it)
+    run_results(pipeline, tiny_scenario)  # every stage in the cache (instant when an earlier test ran it)
     rc, out, err = run_cli(capsys, *TINY, "--cache-dir", cache_dir)
     assert rc == 0, err
     writable = json.loads(out)
@@ -154,7 +155,7 @@ def test_a_read_only_cache_that_lacks_a_stage_names_the_folder_before_training(c
 
 def test_run_writes_the_stakeholder_report(capsys, pipeline, tiny_scenario, cache_dir, tmp_path):
     """``run --report``: the JSON and a self-contained HTML page, from the cached tiny run."""
-    pipeline.run(tiny_scenario)
+    run_results(pipeline, tiny_scenario)
     out, report = tmp_path / "r.json", tmp_path / "reports" / "report.html"
     rc, _, err = run_cli(capsys, *TINY, "--cache-dir", cache_dir, "--out", str(out), "--report", str(report))
     assert rc == 0, err

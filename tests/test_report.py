@@ -15,6 +15,7 @@ from PIL import Image
 
 from deltainf_core.collapse import CollapsePanels
 from deltainf_core.figures import CLEAN, FLAGGED, POISON, hex_to_rgb
+from deltainf_core.pipeline import run_results
 from deltainf_core.report import (
     ReportData,
     ReportImage,
@@ -247,7 +248,7 @@ def test_report_renders_offline_with_every_figure_visible(chromium, tmp_path):
 
 @pytest.mark.slow
 def test_collect_from_a_headless_run(pipeline, tiny_scenario, tmp_path):
-    results = pipeline.run(tiny_scenario)
+    results = run_results(pipeline, tiny_scenario)
     data = collect(pipeline, tiny_scenario, results)
     assert len(data.affected) == len(results["affected_test_indices"]) and data.copies
     assert data.panels is not None and data.panels.n_train == results["poisoned"]["n_train"]

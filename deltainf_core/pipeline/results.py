@@ -15,6 +15,7 @@ from ..training import training_environment
 from ..unlearning import UNLEARNERS
 from ..unlearning.verdict import unlearning_verdict
 from .artefacts import TrainedModel, UnlearnOutcome, jsonable
+from .rounds import investigate
 
 if TYPE_CHECKING:
     from .stages import Pipeline
@@ -51,7 +52,7 @@ def run_results(pipe: Pipeline, scn: Scenario) -> dict:
                                      "n_flagged": len(poisoned.poison_indices), "precision": 1.0, "recall": 1.0},
                        "rounds": [], "unlearned": unlearned_json(out, tm, None)})
     else:
-        inv = pipe.investigate(scn)
+        inv = investigate(pipe, scn)
         timings.update(inv.timings)
         result.update({
             "affected_test_index": int(inv.affected_test_indices[0]),

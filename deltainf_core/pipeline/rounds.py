@@ -17,26 +17,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
 
 from ..collapse import describe_checks
 from ..config import Scenario
-from ..data.base import ImageSet
 from ..detectors import DETECTORS
 from ..errors import UnlearningError
-from ..metrics import precision_recall
-from ..training import predict
+from ..metrics import precision_recall, still_affected
 from .artefacts import KeyedModel, UnlearnOutcome
 
 if TYPE_CHECKING:
     from .stages import Pipeline
-
-
-def still_affected(model: nn.Module, affected: ImageSet, target: int | None) -> int:
-    """How many affected images the model still predicts as the attack target."""
-    if target is None or len(affected) == 0:
-        return 0
-    return int((predict(model, affected.images).numpy() == target).sum())
 
 
 def _empty() -> np.ndarray:

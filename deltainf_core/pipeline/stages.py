@@ -42,7 +42,6 @@ from ..training import batching_key, cached_model_note, pick_device, predict, tr
 from ..unlearning import UNLEARNERS, UnlearnContext
 from .artefacts import CollapseResult, KeyedModel, TrainedModel, UnlearnOutcome, pack, unpack
 from .memo import LRU
-from .rounds import still_affected
 
 StageProgress = Callable[[str, float, str], None]
 """Progress for a whole pipeline: (stage name, fraction of that stage done, message)."""
@@ -366,8 +365,6 @@ class Pipeline:
                               poison_success_rate(new, poisoned), float(entry["seconds"]), float(entry["passes"]),
                               dict(entry["info"]), cached, self.gaussian_check(scn, new))
 
-    still_affected = staticmethod(still_affected)
-
     def oracle(self, scn: Scenario) -> UnlearnOutcome | None:
         """EU without exactly the true poisons (cached): the best any detector could do.
 
@@ -384,16 +381,3 @@ class Pipeline:
         from ..attacks.gaussian import gaussian_check
 
         return gaussian_check(model, self.poisoned(scn), self.dataset(scn.data).train)
-
-    # -- the whole path ---------------------------------------------------------------
-    def investigate(self, scn: Scenario, affected_idx: np.ndarray | None = None):
-        """Detect → unlearn rounds (``rounds.investigate``)."""
-        from .rounds import investigate
-
-        return investigate(self, scn, affected_idx)
-
-    def run(self, scn: Scenario) -> dict:
-        """Everything the CLI reports (``results.run_results``, SPEC §3)."""
-        from .results import run_results
-
-        return run_results(self, scn)

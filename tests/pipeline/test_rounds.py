@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from deltainf_core import Rounds
+from deltainf_core.pipeline import investigate
 
 
 @dataclass
@@ -32,7 +33,7 @@ def test_rounds_stop_when_the_attack_is_gone_nothing_new_is_found_or_rounds_run_
 
 def test_investigate_records_each_round(pipeline, tiny_scenario):
     scn = replace(tiny_scenario, max_rounds=2)
-    inv = pipeline.investigate(scn)
+    inv = investigate(pipeline, scn)
     assert 1 <= len(inv.rounds) <= 2
     first = inv.rounds[0]
     assert first["round"] == 1 and first["new_flags"] == first["n_flagged"]

@@ -11,6 +11,7 @@ import torch
 from deltainf_core import Pipeline, Store, TrainConfig, delta_scores
 from deltainf_core.errors import ConfigError, TrainingError
 from deltainf_core.influence import ClassificationTask
+from deltainf_core.pipeline import run_results
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +95,13 @@ def test_views_share_memos_but_not_progress(pipeline, tiny_scenario, trained):
 
 
 def test_second_pipeline_reuses_every_stage(pipeline, tiny_scenario, trained, cache_dir):
-    first = pipeline.run(tiny_scenario)
+    first = run_results(pipeline, tiny_scenario)
     again = Pipeline(Store(cache_dir))
     tm = again.trained(tiny_scenario)
     assert tm.cached
     assert torch.equal(next(iter(tm.model.state_dict().values())).cpu(),
                        next(iter(trained.model.state_dict().values())).cpu())
-    second = again.run(tiny_scenario)
+    second = run_results(again, tiny_scenario)
     assert second["detection"]["flagged"] == first["detection"]["flagged"]
     assert second["unlearned"] == first["unlearned"]
 
