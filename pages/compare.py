@@ -32,16 +32,16 @@ SHIPPED = os.path.join(ROOT, "bench", "results")
 PERCENT = ("psr_before", "psr_after", "acc_before", "acc_after", "acc_change", "oracle_acc", "oracle_psr",
            "precision", "recall")
 LABELS = {
-    "origin": "Measured", "attack": "Attack", "detector": "Detector", "unlearner": "Unlearning",
-    "psr_before": "PSR before", "psr_after": "PSR after", "success": "Success (PSR < 5%)",
-    "acc_before": "Accuracy before", "acc_after": "Accuracy after", "acc_change": "Accuracy change",
+    "origin": "Run", "attack": "Attack", "detector": "Detector", "unlearner": "Unlearning",
+    "psr_before": "PSR before", "psr_after": "PSR after", "success": "PSR < 5%",
+    "acc_before": "Accuracy before", "acc_after": "Accuracy", "acc_change": "Δ accuracy",
     "oracle_acc": "Oracle accuracy", "oracle_psr": "Oracle PSR", "n_flagged": "Flagged", "precision": "Precision",
     "recall": "Recall", "rounds": "Rounds", "unlearn_seconds": "Unlearning time", "seconds": "Cell time",
     "time_vs_eu": "Time vs EU", "n_hit": "Targets hit", "n_targets": "Targets", "error": "Why it failed",
 }
-# The columns shown at first; the rest on request (a wide table is cut at the page's edge).
-MAIN = ("origin", "attack", "detector", "unlearner", "psr_before", "psr_after", "success", "acc_after", "acc_change",
-        "n_flagged", "precision", "recall", "seconds", "error")
+# The columns shown at first, narrow enough for a 1,280 px window; the rest on request.
+MAIN = ("origin", "attack", "detector", "unlearner", "psr_after", "success", "acc_after", "acc_change", "n_flagged",
+        "precision", "recall", "error")
 FORMATS = {"acc_change": "%+.1f pt", "unlearn_seconds": "%.0f s", "seconds": "%.0f s", "time_vs_eu": "%.2f×",
            "n_flagged": "%d", "rounds": "%d", "n_hit": "%d", "n_targets": "%d"}
 
@@ -61,9 +61,9 @@ def table(tables: list[tuple[str, dict]]) -> pd.DataFrame:
     return df
 
 
-def origin_of(path: str, data: dict, shipped: bool) -> str:
-    when = str(data.get("created", ""))[:10] or "earlier"
-    return f"shipped reference, {when}" if shipped else f"here, {when}"
+def origin_of(shipped: bool) -> str:
+    """A row's origin, short enough for its column: where it was measured (the caption says when)."""
+    return "reference" if shipped else "here"
 
 
 def show(tables: list[tuple[str, str, dict, bool]]) -> None:
@@ -73,21 +73,30 @@ def show(tables: list[tuple[str, str, dict, bool]]) -> None:
     st.subheader(f"{dataset}" + (f" · {first['model']}" if first.get("model") else ""))
     for path, origin, data, shipped in tables:
         where = os.path.relpath(path, ROOT)
-        st.caption(f"**{origin}**: {where} · {runs(len(data['rows']))}"
-                   + (" · the reference a comparison run here is read against" if shipped else ""))
+        when = str(data.get("created", "")).replace("T", " ")[:16] or "earlier"
+        before = {r["attack"]: r["psr_before"] for r in data["rows"] if r.get("psr_before") is not None}
+        st.caption(f"**{origin}**: " + ("shipped with the repository, the reference a comparison run here is read "
+                                        "against" if shipped else "run on this machine")
+                   + f" · measured {when} · {where} · {runs(len(data['rows']))}"
+                   + (" · PSR before unlearning: " + ", ".join(f"{a} {100 * v:.1f}%" for a, v in before.items())
+                      if before else ""))
     df = table([(origin, data) for _, origin, data, _ in tables])
     every = st.toggle("Every column", key="cmp_all_columns", help="oracle, rounds, unlearning time and more")
-    shown = [c for c in df.columns if every or c in MAIN]
-    config = {c: st.column_config.NumberColumn(LABELS.get(c, c), format="%.1f%%") for c in PERCENT if c in df}
+    shown = [c for c in MAIN if c in df and (c != "error" or df[c].notna().any())]
+    shown += [c for c in df.columns if every and c not in shown]
+    config = {c: st.column_config.NumberColumn(LABELS.get(c, c), format="%.1f%%", width="small")
+              for c in PERCENT if c in df}
     for c, fmt in FORMATS.items():
         if c in df:
-            config[c] = st.column_config.NumberColumn(LABELS.get(c, c), format=fmt)
+            config[c] = st.column_config.NumberColumn(LABELS.get(c, c), format=fmt, width="small")
     for c in df.columns:
         config.setdefault(c, st.column_config.Column(LABELS.get(c, c.replace("_", " "))))
+    config["origin"] = st.column_config.TextColumn(LABELS["origin"], width="small")
     if "success" in df:
-        config["success"] = st.column_config.CheckboxColumn(LABELS["success"])
-    st.dataframe(df[shown], column_config=config, hide_index=True, width="stretch")
-    tabs = st.tabs([origin for _, origin, _, _ in tables])
+        config["success"] = st.column_config.CheckboxColumn(LABELS["success"], width="small",
+                                                            help="the run succeeded: PSR after unlearning below 5%")
+    st.dataframe(df, column_config=config, column_order=shown, hide_index=True, width="stretch")
+    tabs = st.tabs([f"Figure: {origin}" for _, origin, _, _ in tables])
     for tab, (path, _, data, _) in zip(tabs, tables, strict=True):
         with tab:
             ok, image = ui.attempt("Drawing the comparison", comparison_image, data)
@@ -154,10 +163,10 @@ def shown() -> list[tuple[str, str, dict, bool]]:
     out = []
     if here:
         path, data, _ = here[0]
-        out.append((path, origin_of(path, data, False), data, False))
+        out.append((path, origin_of(False), data, False))
     ref = reference_comparison(SHIPPED, str(out[0][2].get("dataset")) if out else None)
     if ref is not None:
-        out.append((ref[0], origin_of(*ref, True), ref[1], True))
+        out.append((ref[0], origin_of(True), ref[1], True))
     return out
 
 

@@ -184,7 +184,7 @@ class TransformCollapse:
                    "Copies counted": f"{int(n)} broken" if self.kept_only else f"{int(n)}",
                    "Collapse d": _d_text(float(d[j])), "Mean Δ score (copy − original)": _score_text(float(delta[j]))}
             if self.break_rate is not None:
-                row["Affected copies it broke"] = f"{self.break_rate[j]:.0%}"
+                row["Breaks the attack (share of affected copies)"] = f"{self.break_rate[j]:.0%}"
             if label_lost is not None:
                 row["Label lost on this image's copies"] = f"{float(label_lost[j]):.0%}" + (
                     " (counts in its rate)" if t in breaking else "")

@@ -50,6 +50,7 @@ class Desk:
     table: TriageTable
     view: TriageView
     order: np.ndarray
+    statistic_name: str = "d"
 
 
 def counted_only(flags: Flags) -> bool | None:
@@ -175,7 +176,7 @@ def desk(act: Active, flags: Flags, classes: tuple[str, ...]) -> Desk:
     table = triage_table(act, flags)
     view = view_controls(act, table, flags, classes)
     s = session()
-    return Desk(table, view, view_order(table, view, s.approved, s.rejected))
+    return Desk(table, view, view_order(table, view, s.approved, s.rejected), flags.statistic_name or "score")
 
 
 def _decide(indices: list[int], status: str) -> None:
@@ -188,15 +189,15 @@ def _cut(order: list[int]) -> None:
     s.approved, s.rejected = apply_cut(s.approved, s.rejected, order, min(int(ss["tri_cut"]), len(order)))
 
 
-def value_text(table: TriageTable, key: str, i: int) -> str:
+def value_text(table: TriageTable, key: str, i: int, statistic_name: str = "d") -> str:
     """One image's value of a sort key, as the tile and the cut caption say it."""
     v = float(table.column(key)[np.flatnonzero(table.index == i)[0]])
     if key == LABEL_BREAK:
         return "label lost ?" if np.isnan(v) else f"label lost {v:.0%}"
     if key == INDEX:
         return f"#{i}"
-    name = "d" if key.startswith(TRANSFORM_PREFIX) else None
-    return f"{name or 'value'} {'∞' if np.isinf(v) else f'{v:.1f}'}"
+    name = "d" if key.startswith(TRANSFORM_PREFIX) else statistic_name
+    return f"{name} {'∞' if np.isinf(v) else f'{v:.1f}'}"
 
 
 def bulk_controls(dk: Desk) -> None:
@@ -212,8 +213,10 @@ def bulk_controls(dk: Desk) -> None:
               help="drag to where the evidence drops; the tiles below show where the cut falls")
     k = int(ss["tri_cut"])
     key = dk.view.sort
-    at = (f"the last image above it: {value_text(dk.table, key, order[k - 1])}" if k else "nothing above it")
-    below = f"the first below it: {value_text(dk.table, key, order[k])}" if k < n else "nothing below it"
+    at = (f"the last image above it: {value_text(dk.table, key, order[k - 1], dk.statistic_name)}" if k
+          else "nothing above it")
+    below = (f"the first below it: {value_text(dk.table, key, order[k], dk.statistic_name)}" if k < n
+             else "nothing below it")
     st.caption(f"The cut falls after tile {k} of {n}: {at}; {below}.")
     row = st.container(horizontal=True, wrap=True, gap="small")  # buttons keep their labels whole
     row.button(f"Approve the top {k}, reject the other {n - k}", type="primary", key="tri_cut_apply",

@@ -26,6 +26,7 @@ from deltainf_core.investigations.triage import (
     statuses,
 )
 
+from .investigation import Flags
 from .state import session
 from .triage_desk import Desk, sort_label
 
@@ -64,7 +65,7 @@ def scatter_figure(table: TriageTable, shown: np.ndarray, x_key: str, y_key: str
 
 
 @st.fragment
-def evidence_scatter(dk: Desk, flags, truth: np.ndarray | None) -> None:
+def evidence_scatter(dk: Desk, flags: Flags, truth: np.ndarray | None) -> None:
     """The shown candidates by the rule's statistic and a second piece of evidence; a box decides them."""
     options = [k for k in dk.table.sort_keys() if k not in (STATISTIC, INDEX)]
     if not options or dk.order.size == 0:
@@ -84,12 +85,13 @@ def evidence_scatter(dk: Desk, flags, truth: np.ndarray | None) -> None:
                                 config={"displaylogo": False, "scrollZoom": False})
         chosen = selection_among(dk.order, selected_training_indices(event))
         if chosen.size == 0:
-            st.caption("Each point is a candidate shown above (orange ring: a known poison). Drag a box or a lasso "
-                       "around a group to approve or reject it at once.")
+            ring = " (orange ring: a known poison)" if poisons is not None else ""
+            st.caption(f"Each point is a candidate shown above{ring}. Drag a box or a lasso around a group to approve "
+                       "or reject it at once.")
             return
-        rest = [int(i) for i in dk.order if int(i) not in set(chosen.tolist())]
+        rest = dk.order[~np.isin(dk.order, chosen)].tolist()
         st.markdown(f"**{chosen.size} selected** of the {dk.order.size} shown"
-                    + (f" ({int(np.isin(chosen, truth).sum())} known poisons)" if truth is not None else ""))
+                    + (f" ({int(np.isin(chosen, poisons).sum())} known poisons)" if poisons is not None else ""))
         row = st.container(horizontal=True, wrap=True, gap="small")
         if row.button(f"Approve the {chosen.size} selected, reject the other {len(rest)}", type="primary",
                     key="tri_sel_split", icon=":material/rule:"):

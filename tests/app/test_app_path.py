@@ -151,16 +151,16 @@ def test_compare_page_shows_the_latest_table(clear_caches, tmp_path, monkeypatch
     at = goto(new_app(), "compare")
     assert any("mnist5k" in h.value for h in at.subheader)
     table = at.dataframe[0].value
-    here = table[table["origin"].str.startswith("here")]
+    here = table[table["origin"] == "here"]
     assert list(here["detector"]) == ["delta", "spectral"]
     assert here["psr_after"].tolist() == pytest.approx([1.0, 50.0])  # shown in percent
     # the shipped reference on the same dataset stays beside it, its rows marked as such
     _ref_path, ref = compare.reference_comparison(SHIPPED, "mnist5k")
-    shipped = table[table["origin"].str.startswith("shipped reference")]
+    shipped = table[table["origin"] == "reference"]
     assert len(shipped) == len(ref["rows"]) >= 20 and set(ref["attacks"]) <= set(shipped["attack"])
     assert any(f"{len(ref['rows'])} runs" in c.value for c in at.caption)
-    assert any("here, " in c.value and "· 2 runs" in c.value for c in at.caption)
-    assert next(t.label for t in at.tabs).startswith("here, ")
+    assert any("run on this machine" in c.value and "· 2 runs" in c.value for c in at.caption)
+    assert next(t.label for t in at.tabs) == "Figure: here"
     (tmp_path / "compare-broken.json").write_text("{not json")
     goto(at, "compare")
 
@@ -205,15 +205,15 @@ def test_compare_page_launches_a_run_and_shows_its_table(clear_caches, tmp_path,
     monkeypatch.setenv("DELTAINF_RESULTS", str(tmp_path))
     at = goto(new_app(), "compare")
     # a fresh clone shows the shipped reference under bench/results/, marked as such
-    assert any("shipped reference" in c.value and "read against" in c.value for c in at.caption)
+    assert any("shipped with the repository" in c.value and "read against" in c.value for c in at.caption)
     assert not [m for m in at.markdown if "Where `compare-*.json`" in m.value]  # no code comment as page text
     at.multiselect(key="cmp_detectors").set_value(["delta", "spectral"])
     at.button(key="cmp_run").click().run(timeout=60)
     assert calls == [(["badnet"], ["delta", "spectral"], ["eu"], str(tmp_path))]
     assert any("Comparison finished" in m.value for m in at.success)
     table = at.dataframe[0].value
-    assert list(table[table["origin"].str.startswith("here")]["detector"]) == ["delta", "spectral"]
-    assert (table["origin"].str.startswith("shipped reference")).sum() >= 20  # the reference stays
+    assert list(table[table["origin"] == "here"]["detector"]) == ["delta", "spectral"]
+    assert (table["origin"] == "reference").sum() >= 20  # the reference stays
 
 
 class _Payload:

@@ -205,8 +205,10 @@ def metric(page, label: str) -> str:
 
 TILES_DRAWN = """() => { const all = s => Array.from(document.querySelectorAll(`[data-testid="${s}"]`));
     const tiles = all('stButtonGroup').filter(e => e.innerText.includes('✗')).length;
-    return tiles > 0 && all('stImageCaption').length >= tiles; }"""
-"""Every tile on the Triage page has its caption (the image list is drawn by a component loaded on demand)."""
+    const stale = document.querySelector('[data-testid="stMain"] [data-stale="true"]');
+    return tiles > 0 && !stale && all('stImageCaption').length >= tiles; }"""
+"""Every tile on the Triage page has its caption (the image list is drawn by a component loaded on demand),
+and none is left over from an earlier run (Streamlit keeps those, marked stale, until it redraws them)."""
 
 
 def tile_buttons(page):
@@ -220,8 +222,14 @@ def triage_view(page) -> tuple[str, str, tuple[str, ...]]:
         goto(page, "4 · Triage")
     page.get_by_text("Approved", exact=True).wait_for(timeout=LONG_MS)
     no_exception(page)
-    page.wait_for_function(TILES_DRAWN)
-    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    captions: list[str] = []
+    for _ in range(20):  # the same captions twice in a row, a second apart: the page has finished redrawing
+        page.wait_for_function(TILES_DRAWN)
+        now = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+        if now == captions:
+            break
+        captions = now
+        page.wait_for_timeout(1000)
     rejected = tuple(c.split(" ", 1)[0] for c in captions if " · rejected" in c)
     return metric(page, "Flagged"), metric(page, "Approved"), rejected
 
