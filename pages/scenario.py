@@ -29,6 +29,7 @@ from deltainf_core.models import (
 )
 from deltainf_core.training import cached_model_note
 from pages import ui
+from pages.ui.engine import engine_panel
 
 ss = st.session_state
 HELP = ui.HELP
@@ -307,6 +308,7 @@ def render() -> None:
     st.radio("Investigate", ["train", "checkpoint"], **ui.keep("scn_mode"), horizontal=True,
              format_func=lambda m: "a model trained here under a known attack" if m == "train"
              else "an existing model (upload a checkpoint)")
+    engine_panel(ui.pipeline())
     if ss["scn_mode"] == "train":
         train_section()
     else:

@@ -64,3 +64,15 @@ def test_the_unlearned_model_is_ready_before_the_click(clear_caches, media):
     payload = torch.load(io.BytesIO(media.downloaded(at, "Unlearned model")), weights_only=True)
     assert payload["format"].startswith("deltainf-checkpoint") and payload["state_dict"]
     assert len(payload["state_dict"]) == len(state(at).unlearned.outcome.model.state_dict())
+
+
+def test_the_scenario_page_offers_the_compute_engine_with_the_cli_help(clear_caches):
+    from dataclasses import fields
+
+    from deltainf_core.config import ComputeConfig
+
+    at = ok(new_app())
+    assert "Compute engine" in [e.label for e in at.expander]
+    engine = next(r for r in at.radio if r.label == "Engine")
+    assert list(engine.options) == ["local", "ray"] and engine.value == "local"
+    assert engine.help == next(f.metadata["help"] for f in fields(ComputeConfig) if f.name == "engine")
