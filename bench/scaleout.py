@@ -1,7 +1,7 @@
 """Benchmark: the ray engine against the local one on real CIFAR-10 images, at equal cores.
 
-    python -m bench.scaleout --sizes 20000,50000 [--data-dir ../shared/data/cifar10] [--workers 2]
-        [--out bench/results/scaleout-cifar10.json]
+    python -m bench.scaleout --sizes 20000,0 [--data-dir ../shared/data/cifar10] [--workers 2]
+        [--base-cache DIR] [--out bench/results/scaleout-cifar10.json]
 
 For each size N, the default scenario (BadNet 1 %, SmallCNN, the default recipe, the default
 detector) on the first N training images (``DataConfig(data_dir, max_train=N)``):
@@ -36,9 +36,11 @@ CIFAR10 = os.path.join(ROOT, "..", "shared", "data", "cifar10")
 
 
 def scenario(data_dir: str, n: int):
+    """The default scenario on the first ``n`` training images (0: all of them). The folder is named as given,
+    as the cache keys it, so ``--base-cache`` can serve a model another run trained on the same folder."""
     from deltainf_core import DataConfig, Scenario
 
-    return Scenario(data=DataConfig(data_dir=os.path.abspath(data_dir), max_train=n), max_rounds=1)
+    return Scenario(data=DataConfig(data_dir=data_dir, max_train=n or None), max_rounds=1)
 
 
 def prepare(data_dir: str, n: int, cache: str, workers: int) -> dict:
@@ -131,12 +133,12 @@ def _child(work: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(sizes: list[int], data_dir: str, workers: int, out_path: str, work: str) -> dict:
+def run(sizes: list[int], data_dir: str, workers: int, out_path: str, work: str, base_cache: str | None = None) -> dict:
     from bench.provenance import provenance
 
     results = []
     for n in sizes:
-        base = os.path.join(work, f"base-{n}")
+        base = base_cache or os.path.join(work, f"base-{n}")
         common = ("--n", str(n), "--data-dir", data_dir, "--workers", str(workers))
         prep = _child(work, "prepare", *common, "--cache", base)
         runs = {}
@@ -145,10 +147,10 @@ def run(sizes: list[int], data_dir: str, workers: int, out_path: str, work: str)
             runs[engine] = _child(work, "measure", *common, "--base", base, "--cache", cache, "--engine", engine)
         local, ray = runs["local"], runs["ray"]
         ratio = (ray["factors_s"] + ray["scores_s"]) / (local["factors_s"] + local["scores_s"])
-        row = {"n_train": n, "prepare": prep, "local": local, "ray": ray, "overhead_ratio": ratio,
+        row = {"n_train": prep["n_train"], "prepare": prep, "local": local, "ray": ray, "overhead_ratio": ratio,
                "same_flagged": local["flagged"] == ray["flagged"]}
         results.append(row)
-        print(f"{n:>7} images: local ({workers} threads) factors {local['factors_s']:.1f}s scores "
+        print(f"{prep['n_train']:>7} images: local ({workers} threads) factors {local['factors_s']:.1f}s scores "
               f"{local['scores_s']:.1f}s | ray ({workers} x 1 thread) factors {ray['factors_s']:.1f}s scores "
               f"{ray['scores_s']:.1f}s (+{ray['connect_s']:.0f}s cluster start) | ratio {ratio:.3f} "
               f"(goal <= 1.1) | same flagged set: {row['same_flagged']}", flush=True)
@@ -168,11 +170,13 @@ def run(sizes: list[int], data_dir: str, workers: int, out_path: str, work: str)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("step", nargs="?", default="run", choices=["run", "prepare", "measure"])
-    ap.add_argument("--sizes", default="20000,50000", help="comma-separated training-set sizes")
+    ap.add_argument("--sizes", default="20000,0", help="comma-separated training-set sizes (0: the whole set)")
     ap.add_argument("--data-dir", default=CIFAR10, help="ImageFolder root (train/<class>, test/<class>)")
     ap.add_argument("--workers", type=int, default=2, help="cores: local threads = Ray one-thread workers")
     ap.add_argument("--out", default=os.path.join(RESULTS, "scaleout-cifar10.json"))
     ap.add_argument("--work", default=None, help="where the caches go (default: a temporary folder)")
+    ap.add_argument("--base-cache", default=None, help="train (or find) each size's model in this cache instead "
+                    "of a fresh one under --work, e.g. the paper grid's, which holds the whole set's BadNet model")
     ap.add_argument("--n", type=int)
     ap.add_argument("--cache")
     ap.add_argument("--base")
@@ -185,10 +189,10 @@ def main() -> None:
     else:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         if args.work:
-            run(sizes, args.data_dir, args.workers, args.out, args.work)
+            run(sizes, args.data_dir, args.workers, args.out, args.work, args.base_cache)
         else:
             with tempfile.TemporaryDirectory(prefix="scaleout-") as work:
-                run(sizes, args.data_dir, args.workers, args.out, work)
+                run(sizes, args.data_dir, args.workers, args.out, work, args.base_cache)
 
 
 if __name__ == "__main__":
