@@ -99,6 +99,15 @@ class LabelBreaks:
     transforms: list[str]
 
 
+def attack_breaking_transforms(evidence: CollapseEvidence, transforms: Sequence[str] | None = None,
+                               min_share: float = 0.5) -> list[str]:
+    """The transformations that broke the attack: most of their copies are no longer called the target."""
+    present = evidence.queries.transforms_present()
+    names = present if transforms is None else [t for t in present if t in transforms]
+    rates = evidence.break_rates(names, "finding the transformations that broke the attack")
+    return [t for t, rate in zip(names, rates, strict=True) if rate >= min_share]
+
+
 def label_break_rate(evidence: CollapseEvidence, indices: Sequence[int] | np.ndarray,
                      transforms: Sequence[str] | None = None, breaking: Sequence[str] | None = None,
                      ) -> LabelBreaks | None:
@@ -110,8 +119,6 @@ def label_break_rate(evidence: CollapseEvidence, indices: Sequence[int] | np.nda
     """
     if evidence.label_check is None or evidence.predicted is None:
         return None
-    from .label_consistency import attack_breaking_transforms  # it imports this module
-
     chosen = list(breaking) if breaking is not None else attack_breaking_transforms(evidence, transforms)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if not chosen or idx.size == 0:

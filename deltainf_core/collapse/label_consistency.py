@@ -32,7 +32,7 @@ from torch import nn
 from ..data.base import ImageSet
 from ..errors import ConfigError
 from ..training import predict
-from .evidence import CollapseEvidence
+from .evidence import CollapseEvidence, attack_breaking_transforms
 from .rules import RULES, EffectSizeParams, RuleResult, otsu_threshold, pooled_effect_size_rule
 from .transforms import apply_transform
 
@@ -81,15 +81,6 @@ class LabelCheck:
                     self._memo[(i, t)] = 1.0 - float(kept[k].mean())
             out[:, j] = [self._memo[(int(i), t)] for i in idx]
         return out
-
-
-def attack_breaking_transforms(evidence: CollapseEvidence, transforms: Sequence[str] | None = None,
-                               min_share: float = 0.5) -> list[str]:
-    """The transformations that broke the attack: most of their copies are no longer called the target."""
-    present = evidence.queries.transforms_present()
-    names = present if transforms is None else [t for t in present if t in transforms]
-    rates = evidence.break_rates(names, "finding the transformations that broke the attack")
-    return [t for t, rate in zip(names, rates, strict=True) if rate >= min_share]
 
 
 def agreement(high: np.ndarray, low: np.ndarray) -> tuple[float, float]:

@@ -10,7 +10,8 @@ from torch import nn
 
 from deltainf_core import ImageSet
 from deltainf_core.collapse import RULES, CollapseEvidence
-from deltainf_core.collapse.label_consistency import LabelCheck, agreement, attack_breaking_transforms
+from deltainf_core.collapse.evidence import attack_breaking_transforms
+from deltainf_core.collapse.label_consistency import LabelCheck, agreement
 from deltainf_core.errors import ConfigError
 
 
