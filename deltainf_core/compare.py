@@ -306,7 +306,7 @@ def save_comparison(result: dict, out_dir: str) -> dict:
     """Write JSON, Markdown and PNG atomically; returns the result with the file paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"compare-{_slug(result['dataset'])}-{time.strftime('%Y%m%d-%H%M%S')}")
-    from .figures_png import comparison_png
+    from .figures.comparison_png import comparison_png
 
     png = f"{stem}.png"
     comparison_png(result, png)

@@ -4,7 +4,7 @@ Built from plain inputs — the SPEC §3 results dict plus images and the collap
 panels — gathered in ``ReportData``, so the CLI (``run --report``) and the app
 (Triage, Unlearn) make the same file. ``collect`` fills it from a finished
 headless run; the app fills it from what the analyst has on screen. The figures
-are PNGs (``report_figures``), the markup is in ``report_html``, the words that are not
+are PNGs (``figures.report_png``), the markup is in ``report_html``, the words that are not
 about one section (the explainer, the verdict) in ``report_text``.
 """
 
@@ -22,9 +22,9 @@ import numpy as np
 
 from . import report_html as h
 from .collapse import CollapsePanels
-from .figures import POISON, framed, hex_to_rgb, hidden_panel_notes
+from .figures.interactive import POISON, framed, hex_to_rgb, hidden_panel_notes
+from .figures.report_png import before_after_png, collapse_png, png_bytes
 from .metrics import SUCCESS_PSR
-from .report_figures import before_after_png, collapse_png, png_bytes
 from .report_text import ATTACK_TOOK_HOLD, EXPLAINER, evidence_text, pct, verdict
 
 

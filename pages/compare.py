@@ -20,7 +20,7 @@ from deltainf_core.compare import (
     reference_comparison,
     run_comparison,
 )
-from deltainf_core.figures_png import comparison_image
+from deltainf_core.figures import comparison_image
 from pages import ui
 
 ss = st.session_state

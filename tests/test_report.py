@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from deltainf_core.collapse import CollapsePanels
-from deltainf_core.figures import CLEAN, FLAGGED, POISON, hex_to_rgb
+from deltainf_core.figures import CLEAN, FLAGGED, POISON, before_after_png, collapse_png, hex_to_rgb
 from deltainf_core.pipeline import run_results
 from deltainf_core.report import (
     ReportData,
@@ -25,7 +25,6 @@ from deltainf_core.report import (
     verdict,
     write_report,
 )
-from deltainf_core.report_figures import before_after_png, collapse_png
 
 CHROMIUM = os.environ.get("DELTAINF_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -28,8 +28,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .collapse import TRANSFORMS, CollapsePanels
-from .collapse.transforms import transform_title
+from ..collapse import TRANSFORMS, CollapsePanels
+from ..collapse.transforms import transform_title
 
 CLEAN = "#9ecae1"
 """Light blue: clean training images when ground truth is known."""

@@ -37,7 +37,7 @@ def comparison_image(result: dict) -> Image.Image:
     Each cell: PSR after unlearning with ✓/× (green when < 5%) and clean accuracy. The
     image is at least as wide as its title (one attack's table is narrower than the title).
     """
-    from .compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER
+    from ..compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER
 
     attacks = result["attacks"]
     groups = [("detector", [r for r in result["rows"] if r["unlearner"] == FIGURE3_UNLEARNER])]

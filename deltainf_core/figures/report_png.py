@@ -4,7 +4,7 @@ A stakeholder report must open anywhere, offline, printed or mailed: Plotly's
 static export needs kaleido and its HTML needs JavaScript (and WebGL for the
 scatter), so the Figure-2 panels and the before/after bars are rasterised here.
 They use the same statistics, colours and symlog axes as the app's Plotly figures
-(``figures.py``), so a reader sees the same picture in both. Points are stamped
+(``interactive``), so a reader sees the same picture in both. Points are stamped
 with NumPy (50,000 points × 8 panels in well under a second); poisons are drawn
 last so a flagged ring never hides one.
 """
@@ -17,7 +17,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .figures import (
+from .comparison_png import _font
+from .interactive import (
     CLEAN,
     D_CLIP,
     FLAGGED,
@@ -33,7 +34,6 @@ from .figures import (
     symlog_scale,
     symlog_ticks,
 )
-from .figures_png import _font
 
 INK = (40, 40, 40)
 GRID = (236, 236, 236)
