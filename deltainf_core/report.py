@@ -22,8 +22,9 @@ import numpy as np
 
 from . import report_html as h
 from .collapse import CollapsePanels
-from .figures.interactive import POISON, framed, hex_to_rgb, hidden_panel_notes
 from .figures.report_png import before_after_png, collapse_png, png_bytes
+from .figures.style import POISON, hex_to_rgb, hidden_panel_notes
+from .figures.tiles import framed
 from .metrics import SUCCESS_PSR
 from .report_text import ATTACK_TOOK_HOLD, EXPLAINER, evidence_text, pct, verdict
 

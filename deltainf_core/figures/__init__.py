@@ -11,12 +11,13 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    ".interactive": (
-        "CLEAN", "D_CLIP", "FLAGGED", "NEUTRAL", "POISON", "STATISTIC_WORDS", "THRESHOLD", "before_after_figure",
-        "collapse_figure", "copies_text", "faded", "framed", "hex_to_rgb", "hidden_panel_notes",
-        "selected_training_indices", "statistic_shown", "statistic_title", "symlog", "symlog_scale", "symlog_ticks",
-        "to_display",
+    ".interactive": ("before_after_figure", "collapse_figure", "selected_training_indices"),
+    ".style": (
+        "CLEAN", "D_CLIP", "FLAGGED", "NEUTRAL", "POISON", "STATISTIC_WORDS", "THRESHOLD", "copies_text",
+        "hex_to_rgb", "hidden_panel_notes", "statistic_shown", "statistic_title", "symlog", "symlog_scale",
+        "symlog_ticks", "typeface",
     ),
+    ".tiles": ("faded", "framed", "to_display"),
     ".report_png": ("before_after_png", "collapse_png", "png_bytes"),
     ".comparison_png": ("comparison_image", "comparison_png"),
 }

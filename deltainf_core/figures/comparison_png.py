@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import os
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from .style import typeface
 
 GOOD = (198, 239, 206)
 BAD = (255, 199, 206)
 NEUTRAL = (235, 235, 235)
 INK = (30, 30, 30)
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default()
 
 
 def comparison_png(result: dict, path: str) -> str:
@@ -44,7 +37,7 @@ def comparison_image(result: dict) -> Image.Image:
     fig4 = [r for r in result["rows"] if r["detector"] == DEFAULT_DETECTOR]
     if len({r["unlearner"] for r in fig4}) > 1:
         groups.append(("unlearner", fig4))
-    font, bold = _font(15), _font(17)
+    font, bold = typeface(15), typeface(17)
     cell_w, cell_h, label_w, head_h = 190, 46, 190, 34
     n_rows = sum(len(dict.fromkeys(r[k] for r in rows)) + 1 for k, rows in groups)
     dataset = os.path.basename(os.path.normpath(str(result.get("dataset") or "?")))

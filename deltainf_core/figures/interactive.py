@@ -1,4 +1,4 @@
-"""Plotly figures and image helpers for the app (and for exports); no Streamlit here.
+"""The app's Plotly figures: the collapse scatter and the before/after bars; no Streamlit here.
 
 Figures only draw numbers the core computed (``collapse.collapse_panels`` and a
 rule's statistic); they never derive a statistic themselves.
@@ -12,7 +12,7 @@ panel shows the current rule's statistic (the pooled effect size ``d`` for the
 default rule) and its threshold.
 
 Raw EK-FAC scores span ±10⁶, so both score axes use a symmetric log scale
-(``sign(v)·log10(1 + |v|/c)``) with ticks labelled in raw units. Every trace is
+(``style.symlog``) with ticks labelled in raw units. Every trace is
 WebGL (``go.Scattergl``) with float32 arrays; ``customdata`` holds the int32
 training index, so hovering names the image and a selection maps back to
 training images without 50,000 text labels.
@@ -21,123 +21,29 @@ training images without 50,000 text labels.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..collapse import TRANSFORMS, CollapsePanels
-from ..collapse.transforms import transform_title
-
-CLEAN = "#9ecae1"
-"""Light blue: clean training images when ground truth is known."""
-NEUTRAL = "#a3a3a3"
-"""Grey: every training image when there is no ground truth."""
-POISON = "#f28e2b"
-"""Orange: the attack's poisons (ground truth)."""
-FLAGGED = "#3b0f70"
-"""Dark purple rings: images the current rule flags (the fill stays visible inside)."""
-THRESHOLD = "#444444"
-
-D_CLIP = 12.0
-"""Effect sizes are drawn clipped to ±D_CLIP (an item with zero spread has d = ±inf)."""
-
-
-# -- panels in words -------------------------------------------------------------------
-STATISTIC_WORDS = {"d": "collapse effect size d", "votes": "copies whose score dropped (votes)",
-                   "score": "detector score"}
-
-
-def copies_text(transform: str, counted: int, scored: int) -> str:
-    """"Invert · 11 of 19 copies counted": a transformation's toggle, panel and reports say it alike."""
-    noun = "copy" if (scored if counted != scored else counted) == 1 else "copies"
-    n = f"{counted} of {scored} {noun} counted" if counted != scored else f"{counted} {noun}"
-    return f"{transform_title(transform)} · {n}"
-
-
-def statistic_title(rule: str, statistic_name: str, cut: float | None) -> str:
-    """The statistic panel's title in words, with where the rule cut (``evidence.rule_cut``)."""
-    words = STATISTIC_WORDS.get(statistic_name, statistic_name)
-    words = words[0].upper() + words[1:]
-    if cut is None:
-        return f"{words} · {rule}'s flagged set is not a cut on it"
-    shown = "∞" if math.isinf(cut) else f"{cut:.1f}" if statistic_name == "d" else f"{cut:g}"
-    return f"{words} · {rule} flags {statistic_name} ≥ {shown}"
-
-
-def hidden_panel_notes(panels: CollapsePanels, one_channel: bool = False) -> list[str]:
-    """One sentence per transformation that was scored but has no panel (no copy counted): why."""
-    notes = []
-    for t, n in panels.scored.items():
-        if t in panels.delta:
-            continue
-        copies = f"{n} cop{'y' if n == 1 else 'ies'}"
-        if one_channel and t in TRANSFORMS and TRANSFORMS.trait(t, "identity_on_gray"):
-            why = f"it leaves a one-channel image unchanged, so none of its {copies} broke the attack"
-        else:
-            why = f"none of its {copies} broke the attack (the model still calls each one the target)"
-        title = transform_title(t)
-        notes.append(f"{title[:1].upper() + title[1:]} has no panel: {why}, and only copies that broke it are counted.")
-    return notes
+from ..collapse import CollapsePanels
+from .style import (
+    CLEAN,
+    FLAGGED,
+    NEUTRAL,
+    POISON,
+    THRESHOLD,
+    copies_text,
+    statistic_shown,
+    symlog,
+    symlog_scale,
+    symlog_ticks,
+)
 
 
 # -- collapse scatter ------------------------------------------------------------------
-def symlog(values: np.ndarray, c: float) -> np.ndarray:
-    """``sign(v) · log10(1 + |v| / c)`` as float32 (0 stays 0, sign is kept)."""
-    v = np.asarray(values, dtype=np.float64)
-    return (np.sign(v) * np.log10(1.0 + np.abs(v) / c)).astype(np.float32)
-
-
-def symlog_scale(values: Iterable[np.ndarray], sample: int = 20_000) -> float:
-    """A linear-zone width ``c``: the decade just below the 5th percentile of non-zero |values|."""
-    mags = np.concatenate([np.abs(np.asarray(v, dtype=np.float64)).ravel()[:sample] for v in values])
-    mags = mags[np.isfinite(mags) & (mags > 0)]
-    if mags.size == 0:
-        return 1.0
-    return float(10.0 ** math.floor(math.log10(np.percentile(mags, 5))))
-
-
-def _superscript(k: int) -> str:
-    table = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-    return str(k).translate(table)
-
-
-def symlog_ticks(c: float, lo: float, hi: float, max_per_side: int = 4,
-                 max_ticks: int = 7) -> tuple[list[float], list[str]]:
-    """Tick positions (in symlog units) and raw-unit labels at 0 and ±powers of ten within ``[lo, hi]``.
-
-    Labels never crowd: 0 is kept, then the largest decades, each at least
-    ``(hi − lo) / max_ticks`` away from the ones already kept.
-    """
-    first = round(math.log10(c))
-    decades = []
-    for k in range(first, first + 40):
-        pos = float(math.log10(1.0 + 10.0**k / c))
-        if pos > max(abs(lo), abs(hi)) * 1.02:
-            break
-        decades.append((k, pos))
-    step = max(1, math.ceil(len(decades) / max_per_side))
-    decades = decades[::-1][::step][::-1]  # keep the largest decade, thin out the small ones
-    vals, text = [0.0], ["0"]
-    for k, pos in decades:
-        label = f"10{_superscript(k)}"
-        if pos <= hi * 1.02:
-            vals.append(pos)
-            text.append(label)
-        if -pos >= lo * 1.02:
-            vals.append(-pos)
-            text.append(f"−{label}")
-    gap = (max(hi, 0.0) - min(lo, 0.0)) / max(1, max_ticks)
-    kept: list[tuple[float, str]] = []
-    for v, t in sorted(zip(vals, text, strict=True), key=lambda pair: (pair[0] != 0.0, -abs(pair[0]))):
-        if all(abs(v - k) >= gap for k, _ in kept):
-            kept.append((v, t))
-    kept.sort()
-    return [v for v, _ in kept], [t for _, t in kept]
-
-
 def _mask(n: int, indices: np.ndarray | None) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     if indices is not None and len(indices):
@@ -147,18 +53,6 @@ def _mask(n: int, indices: np.ndarray | None) -> np.ndarray:
 
 def _axis_name(kind: str, p: int) -> str:
     return kind if p == 0 else f"{kind}{p + 1}"
-
-
-def statistic_shown(statistic: np.ndarray, name: str = "d", clip: float = D_CLIP) -> np.ndarray:
-    """A rule's statistic as the scatter draws it: NaN as 0, float32; the effect size ``d`` is
-    clipped to ``±clip`` (zero spread gives ±inf), other statistics (e.g. vote counts) keep
-    their range with infinities drawn at the finite extremes."""
-    v = np.nan_to_num(np.asarray(statistic, dtype=np.float64), nan=0.0)
-    if name == "d":
-        return np.clip(v, -clip, clip).astype(np.float32)
-    finite = v[np.isfinite(v)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    return np.clip(v, lo, hi).astype(np.float32)
 
 
 def collapse_figure(panels: CollapsePanels, statistic: np.ndarray | None = None, statistic_name: str = "d",
@@ -341,55 +235,3 @@ def before_after_figure(before: Mapping[str, float | None], after: Mapping[str, 
     fig.update_layout(height=340, margin={"l": 50, "r": 20, "t": 50, "b": 40}, plot_bgcolor="white",
                       bargap=0.35)
     return fig
-
-
-def faded(image: Any, min_side: int = 84, amount: float = 0.6) -> np.ndarray:
-    """``to_display`` washed out towards white (a rejected image: still legible, visibly set aside)."""
-    tile = to_display(image, min_side).astype(np.float32)
-    return (tile + (255.0 - tile) * amount + 0.5).astype(np.uint8)
-
-
-# -- images -------------------------------------------------------------------------------
-def to_display(image: Any, min_side: int = 84) -> np.ndarray:
-    """A ``[C, H, W]``/``[H, W]`` image in ``[0, 1]`` (or uint8 pixels, as the core stores them) as
-    uint8 ``[H, W]`` or ``[H, W, 3]``.
-
-    Small images are enlarged by an integer factor with nearest-neighbour, so a 28-px
-    digit stays crisp and a 3-px trigger stays visible.
-    """
-    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    scale = 1.0 if arr.dtype == np.uint8 else 255.0
-    arr = np.asarray(arr, dtype=np.float32)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3):  # [C, H, W] as the core stores images
-        arr = np.moveaxis(arr, 0, -1)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    factor = max(1, math.ceil(min_side / max(1, min(arr.shape[0], arr.shape[1]))))
-    if factor > 1:
-        arr = arr.repeat(factor, axis=0).repeat(factor, axis=1)
-    return (np.clip(arr * scale, 0.0, 255.0) + 0.5).astype(np.uint8)
-
-
-def framed(image: Any, colour: tuple[int, int, int] | None, width: int = 3, min_side: int = 84) -> np.ndarray:
-    """``to_display`` with a coloured frame (e.g. orange for a known poison); RGB uint8."""
-    tile = to_display(image, min_side)
-    if tile.ndim == 2:
-        tile = np.repeat(tile[..., None], 3, axis=2)
-    if colour is None:
-        return tile
-    out = np.empty((tile.shape[0] + 2 * width, tile.shape[1] + 2 * width, 3), dtype=np.uint8)
-    out[:] = np.asarray(colour, dtype=np.uint8)
-    out[width:-width, width:-width] = tile
-    return out
-
-
-def hex_to_rgb(colour: str) -> tuple[int, int, int]:
-    colour = colour.lstrip("#")
-    return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
-
-
-__all__ = [
-    "CLEAN", "FLAGGED", "NEUTRAL", "POISON", "before_after_figure", "collapse_figure", "copies_text", "faded",
-    "framed", "hex_to_rgb", "hidden_panel_notes", "selected_training_indices", "statistic_shown", "statistic_title",
-    "symlog", "symlog_scale", "symlog_ticks", "to_display",
-]

@@ -4,8 +4,8 @@ A stakeholder report must open anywhere, offline, printed or mailed: Plotly's
 static export needs kaleido and its HTML needs JavaScript (and WebGL for the
 scatter), so the Figure-2 panels and the before/after bars are rasterised here.
 They use the same statistics, colours and symlog axes as the app's Plotly figures
-(``interactive``), so a reader sees the same picture in both. Points are stamped
-with NumPy (50,000 points × 8 panels in well under a second); poisons are drawn
+(``interactive``; both take them from ``style``), so a reader sees the same picture in
+both. Points are stamped with NumPy (50,000 points × 8 panels in well under a second); poisons are drawn
 last so a flagged ring never hides one.
 """
 
@@ -17,15 +17,14 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .comparison_png import _font
-from .interactive import (
+from ..collapse import CollapsePanels
+from .style import (
     CLEAN,
     D_CLIP,
     FLAGGED,
     NEUTRAL,
     POISON,
     THRESHOLD,
-    CollapsePanels,
     copies_text,
     hex_to_rgb,
     statistic_shown,
@@ -33,6 +32,7 @@ from .interactive import (
     symlog,
     symlog_scale,
     symlog_ticks,
+    typeface,
 )
 
 INK = (40, 40, 40)
@@ -106,7 +106,7 @@ def collapse_png(panels: CollapsePanels, statistic: np.ndarray | None = None, st
     width = left + cols * panel_w + (cols - 1) * gap_x + 16
     height = legend_h + rows * (top + panel_h + gap_y)
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    font, small = _font(13), _font(11)
+    font, small = typeface(13), typeface(11)
     poison_mask = np.zeros(n, dtype=bool)
     if poisons is not None and len(poisons):
         poison_mask[np.asarray(poisons, dtype=np.int64)] = True
@@ -195,7 +195,7 @@ def before_after_png(before: dict, after: dict, after_label: str, oracle: dict |
     panel_w = (width - left - gap - 20) // 2
     im = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(im)
-    font, bold, small = _font(13), _font(14), _font(11)
+    font, bold, small = typeface(13), typeface(14), typeface(11)
     plot_top, plot_bottom = top, height - bottom
 
     def y_of(pct: float) -> int:
