@@ -18,17 +18,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .attacks import ATTACKS
-from .config import DetectConfig, Scenario
+from .config import Scenario
 from .detectors import DETECTORS
 from .errors import ConfigError, DeltaInfError
+from .figures.comparison_png import DEFAULT_DETECTOR, FIGURE3_UNLEARNER, comparison_png
 from .metrics import SUCCESS_PSR
 from .pipeline import Pipeline, StageProgress, investigate, quiet
 from .unlearning import UNLEARNERS
-
-DEFAULT_DETECTOR = DetectConfig().detector
-"""Figure 4 compares unlearners on the default detector's flagged set."""
-FIGURE3_UNLEARNER = "eu"
-"""Figure 3 unlearns every detector's set with exact unlearning, the gold standard."""
 
 
 def run_comparison(base: Scenario, attacks: list[str], detectors: list[str], unlearners: list[str],
@@ -306,8 +302,6 @@ def save_comparison(result: dict, out_dir: str) -> dict:
     """Write JSON, Markdown and PNG atomically; returns the result with the file paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"compare-{_slug(result['dataset'])}-{time.strftime('%Y%m%d-%H%M%S')}")
-    from .figures.comparison_png import comparison_png
-
     png = f"{stem}.png"
     comparison_png(result, png)
     result["figure_png"] = png

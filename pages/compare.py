@@ -10,8 +10,6 @@ import streamlit as st
 
 from deltainf_core import ATTACKS, DATASETS, DETECTORS, UNLEARNERS, DataConfig
 from deltainf_core.compare import (
-    DEFAULT_DETECTOR,
-    FIGURE3_UNLEARNER,
     comparisons,
     estimate_cells,
     estimate_text,
@@ -20,7 +18,7 @@ from deltainf_core.compare import (
     reference_comparison,
     run_comparison,
 )
-from deltainf_core.figures import comparison_image
+from deltainf_core.figures import DEFAULT_DETECTOR, FIGURE3_UNLEARNER, comparison_image
 from pages import ui
 
 ss = st.session_state

@@ -19,7 +19,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     ".tiles": ("faded", "framed", "to_display"),
     ".report_png": ("before_after_png", "collapse_png", "png_bytes"),
-    ".comparison_png": ("comparison_image", "comparison_png"),
+    ".comparison_png": ("DEFAULT_DETECTOR", "FIGURE3_UNLEARNER", "comparison_image", "comparison_png"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

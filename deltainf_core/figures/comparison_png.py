@@ -1,5 +1,8 @@
 """A PNG of the comparison table in the paper's Figure 3 style, drawn with Pillow.
 
+Which rows make each figure is said here once: the comparison (``compare``) runs those cells
+and writes its Markdown table from the same two names.
+
 Plotly's static export needs a browser-driving extra (kaleido); a table of
 coloured cells needs nothing beyond Pillow, which the project already uses.
 """
@@ -10,7 +13,13 @@ import os
 
 from PIL import Image, ImageDraw
 
+from ..config import DetectConfig
 from .style import typeface
+
+DEFAULT_DETECTOR = DetectConfig().detector
+"""Figure 4 compares unlearners on the default detector's flagged set."""
+FIGURE3_UNLEARNER = "eu"
+"""Figure 3 unlearns every detector's set with exact unlearning, the gold standard."""
 
 GOOD = (198, 239, 206)
 BAD = (255, 199, 206)
@@ -30,8 +39,6 @@ def comparison_image(result: dict) -> Image.Image:
     Each cell: PSR after unlearning with ✓/× (green when < 5%) and clean accuracy. The
     image is at least as wide as its title (one attack's table is narrower than the title).
     """
-    from ..compare import DEFAULT_DETECTOR, FIGURE3_UNLEARNER
-
     attacks = result["attacks"]
     groups = [("detector", [r for r in result["rows"] if r["unlearner"] == FIGURE3_UNLEARNER])]
     fig4 = [r for r in result["rows"] if r["detector"] == DEFAULT_DETECTOR]
